@@ -1,0 +1,28 @@
+//! Pure logic of Basis: identifiers, keys, signed events, their canonical encoding,
+//! validation and the hybrid logical clock.
+//!
+//! This crate knows nothing of tokio, SQLite or sockets (see `docs/ARCHITECTURE.md`), so it is
+//! fast to test, easy to fuzz, and can later be compiled for a browser client.
+
+pub mod body;
+pub mod encoding;
+pub mod error;
+pub mod event;
+pub mod hlc;
+pub mod ids;
+pub mod keys;
+pub mod limits;
+mod sig;
+pub mod validate;
+pub mod vectors;
+
+pub use body::{
+    Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, ReceiptKind, RoomCreate,
+    RoomSettings, SealedKey,
+};
+pub use error::EventError;
+pub use event::{Event, EventContent, PROTOCOL_VERSION};
+pub use hlc::{Clock, Timestamp};
+pub use ids::{EventId, IdParseError, NodeId, RoomId, UserId};
+pub use keys::{KeyError, NodeKey, UserKey};
+pub use validate::ValidEvent;

@@ -30,5 +30,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, EventError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(EventError::Oversize { size: bytes.len() });
     }
-    decode_canonical(bytes)
+    // The version is the first byte; checking it before decoding gives an event of a future
+    // layout the right reason instead of "malformed".
+    match bytes.first() {
+        Some(&v) if v != crate::event::PROTOCOL_VERSION => Err(EventError::UnknownVersion(v)),
+        _ => decode_canonical(bytes),
+    }
 }

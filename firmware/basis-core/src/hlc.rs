@@ -21,8 +21,10 @@ pub const MAX_TIMESTAMP: u64 = i64::MAX as u64;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
-    /// Builds a timestamp from milliseconds since the Unix epoch and a counter.
+    /// Builds a timestamp from milliseconds since the Unix epoch and a counter. Milliseconds
+    /// beyond the representable range (year 6429) saturate.
     pub fn new(millis: u64, counter: u16) -> Self {
+        let millis = millis.min(MAX_TIMESTAMP >> COUNTER_BITS);
         Timestamp((millis << COUNTER_BITS) | u64::from(counter))
     }
 
@@ -61,7 +63,7 @@ impl Clock {
 
     /// A new reading, later than every reading given or observed before.
     pub fn tick(&mut self, wall_millis: u64) -> Timestamp {
-        let wall = Timestamp::new(wall_millis.min(MAX_TIMESTAMP >> COUNTER_BITS), 0);
+        let wall = Timestamp::new(wall_millis, 0);
         self.last = if wall > self.last {
             wall
         } else {

@@ -1,0 +1,303 @@
+//! The configuration schema: what a node can be told, with its built-in defaults.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration file, printed by `basis config defaults`.
+///
+/// Parsing it gives exactly [`Config::default()`]; a unit test keeps the two in step.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// The sections of the configuration, in the order the defaults file lists them.
+pub const SECTIONS: [&str; 4] = ["node", "store", "control", "log"];
+
+/// Where the node's data lives when run as root outside systemd.
+const ROOT_DATA_DIR: &str = "/var/lib/basis";
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`: identity and where data lives.
+    pub node: NodeConfig,
+    /// `[store]`: the event store.
+    pub store: StoreConfig,
+    /// `[control]`: the local admin socket.
+    pub control: ControlConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[node]`: identity and where data lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its key, database and control socket; empty means the default
+    /// (see [`Config::resolve_data_dir`]).
+    pub data_dir: PathBuf,
+    /// Human-readable name shown in status and to peers; empty means the host name.
+    pub name: String,
+}
+
+/// `[store]`: the event store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Disk quota for stored events, MiB; the oldest events expire first when over it.
+    pub quota_mib: u64,
+    /// Default age limit of a room's events, days; 0 keeps them until the quota needs room.
+    pub retention_days: u32,
+    /// SQLite page cache per connection, MiB.
+    pub cache_mib: u32,
+    /// Number of reader connections.
+    pub readers: usize,
+    /// Most events committed in one transaction (group commit).
+    pub write_batch: usize,
+    /// Events waiting for the writer before callers have to wait.
+    pub write_queue: usize,
+    /// How often expiry runs, seconds.
+    pub expire_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            quota_mib: 1024,
+            retention_days: 0,
+            cache_mib: 8,
+            readers: 2,
+            write_batch: 256,
+            write_queue: 1024,
+            expire_interval_secs: 600,
+        }
+    }
+}
+
+/// `[control]`: the local admin socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Unix socket for local admin commands; empty means `<data_dir>/control.sock`.
+    pub socket: PathBuf,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Least severe messages that are logged.
+    pub level: LogLevel,
+}
+
+/// A log level, written in lowercase in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Errors, warnings and information (the default).
+    #[default]
+    Info,
+    /// All of the above and debugging detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the configuration, e.g. `"info"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Config {
+    /// The data directory to use: `node.data_dir` when set, else `$STATE_DIRECTORY` (under
+    /// systemd; its first entry), else `/var/lib/basis` for root, else
+    /// `$XDG_DATA_HOME/basis`, else `$HOME/.local/share/basis`, else `/var/lib/basis`.
+    ///
+    /// `env` looks up an environment variable; pure so it can be tested.
+    pub fn resolve_data_dir(&self, env: &dyn Fn(&str) -> Option<String>, is_root: bool) -> PathBuf {
+        if !self.node.data_dir.as_os_str().is_empty() {
+            return self.node.data_dir.clone();
+        }
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(dirs) = var("STATE_DIRECTORY") {
+            // systemd joins several StateDirectory= entries with ':'.
+            if let Some(first) = dirs.split(':').find(|d| !d.is_empty()) {
+                return PathBuf::from(first);
+            }
+        }
+        if is_root {
+            return PathBuf::from(ROOT_DATA_DIR);
+        }
+        // The XDG spec says a relative $XDG_DATA_HOME is invalid and must be ignored.
+        if let Some(xdg) = var("XDG_DATA_HOME").filter(|d| Path::new(d).is_absolute()) {
+            return Path::new(&xdg).join("basis");
+        }
+        match var("HOME") {
+            Some(home) => Path::new(&home).join(".local/share/basis"),
+            None => PathBuf::from(ROOT_DATA_DIR),
+        }
+    }
+
+    /// The control socket path: `control.socket` when set, else `<data_dir>/control.sock`.
+    pub fn control_socket(&self, data_dir: &Path) -> PathBuf {
+        if self.control.socket.as_os_str().is_empty() {
+            data_dir.join("control.sock")
+        } else {
+            self.control.socket.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(inner) => leaf_keys(inner, &path, out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_file_parses_to_default_config() {
+        let parsed: Config = toml::from_str(DEFAULTS_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_file_lists_every_field() {
+        let schema = toml::Table::try_from(Config::default()).unwrap();
+        let file: toml::Table = toml::from_str(DEFAULTS_TOML).unwrap();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        leaf_keys(&schema, "", &mut want);
+        leaf_keys(&file, "", &mut got);
+        want.sort();
+        got.sort();
+        assert_eq!(want, got);
+        let sections: Vec<&str> = schema.keys().map(String::as_str).collect();
+        let mut known = SECTIONS.to_vec();
+        known.sort();
+        assert_eq!(sections, known);
+    }
+
+    #[test]
+    fn every_key_in_defaults_file_has_a_comment() {
+        let mut previous = "";
+        for line in DEFAULTS_TOML.lines() {
+            let line = line.trim();
+            let is_key = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
+            if is_key {
+                assert!(previous.starts_with('#'), "no comment above `{line}`");
+            }
+            previous = line;
+        }
+    }
+
+    #[test]
+    fn log_level_names_round_trip() {
+        for level in [
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+        ] {
+            let text = format!("[log]\nlevel = \"{}\"\n", level.as_str());
+            let config: Config = toml::from_str(&text).unwrap();
+            assert_eq!(config.log.level, level);
+            assert_eq!(level.to_string(), level.as_str());
+        }
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn data_dir_rule() {
+        let config = Config::default();
+        let home = env_of(&[("HOME", "/home/pi")]);
+        assert_eq!(
+            config.resolve_data_dir(&home, false),
+            PathBuf::from("/home/pi/.local/share/basis")
+        );
+        assert_eq!(
+            config.resolve_data_dir(&home, true),
+            PathBuf::from("/var/lib/basis")
+        );
+
+        let xdg = env_of(&[("HOME", "/home/pi"), ("XDG_DATA_HOME", "/data")]);
+        assert_eq!(
+            config.resolve_data_dir(&xdg, false),
+            PathBuf::from("/data/basis")
+        );
+        let relative_xdg = env_of(&[("HOME", "/home/pi"), ("XDG_DATA_HOME", "rel")]);
+        assert_eq!(
+            config.resolve_data_dir(&relative_xdg, false),
+            PathBuf::from("/home/pi/.local/share/basis")
+        );
+
+        let systemd = env_of(&[
+            ("STATE_DIRECTORY", "/var/lib/basis-a:/var/lib/other"),
+            ("HOME", "/root"),
+        ]);
+        assert_eq!(
+            config.resolve_data_dir(&systemd, true),
+            PathBuf::from("/var/lib/basis-a")
+        );
+        assert_eq!(
+            config.resolve_data_dir(&env_of(&[]), false),
+            PathBuf::from("/var/lib/basis")
+        );
+
+        let mut set = Config::default();
+        set.node.data_dir = PathBuf::from("/srv/basis");
+        assert_eq!(
+            set.resolve_data_dir(&systemd, true),
+            PathBuf::from("/srv/basis")
+        );
+    }
+
+    #[test]
+    fn control_socket_rule() {
+        let mut config = Config::default();
+        let dir = Path::new("/var/lib/basis");
+        assert_eq!(
+            config.control_socket(dir),
+            PathBuf::from("/var/lib/basis/control.sock")
+        );
+        config.control.socket = PathBuf::from("/run/basis.sock");
+        assert_eq!(config.control_socket(dir), PathBuf::from("/run/basis.sock"));
+    }
+}

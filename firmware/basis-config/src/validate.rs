@@ -1,0 +1,177 @@
+//! Checks on values that have the right type but may still be unusable.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+
+use crate::schema::Config;
+
+/// Most MiB `store.quota_mib` may be (16 TiB), so that the quota in bytes fits a `u64`.
+pub(crate) const MAX_QUOTA_MIB: u64 = 1 << 24;
+/// Most events `store.write_queue` may hold.
+pub(crate) const MAX_WRITE_QUEUE: usize = 1_000_000;
+/// Most characters in `node.name`.
+pub(crate) const MAX_NAME_CHARS: usize = 64;
+/// Most bytes in a Unix socket path (`sun_path` less its terminating NUL).
+pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// A value that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    /// Dotted path of the bad field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Another field the rule depends on, blamed when `field` was left at its default.
+    pub related: Option<&'static str>,
+}
+
+/// The first rule `config` breaks, if any.
+pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
+    let store = &config.store;
+    in_range("store.quota_mib", store.quota_mib, 1..=MAX_QUOTA_MIB)?;
+    in_range("store.cache_mib", store.cache_mib, 1..=1024)?;
+    in_range("store.readers", store.readers, 1..=64)?;
+    in_range("store.write_batch", store.write_batch, 1..=10_000)?;
+    if store.write_queue < store.write_batch {
+        return Err(Invalid {
+            field: "store.write_queue",
+            reason: format!(
+                "must be at least store.write_batch ({}), got {}",
+                store.write_batch, store.write_queue
+            ),
+            related: Some("store.write_batch"),
+        });
+    }
+    in_range("store.write_queue", store.write_queue, 1..=MAX_WRITE_QUEUE)?;
+    if store.expire_interval_secs < 10 {
+        return Err(invalid(
+            "store.expire_interval_secs",
+            format!("must be at least 10, got {}", store.expire_interval_secs),
+        ));
+    }
+    let name = &config.node.name;
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(
+            "node.name",
+            format!(
+                "must be at most {MAX_NAME_CHARS} characters, got {}",
+                name.chars().count()
+            ),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            "node.name",
+            "must not contain control characters".into(),
+        ));
+    }
+    let socket = config.control.socket.as_os_str().len();
+    if socket > MAX_SOCKET_PATH_BYTES {
+        return Err(invalid(
+            "control.socket",
+            format!("must be at most {MAX_SOCKET_PATH_BYTES} bytes long, got {socket}"),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(field: &'static str, reason: String) -> Invalid {
+    Invalid {
+        field,
+        reason,
+        related: None,
+    }
+}
+
+fn in_range<T: PartialOrd + Display>(
+    field: &'static str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<(), Invalid> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        let (low, high) = range.into_inner();
+        Err(invalid(
+            field,
+            format!("must be between {low} and {high}, got {value}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(edit: impl FnOnce(&mut Config)) -> Result<(), Invalid> {
+        let mut config = Config::default();
+        edit(&mut config);
+        validate(&config)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&Config::default()), Ok(()));
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        let err = check(|c| c.store.readers = 0).unwrap_err();
+        assert_eq!(err.field, "store.readers");
+        assert_eq!(err.reason, "must be between 1 and 64, got 0");
+        assert_eq!(check(|c| c.store.readers = 64), Ok(()));
+        assert_eq!(
+            check(|c| c.store.quota_mib = 0).unwrap_err().field,
+            "store.quota_mib"
+        );
+        assert_eq!(
+            check(|c| c.store.cache_mib = 1025).unwrap_err().field,
+            "store.cache_mib"
+        );
+        assert_eq!(
+            check(|c| c.store.write_batch = 0).unwrap_err().field,
+            "store.write_batch"
+        );
+        assert_eq!(
+            check(|c| c.store.expire_interval_secs = 9)
+                .unwrap_err()
+                .field,
+            "store.expire_interval_secs"
+        );
+        assert_eq!(
+            check(|c| c.store.write_queue = MAX_WRITE_QUEUE + 1)
+                .unwrap_err()
+                .field,
+            "store.write_queue"
+        );
+    }
+
+    #[test]
+    fn write_queue_must_hold_a_batch() {
+        let err = check(|c| c.store.write_batch = 2000).unwrap_err();
+        assert_eq!(err.field, "store.write_queue");
+        assert_eq!(err.related, Some("store.write_batch"));
+        assert_eq!(
+            err.reason,
+            "must be at least store.write_batch (2000), got 1024"
+        );
+    }
+
+    #[test]
+    fn name_and_socket_limits() {
+        assert_eq!(
+            check(|c| c.node.name = "x".repeat(65)).unwrap_err().field,
+            "node.name"
+        );
+        assert_eq!(
+            check(|c| c.node.name = "a\nb".into()).unwrap_err().field,
+            "node.name"
+        );
+        assert_eq!(check(|c| c.node.name = "Feldlager Süd".into()), Ok(()));
+        let long = format!("/{}", "s".repeat(107));
+        assert_eq!(
+            check(|c| c.control.socket = long.into()).unwrap_err().field,
+            "control.socket"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Expiry: per-room retention by age, then the global byte quota, oldest events first.
+//!
+//! A room's retention comes from its latest settings event that sets `retention_secs`
+//! (latest by timestamp, then id: a deterministic function of the room's events); rooms
+//! without one use the node's default. Ages are measured against the node's hybrid clock,
+//! which has moved past every event it has seen, so a board that booted without a real-time
+//! clock does not take every event for new (or for ancient).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use basis_core::body::Body;
+use basis_core::encoding::decode_event;
+use basis_core::{RoomId, Timestamp};
+use rusqlite::{Connection, params};
+
+use crate::error::StoreError;
+use crate::writer::{StoreStats, ts_sql, used_bytes};
+
+/// What to expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// The node's clock now.
+    pub now: Timestamp,
+    /// Default age limit of events, in milliseconds; `None` keeps events until the quota
+    /// needs room.
+    pub default_max_age_ms: Option<u64>,
+    /// Most bytes of database pages in use; `None` for no quota.
+    pub quota_bytes: Option<u64>,
+}
+
+/// What an expiry run removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Events removed because they were older than their room's retention.
+    pub by_age: u64,
+    /// Events removed to get under the quota.
+    pub by_quota: u64,
+    /// Bytes of database pages in use afterwards.
+    pub used_bytes: u64,
+}
+
+/// Rows deleted per transaction, so that the writer never stalls long.
+const CHUNK: i64 = 1000;
+/// When over the quota, delete down to this share of it, so one new event does not trigger
+/// another round at once.
+const QUOTA_TARGET_PERCENT: u64 = 95;
+
+pub(crate) fn run(
+    conn: &mut Connection,
+    policy: &ExpiryPolicy,
+    stats: &StoreStats,
+) -> Result<ExpiryReport, StoreError> {
+    let mut report = ExpiryReport {
+        by_age: expire_by_age(conn, policy, stats)?,
+        ..ExpiryReport::default()
+    };
+    report.by_quota = enforce_quota(conn, policy, stats)?;
+    report.used_bytes = stats.used_bytes.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+/// Latest `retention_secs` per room from settings events.
+fn room_retention(conn: &Connection) -> Result<HashMap<RoomId, u64>, StoreError> {
+    let mut stmt = conn.prepare("SELECT raw FROM events WHERE kind = ?1 ORDER BY ts, id")?;
+    let mut rows = stmt.query(params![2])?;
+    let mut out = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let raw: Vec<u8> = row.get(0)?;
+        // Stored events were validated; one that no longer decodes is skipped, not fatal.
+        let Ok(event) = decode_event(&raw) else {
+            continue;
+        };
+        if let (Body::Settings(s), Some(room)) = (&event.content.body, event.content.room)
+            && let Some(secs) = s.retention_secs
+        {
+            out.insert(room, secs);
+        }
+    }
+    Ok(out)
+}
+
+fn cutoff(now: Timestamp, age_ms: u64) -> i64 {
+    ts_sql(Timestamp::new(now.millis().saturating_sub(age_ms), 0))
+}
+
+fn delete_returning(
+    conn: &mut Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    stats: &StoreStats,
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction().map_err(StoreError::from_sqlite)?;
+    let (count, bytes) = {
+        let mut stmt = tx.prepare_cached(sql).map_err(StoreError::from_sqlite)?;
+        let sizes = stmt
+            .query_map(args, |r| r.get::<_, i64>(0))
+            .map_err(StoreError::from_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::from_sqlite)?;
+        (sizes.len() as u64, sizes.iter().sum::<i64>() as u64)
+    };
+    tx.commit().map_err(StoreError::from_sqlite)?;
+    stats.events.fetch_sub(count, Ordering::Relaxed);
+    stats.event_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    stats.expired.fetch_add(count, Ordering::Relaxed);
+    stats.used_bytes.store(used_bytes(conn)?, Ordering::Relaxed);
+    Ok(count)
+}
+
+fn expire_by_age(
+    conn: &mut Connection,
+    policy: &ExpiryPolicy,
+    stats: &StoreStats,
+) -> Result<u64, StoreError> {
+    let overrides = room_retention(conn)?;
+    let mut removed = 0;
+    for (room, secs) in &overrides {
+        if *secs == 0 {
+            continue;
+        }
+        let limit = cutoff(policy.now, secs.saturating_mul(1000));
+        loop {
+            let n = delete_returning(
+                conn,
+                "DELETE FROM events WHERE seq IN
+                   (SELECT seq FROM events WHERE room = ?1 AND ts < ?2 LIMIT ?3)
+                 RETURNING length(raw)",
+                params![room.as_bytes(), limit, CHUNK],
+                stats,
+            )?;
+            removed += n;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let Some(age) = policy.default_max_age_ms else {
+        return Ok(removed);
+    };
+    let limit = cutoff(policy.now, age);
+    // Walk old events in (ts, seq) order, skipping rooms with their own retention.
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let rows: Vec<(i64, i64, Vec<u8>)> = {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, ts, room FROM events WHERE ts < ?1 AND (ts, seq) > (?2, ?3)
+                 ORDER BY ts, seq LIMIT ?4",
+            )?;
+            stmt.query_map(params![limit, after.0, after.1, CHUNK], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = (last.1, last.0);
+        let doomed: Vec<i64> = rows
+            .iter()
+            .filter(|(_, _, room)| {
+                RoomId::from_slice(room).is_none_or(|r| !overrides.contains_key(&r))
+            })
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        if doomed.is_empty() {
+            continue;
+        }
+        let list = doomed
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        removed += delete_returning(
+            conn,
+            &format!("DELETE FROM events WHERE seq IN ({list}) RETURNING length(raw)"),
+            [],
+            stats,
+        )?;
+    }
+    Ok(removed)
+}
+
+pub(crate) fn enforce_quota(
+    conn: &mut Connection,
+    policy: &ExpiryPolicy,
+    stats: &StoreStats,
+) -> Result<u64, StoreError> {
+    let Some(quota) = policy.quota_bytes else {
+        return Ok(0);
+    };
+    let target = quota / 100 * QUOTA_TARGET_PERCENT;
+    let mut removed = 0;
+    while used_bytes(conn)? > target {
+        let n = delete_returning(
+            conn,
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts LIMIT ?1)
+             RETURNING length(raw)",
+            params![CHUNK],
+            stats,
+        )?;
+        removed += n;
+        if n == 0 {
+            break;
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "store: removed the {removed} oldest events to stay under the quota of {quota} bytes"
+        );
+    }
+    Ok(removed)
+}

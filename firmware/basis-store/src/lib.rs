@@ -1,0 +1,22 @@
+//! The durable event store of a Basis node, on SQLite.
+//!
+//! One writer thread owns the only write connection and commits events in groups (many events
+//! per transaction); callers are answered only after the commit reached the disk, so an
+//! acknowledged event survives `kill -9` and power loss. Readers use their own connections.
+//! See `docs/ARCHITECTURE.md` for where this sits in the node.
+
+mod error;
+mod expiry;
+mod open;
+pub mod query;
+mod readers;
+mod schema;
+mod writer;
+
+pub use error::StoreError;
+pub use expiry::{ExpiryPolicy, ExpiryReport};
+pub use open::{Store, StoreOptions};
+pub use query::{Cursor, HistoryPage, RoomSummary, StoredEvent};
+pub use readers::Readers;
+pub use schema::SCHEMA_VERSION;
+pub use writer::{Inserted, StoreStats, WriterHandle};

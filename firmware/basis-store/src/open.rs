@@ -1,0 +1,141 @@
+//! Opening a store: refuse foreign or newer databases untouched, migrate, start the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::StoreError;
+use crate::readers::Readers;
+use crate::schema::{APPLICATION_ID, SCHEMA_VERSION, migrations};
+use crate::writer::{StoreStats, Writer, WriterHandle};
+
+/// Tuning of a store (from the node's `[store]` configuration).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite page cache per connection, in MiB.
+    pub cache_mib: u32,
+    /// Number of reader connections.
+    pub readers: usize,
+    /// Most events committed in one transaction.
+    pub write_batch: usize,
+    /// Insert requests waiting for the writer before callers wait.
+    pub write_queue: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_mib: 8,
+            readers: 2,
+            write_batch: 256,
+            write_queue: 1024,
+        }
+    }
+}
+
+/// An open store: the writer thread and the reader connections.
+pub struct Store {
+    path: PathBuf,
+    writer: Writer,
+    readers: Readers,
+}
+
+pub(crate) fn configure(conn: &Connection, cache_mib: u32) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -(i64::from(cache_mib) * 1024))?;
+    Ok(())
+}
+
+/// Reads the application id and schema version without writing anything.
+fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
+    let read = |pragma: &str| -> Result<i64, StoreError> {
+        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase)
+                | Some(rusqlite::ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                },
+                _ => StoreError::Sqlite(e),
+            })
+    };
+    Ok((read("application_id")?, read("user_version")?))
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`. A database of another program, a damaged file
+    /// or one written by a newer schema is refused with a clear error and left untouched.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let (app_id, version) = inspect(&conn, path)?;
+        // A file with a foreign application id, or none but a schema version, belongs to
+        // some other program.
+        if (app_id != 0 && app_id != APPLICATION_ID) || (app_id == 0 && version != 0) {
+            return Err(StoreError::NotBasis {
+                path: path.to_path_buf(),
+                found: app_id,
+            });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it
+        // returns, which is what "acknowledged" promises.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Migration(format!(
+                "cannot switch to WAL journal mode (got {mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        configure(&conn, options.cache_mib)?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let stats = Arc::new(StoreStats::load(&conn)?);
+        let writer = Writer::start(conn, options, stats)?;
+        let readers = Readers::open(path, options)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer,
+            readers,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle to send events and expiry runs to the writer; cheap to clone.
+    pub fn writer(&self) -> WriterHandle {
+        self.writer.handle()
+    }
+
+    /// The reader connections.
+    pub fn readers(&self) -> &Readers {
+        &self.readers
+    }
+
+    /// Live counters kept by the writer.
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.writer.stats()
+    }
+
+    /// Flushes everything queued, checkpoints the log into the database and closes it.
+    /// Blocking: from async code, call it inside `tokio::task::spawn_blocking`.
+    pub fn close(self) -> Result<(), StoreError> {
+        drop(self.readers);
+        self.writer.shutdown()
+    }
+}

@@ -1,0 +1,223 @@
+//! Read queries: events by id, a room's history page by page, reconciliation ranges, rooms.
+
+use std::fmt;
+use std::str::FromStr;
+
+use basis_core::{EventId, RoomId, Timestamp};
+use rusqlite::{Row, params};
+
+use crate::error::StoreError;
+use crate::readers::Readers;
+use crate::writer::ts_sql;
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event id.
+    pub id: EventId,
+    /// The room.
+    pub room: RoomId,
+    /// The author's timestamp.
+    pub time: Timestamp,
+    /// Local wall clock at arrival, milliseconds since the epoch.
+    pub received_at: i64,
+    /// The canonical wire bytes.
+    pub raw: Vec<u8>,
+}
+
+/// A position in a room's history: page before it with [`Readers::history`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// Timestamp of the event at the position.
+    pub time: Timestamp,
+    /// Id of the event at the position.
+    pub id: EventId,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.time.0, self.id)
+    }
+}
+
+/// Why a cursor string is not valid.
+#[derive(Debug, thiserror::Error)]
+#[error("a cursor looks like <timestamp>-<64 hex characters>")]
+pub struct CursorParseError;
+
+impl FromStr for Cursor {
+    type Err = CursorParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (time, id) = s.split_once('-').ok_or(CursorParseError)?;
+        Ok(Cursor {
+            time: Timestamp(time.parse().map_err(|_| CursorParseError)?),
+            id: id.parse().map_err(|_| CursorParseError)?,
+        })
+    }
+}
+
+/// One page of a room's history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The events, newest first.
+    pub events: Vec<StoredEvent>,
+    /// Where the next (older) page starts; `None` when this page reached the beginning.
+    pub older: Option<Cursor>,
+}
+
+/// A room as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room.
+    pub room: RoomId,
+    /// Events held.
+    pub events: u64,
+    /// Bytes of their encodings.
+    pub bytes: u64,
+    /// Newest timestamp held.
+    pub latest: Timestamp,
+}
+
+/// Most events one history page or range may return.
+pub const MAX_PAGE: usize = 10_000;
+
+fn blob32<T>(row: &Row, idx: usize, make: fn([u8; 32]) -> T) -> rusqlite::Result<T> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(make)
+        .map_err(|_| {
+            rusqlite::Error::InvalidColumnType(
+                idx,
+                "32-byte id".into(),
+                rusqlite::types::Type::Blob,
+            )
+        })
+}
+
+fn stored(row: &Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: blob32(row, 0, EventId)?,
+        room: blob32(row, 1, RoomId)?,
+        time: Timestamp(row.get::<_, i64>(2)?.max(0) as u64),
+        received_at: row.get(3)?,
+        raw: row.get(4)?,
+    })
+}
+
+const COLUMNS: &str = "id, room, ts, received_at, raw";
+
+impl Readers {
+    /// The event with this id, if held.
+    pub fn get(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+            let mut rows = stmt.query_map(params![id.as_bytes()], stored)?;
+            Ok(rows.next().transpose()?)
+        })
+    }
+
+    /// Whether the event with this id is held.
+    pub fn contains(&self, id: &EventId) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
+            Ok(stmt.exists(params![id.as_bytes()])?)
+        })
+    }
+
+    /// Up to `limit` events of a room, newest first, strictly older than `before` (or the
+    /// newest ones when `before` is `None`).
+    pub fn history(
+        &self,
+        room: &RoomId,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (ts, id) = match before {
+            Some(c) => (ts_sql(c.time), c.id.0.to_vec()),
+            None => (i64::MAX, vec![0xff; 33]),
+        };
+        let events: Vec<StoredEvent> = self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE room = ?1 AND (ts, id) < (?2, ?3)
+                 ORDER BY ts DESC, id DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(params![room.as_bytes(), ts, id, limit as i64], stored)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        let older = if events.len() == limit {
+            events.last().map(|e| Cursor {
+                time: e.time,
+                id: e.id,
+            })
+        } else {
+            None
+        };
+        Ok(HistoryPage { events, older })
+    }
+
+    /// `(timestamp, id)` of a room's events in `[from, to)`, ascending, at most `limit`: the
+    /// items set reconciliation works on.
+    pub fn range(
+        &self,
+        room: &RoomId,
+        from: Cursor,
+        to: Cursor,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT ts, id FROM events WHERE room = ?1 AND (ts, id) >= (?2, ?3)
+                 AND (ts, id) < (?4, ?5) ORDER BY ts, id LIMIT ?6",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    room.as_bytes(),
+                    ts_sql(from.time),
+                    from.id.as_bytes(),
+                    ts_sql(to.time),
+                    to.id.as_bytes(),
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| {
+                    Ok((
+                        Timestamp(r.get::<_, i64>(0)?.max(0) as u64),
+                        blob32(r, 1, EventId)?,
+                    ))
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Every room with its counts, most recently active first.
+    pub fn rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room, count(*), sum(length(raw)), max(ts) FROM events
+                 GROUP BY room ORDER BY max(ts) DESC",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(RoomSummary {
+                    room: blob32(r, 0, RoomId)?,
+                    events: r.get::<_, i64>(1)?.max(0) as u64,
+                    bytes: r.get::<_, i64>(2)?.max(0) as u64,
+                    latest: Timestamp(r.get::<_, i64>(3)?.max(0) as u64),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; returns the problems found (empty when ok).
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let lines: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(lines.into_iter().filter(|l| l != "ok").collect())
+        })
+    }
+}

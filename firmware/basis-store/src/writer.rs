@@ -1,0 +1,359 @@
+//! The single writer: a thread that owns the write connection and commits in groups.
+//!
+//! Requests queue on a bounded channel. The thread takes the first waiting request, then
+//! everything else already queued up to `write_batch` events, writes them all in one
+//! transaction and answers every caller after the commit returned (synchronous=FULL: the
+//! data is on disk). One fsync serves many events, so throughput grows with load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use basis_core::{EventId, Timestamp, ValidEvent};
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+use crate::expiry::{self, ExpiryPolicy, ExpiryReport};
+use crate::open::StoreOptions;
+
+/// Result of inserting one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// The event.
+    pub id: EventId,
+    /// False when the store already held it (nothing was written).
+    pub new: bool,
+}
+
+/// Counters kept by the writer, readable at any time without touching the database.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Events held.
+    pub events: AtomicU64,
+    /// Bytes of the events' wire encodings held.
+    pub event_bytes: AtomicU64,
+    /// Bytes of database pages in use (tables and indexes, without free pages).
+    pub used_bytes: AtomicU64,
+    /// Events newly stored since start.
+    pub inserted: AtomicU64,
+    /// Events offered again that were already held, since start.
+    pub duplicates: AtomicU64,
+    /// Transactions committed since start.
+    pub commits: AtomicU64,
+    /// Events removed by expiry since start.
+    pub expired: AtomicU64,
+}
+
+impl StoreStats {
+    pub(crate) fn load(conn: &Connection) -> Result<StoreStats, StoreError> {
+        let (events, bytes): (i64, i64) = conn.query_row(
+            "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let stats = StoreStats::default();
+        stats.events.store(events as u64, Ordering::Relaxed);
+        stats.event_bytes.store(bytes as u64, Ordering::Relaxed);
+        stats.used_bytes.store(used_bytes(conn)?, Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    fn add(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of database pages in use: (page_count - freelist_count) * page_size.
+pub(crate) fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        Ok(conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)
+    };
+    let used = (pragma("page_count")? - pragma("freelist_count")?).max(0) as u64;
+    Ok(used * pragma("page_size")?.max(0) as u64)
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    Insert {
+        events: Vec<ValidEvent>,
+        reply: Reply<Vec<Inserted>>,
+    },
+    Expire {
+        policy: ExpiryPolicy,
+        reply: Reply<ExpiryReport>,
+    },
+    /// Finish what was queued before this request, then stop.
+    Shutdown,
+}
+
+/// A cheap, clonable handle for sending work to the writer.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl WriterHandle {
+    /// Stores events; returns once they are durable (or refused). Events must already be
+    /// validated. Duplicates are reported with `new: false`.
+    pub async fn insert(&self, events: Vec<ValidEvent>) -> Result<Vec<Inserted>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Insert { events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`WriterHandle::insert`], for callers outside an async runtime.
+    pub fn insert_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<Inserted>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Request::Insert { events, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs expiry (retention by age, then the byte quota) in the writer.
+    pub async fn expire(&self, policy: ExpiryPolicy) -> Result<ExpiryReport, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Expire { policy, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`WriterHandle::expire`], for callers outside an async runtime.
+    pub fn expire_blocking(&self, policy: ExpiryPolicy) -> Result<ExpiryReport, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Request::Expire { policy, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether the writer thread is still running (for the service watchdog).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+/// The writer thread and its channel.
+pub(crate) struct Writer {
+    handle: WriterHandle,
+    thread: JoinHandle<Result<(), StoreError>>,
+    stats: Arc<StoreStats>,
+}
+
+impl Writer {
+    pub(crate) fn start(
+        conn: Connection,
+        options: &StoreOptions,
+        stats: Arc<StoreStats>,
+    ) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        let mut state = WriterState {
+            conn,
+            stats: stats.clone(),
+            batch_limit: options.write_batch.max(1),
+            last_received: 0,
+            policy: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("basis-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(StoreError::Thread)?;
+        Ok(Writer {
+            handle: WriterHandle { tx },
+            thread,
+            stats,
+        })
+    }
+
+    pub(crate) fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    pub(crate) fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+
+    /// Lets the thread finish what is queued, stops it and waits for it. Handles still held
+    /// elsewhere get [`StoreError::Closed`] from then on.
+    pub(crate) fn shutdown(self) -> Result<(), StoreError> {
+        // If the thread is already gone the send fails and the join reports why.
+        let _ = self.handle.tx.blocking_send(Request::Shutdown);
+        drop(self.handle);
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+}
+
+struct WriterState {
+    conn: Connection,
+    stats: Arc<StoreStats>,
+    batch_limit: usize,
+    last_received: i64,
+    /// The policy of the last expiry run, applied to the quota after each commit.
+    policy: Option<ExpiryPolicy>,
+}
+
+fn wall_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl WriterState {
+    fn run(&mut self, mut rx: mpsc::Receiver<Request>) -> Result<(), StoreError> {
+        // The thread ends when every handle is dropped and the queue is empty.
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut inserts = Vec::new();
+            let mut later = Vec::new();
+            let mut count = 0;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Insert { events, reply } => {
+                        count += events.len();
+                        inserts.push((events, reply));
+                    }
+                    expire @ Request::Expire { .. } => later.push(expire),
+                    Request::Shutdown => {
+                        stopping = true;
+                        break;
+                    }
+                }
+                if count < self.batch_limit {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !inserts.is_empty() {
+                self.commit_group(inserts);
+            }
+            for request in later {
+                if let Request::Expire { policy, reply } = request {
+                    // (Shutdown requests never reach this list.)
+                    let result = expiry::run(&mut self.conn, &policy, &self.stats);
+                    self.policy = Some(policy);
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        // Fold the write-ahead log into the database so the file is complete on its own.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(StoreError::from_sqlite)?;
+        Ok(())
+    }
+
+    fn commit_group(&mut self, group: Vec<(Vec<ValidEvent>, Reply<Vec<Inserted>>)>) {
+        let received = wall_millis().max(self.last_received);
+        self.last_received = received;
+        match self.write(&group, received) {
+            Ok(results) => {
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                log::error!("store: a batch of {} writes failed: {e}", group.len());
+                let disk_full = matches!(e, StoreError::DiskFull);
+                for (_, reply) in group {
+                    let _ = reply.send(Err(if disk_full {
+                        StoreError::DiskFull
+                    } else {
+                        StoreError::WriteFailed(e.to_string())
+                    }));
+                }
+            }
+        }
+        self.enforce_quota();
+    }
+
+    /// After a commit: if the database grew over the quota, expire the oldest events now
+    /// rather than at the next periodic run.
+    fn enforce_quota(&mut self) {
+        let Some(policy) = self.policy.clone() else {
+            return;
+        };
+        let over = policy
+            .quota_bytes
+            .is_some_and(|q| self.stats.used_bytes.load(Ordering::Relaxed) > q);
+        if over && let Err(e) = expiry::enforce_quota(&mut self.conn, &policy, &self.stats) {
+            log::error!("store: expiry for the quota failed: {e}");
+        }
+    }
+
+    fn write(
+        &mut self,
+        group: &[(Vec<ValidEvent>, Reply<Vec<Inserted>>)],
+        received: i64,
+    ) -> Result<Vec<Vec<Inserted>>, StoreError> {
+        let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
+        let mut results = Vec::with_capacity(group.len());
+        let (mut new_events, mut new_bytes, mut dups) = (0u64, 0u64, 0u64);
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(StoreError::from_sqlite)?;
+            for (events, _) in group {
+                let mut out = Vec::with_capacity(events.len());
+                for ev in events {
+                    let c = &ev.event().content;
+                    let changed = stmt
+                        .execute(params![
+                            ev.id().as_bytes(),
+                            ev.room().as_bytes(),
+                            c.author.as_bytes(),
+                            c.body.kind_code(),
+                            ts_sql(c.time),
+                            received,
+                            ev.bytes(),
+                        ])
+                        .map_err(StoreError::from_sqlite)?;
+                    if changed == 1 {
+                        new_events += 1;
+                        new_bytes += ev.bytes().len() as u64;
+                    } else {
+                        dups += 1;
+                    }
+                    out.push(Inserted {
+                        id: ev.id(),
+                        new: changed == 1,
+                    });
+                }
+                results.push(out);
+            }
+        }
+        tx.commit().map_err(StoreError::from_sqlite)?;
+        let s = &self.stats;
+        s.add(&s.events, new_events);
+        s.add(&s.event_bytes, new_bytes);
+        s.add(&s.inserted, new_events);
+        s.add(&s.duplicates, dups);
+        s.add(&s.commits, 1);
+        if let Ok(used) = used_bytes(&self.conn) {
+            s.used_bytes.store(used, Ordering::Relaxed);
+        }
+        Ok(results)
+    }
+}
+
+/// A timestamp as stored in SQLite (validation guarantees it fits an `i64`).
+pub(crate) fn ts_sql(ts: Timestamp) -> i64 {
+    i64::try_from(ts.0).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,305 @@
+//! Store behaviour as the node relies on it.
+
+use basis_core::body::{Body, History, MessageBody, RoomCreate, RoomSettings};
+use basis_core::validate::{ValidEvent, validate_event};
+use basis_core::{EventContent, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
+use basis_store::{Cursor, ExpiryPolicy, Store, StoreError, StoreOptions};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+const T0: u64 = 1_700_000_000_000;
+
+fn key() -> UserKey {
+    UserKey::from_secret([5; 32])
+}
+
+fn create(name: &str) -> ValidEvent {
+    let content = EventContent {
+        version: PROTOCOL_VERSION,
+        room: None,
+        author: key().id(),
+        parents: vec![],
+        time: Timestamp::new(T0, 0),
+        body: Body::Create(RoomCreate {
+            name: name.into(),
+            encrypted: false,
+            history: History::SinceJoin,
+        }),
+    };
+    validate_event(content.sign(&key())).unwrap()
+}
+
+fn event(room: RoomId, millis: u64, body: Body) -> ValidEvent {
+    let content = EventContent {
+        version: PROTOCOL_VERSION,
+        room: Some(room),
+        author: key().id(),
+        parents: vec![],
+        time: Timestamp::new(millis, 0),
+        body,
+    };
+    validate_event(content.sign(&key())).unwrap()
+}
+
+fn text(room: RoomId, millis: u64, text: &str) -> ValidEvent {
+    event(
+        room,
+        millis,
+        Body::Message(MessageBody::Text { text: text.into() }),
+    )
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("basis.db"), &StoreOptions::default()).unwrap()
+}
+
+#[test]
+fn inserts_report_new_and_duplicates_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let m = text(rid, T0 + 1, "hello");
+    let w = store.writer();
+    let first = w.insert_blocking(vec![room.clone(), m.clone()]).unwrap();
+    assert!(first.iter().all(|i| i.new));
+    let again = w.insert_blocking(vec![m.clone()]).unwrap();
+    assert!(!again[0].new);
+    assert_eq!(
+        store
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    store.close().unwrap();
+
+    let store = open(&dir);
+    let got = store.readers().get(&m.id()).unwrap().unwrap();
+    assert_eq!(got.raw, m.bytes());
+    assert_eq!(got.room, rid);
+    assert_eq!(
+        store
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert!(store.readers().integrity_check().unwrap().is_empty());
+}
+
+#[test]
+fn history_pages_newest_first_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let mut events = vec![room];
+    // Several events share a timestamp so the id breaks ties inside a millisecond.
+    for i in 0..95u64 {
+        events.push(text(rid, T0 + 1 + i / 3, &format!("m{i}")));
+    }
+    store.writer().insert_blocking(events.clone()).unwrap();
+    let mut seen = Vec::new();
+    let mut before: Option<Cursor> = None;
+    for page_size in [7usize, 30, 1, 100].iter().cycle() {
+        let page = store.readers().history(&rid, before, *page_size).unwrap();
+        seen.extend(page.events.iter().map(|e| (e.time, e.id)));
+        match page.older {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = events
+        .iter()
+        .map(|e| (e.event().content.time, e.id()))
+        .collect();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn cursor_text_round_trips_and_bad_text_is_refused() {
+    let c = Cursor {
+        time: Timestamp::new(T0, 3),
+        id: basis_core::EventId([9; 32]),
+    };
+    assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+    assert!("nonsense".parse::<Cursor>().is_err());
+}
+
+#[test]
+fn ranges_list_items_in_order_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let events: Vec<_> = (0..20).map(|i| text(rid, T0 + 10 * i, "x")).collect();
+    store.writer().insert_blocking(events).unwrap();
+    let lo = Cursor {
+        time: Timestamp::new(T0 + 50, 0),
+        id: basis_core::EventId([0; 32]),
+    };
+    let hi = Cursor {
+        time: Timestamp::new(T0 + 100, 0),
+        id: basis_core::EventId([0; 32]),
+    };
+    let items = store.readers().range(&rid, lo, hi, 1000).unwrap();
+    let millis: Vec<u64> = items.iter().map(|(t, _)| t.millis()).collect();
+    assert_eq!(millis, vec![T0 + 50, T0 + 60, T0 + 70, T0 + 80, T0 + 90]);
+}
+
+#[test]
+fn expiry_by_default_age_and_by_room_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (a, b) = (create("a"), create("b"));
+    let (ra, rb) = (a.room(), b.room());
+    let now = T0 + 100 * DAY_MS;
+    let mut events = vec![a, b];
+    for day in [1, 50, 95, 99] {
+        events.push(text(ra, now - day * DAY_MS, &format!("a{day}")));
+        events.push(text(rb, now - day * DAY_MS, &format!("b{day}")));
+    }
+    // Room b keeps 2 days, room a follows the node's default of 60 days.
+    events.push(event(
+        rb,
+        now - 1000,
+        Body::Settings(RoomSettings {
+            retention_secs: Some(2 * 24 * 3600),
+            ..RoomSettings::default()
+        }),
+    ));
+    store.writer().insert_blocking(events).unwrap();
+    let report = store
+        .writer()
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(now, 0),
+            default_max_age_ms: Some(60 * DAY_MS),
+            quota_bytes: None,
+        })
+        .unwrap();
+    let texts = |room| {
+        let page = store.readers().history(&room, None, 100).unwrap();
+        page.events.len()
+    };
+    // a: the create event (T0, 100 days old) and the 95/99-day texts go; 1 and 50 stay.
+    assert_eq!(texts(ra), 2);
+    // b: only events younger than 2 days stay: the 1-day text and the settings event.
+    assert_eq!(texts(rb), 2);
+    assert_eq!(report.by_age, 3 + 4);
+}
+
+#[test]
+fn quota_removes_oldest_first_and_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    store.writer().insert_blocking(vec![room]).unwrap();
+    let body = "y".repeat(2000);
+    let events: Vec<_> = (0..2000).map(|i| text(rid, T0 + 1 + i, &body)).collect();
+    for chunk in events.chunks(200) {
+        store.writer().insert_blocking(chunk.to_vec()).unwrap();
+    }
+    let quota = 1_000_000;
+    let report = store
+        .writer()
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(T0 + 10_000, 0),
+            default_max_age_ms: None,
+            quota_bytes: Some(quota),
+        })
+        .unwrap();
+    assert!(report.by_quota > 0);
+    assert!(report.used_bytes <= quota, "{report:?}");
+    // The newest event survived; the oldest text did not.
+    let r = store.readers();
+    assert!(r.get(&events[1999].id()).unwrap().is_some());
+    assert!(r.get(&events[0].id()).unwrap().is_none());
+    // Later inserts keep the store under the quota without another explicit run.
+    let more: Vec<_> = (0..600).map(|i| text(rid, T0 + 5000 + i, &body)).collect();
+    for chunk in more.chunks(100) {
+        store.writer().insert_blocking(chunk.to_vec()).unwrap();
+    }
+    // The writer enforces the quota right after answering a commit; an empty request queued
+    // behind it returns once that is done.
+    store.writer().insert_blocking(vec![]).unwrap();
+    let used = store
+        .stats()
+        .used_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(used <= quota, "used {used} > quota {quota}");
+}
+
+#[test]
+fn database_of_a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("basis.db");
+    open(&dir).close().unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = match Store::open(&path, &StoreOptions::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("newer schema was accepted"),
+    };
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer Basis"));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn foreign_and_garbage_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t(x); PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let err = Store::open(&foreign, &StoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::NotBasis { .. }), "{err}");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let err = Store::open(&garbage, &StoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x42u8; 8192]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_grouped_into_few_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    store.writer().insert(vec![room]).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let w = store.writer();
+        let ev = text(rid, T0 + 1 + i, "x");
+        tasks.push(tokio::spawn(async move { w.insert(vec![ev]).await }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap()[0].new);
+    }
+    let stats = store.stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stats.events.load(std::sync::atomic::Ordering::Relaxed), 401);
+    // 401 single-event requests; group commit must have merged at least some of them.
+    assert!(commits < 401, "{commits} commits for 401 events");
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -5,6 +5,7 @@
 //! acknowledged event survives `kill -9` and power loss. Readers use their own connections.
 //! See `docs/ARCHITECTURE.md` for where this sits in the node.
 
+mod check;
 mod error;
 mod expiry;
 mod open;
@@ -13,6 +14,7 @@ mod readers;
 mod schema;
 mod writer;
 
+pub use check::{CheckReport, check};
 pub use error::StoreError;
 pub use expiry::{ExpiryPolicy, ExpiryReport};
 pub use open::{Store, StoreOptions};

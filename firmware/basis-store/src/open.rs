@@ -38,7 +38,7 @@ impl Default for StoreOptions {
 pub struct Store {
     path: PathBuf,
     writer: Writer,
-    readers: Readers,
+    readers: Arc<Readers>,
 }
 
 pub(crate) fn configure(conn: &Connection, cache_mib: u32) -> Result<(), StoreError> {
@@ -104,7 +104,7 @@ impl Store {
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let stats = Arc::new(StoreStats::load(&conn)?);
         let writer = Writer::start(conn, options, stats)?;
-        let readers = Readers::open(path, options)?;
+        let readers = Arc::new(Readers::open(path, options)?);
         Ok(Store {
             path: path.to_path_buf(),
             writer,
@@ -122,9 +122,9 @@ impl Store {
         self.writer.handle()
     }
 
-    /// The reader connections.
-    pub fn readers(&self) -> &Readers {
-        &self.readers
+    /// The reader connections, shareable with tasks.
+    pub fn readers(&self) -> Arc<Readers> {
+        self.readers.clone()
     }
 
     /// Live counters kept by the writer.

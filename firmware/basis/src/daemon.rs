@@ -1,0 +1,171 @@
+//! `basis run`: start the node, serve until SIGTERM or SIGINT, stop cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use basis_store::{ExpiryPolicy, Store, StoreOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::node::Node;
+use crate::settings::Settings;
+use crate::{control, datadir, identity, notify};
+
+/// How long shutdown waits for replies in flight before closing the store anyway.
+const DRAIN: Duration = Duration::from_secs(5);
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    let s = &settings.config.store;
+    StoreOptions {
+        cache_mib: s.cache_mib,
+        readers: s.readers,
+        write_batch: s.write_batch,
+        write_queue: s.write_queue,
+    }
+}
+
+fn expiry_policy(settings: &Settings, node: &Node) -> ExpiryPolicy {
+    let s = &settings.config.store;
+    ExpiryPolicy {
+        now: node.now(),
+        default_max_age_ms: (s.retention_days > 0)
+            .then(|| u64::from(s.retention_days) * 24 * 3600 * 1000),
+        quota_bytes: Some(s.quota_mib.saturating_mul(1024 * 1024)),
+    }
+}
+
+fn node_name(settings: &Settings) -> String {
+    let name = settings.config.node.name.trim();
+    if !name.is_empty() {
+        return name.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "basis".to_string())
+}
+
+/// Runs the node until a stop signal.
+pub async fn run(settings: Settings) -> Result<()> {
+    // Files the node makes (database, socket, key) are for its own user only.
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(0o077) };
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+
+    datadir::prepare(&settings.data_dir)?;
+    let lock = datadir::lock(&settings.data_dir)?;
+    let key = identity::load_or_create(&settings.key_file())?;
+    let db = settings.db_file();
+    let options = store_options(&settings);
+    let store = tokio::task::spawn_blocking(move || Store::open(&db, &options))
+        .await
+        .context("the store task failed")?
+        .with_context(|| format!("cannot open the database {}", settings.db_file().display()))?;
+
+    let listener = control::server::bind(&settings.socket)?;
+    let listening = vec![format!("unix:{}", settings.socket.display())];
+    let node = Arc::new(Node::new(
+        key.id(),
+        node_name(&settings),
+        settings.data_dir.clone(),
+        listening,
+        &store,
+    ));
+    drop(key);
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(control::server::serve(
+        listener,
+        node.clone(),
+        stop.clone(),
+        tasks.clone(),
+    ));
+    tasks.spawn(expiry_loop(settings.clone(), node.clone(), stop.clone()));
+    let status = node.status();
+    log::info!(
+        "basis {} node {} ({}) started",
+        status.version,
+        node.id.short(),
+        node.name
+    );
+    for file in &settings.files {
+        log::info!("configuration: {}", file.display());
+    }
+    log::info!("data directory: {}", settings.data_dir.display());
+    log::info!(
+        "database: {} ({} events, {} bytes)",
+        settings.db_file().display(),
+        status.events,
+        status.store_bytes
+    );
+    log::info!("control socket: {}", settings.socket.display());
+    log::info!("ready");
+    notify::ready(&format!("serving {} events", status.events));
+    if let Some(period) = notify::watchdog_period() {
+        tasks.spawn(watchdog_loop(period, node.clone(), stop.clone()));
+    }
+
+    let why = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    log::info!("{why}: stopping");
+    notify::stopping();
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+        log::warn!("some requests were still running after {DRAIN:?}; closing anyway");
+    }
+    drop(node);
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .context("the store task failed")?
+        .context("cannot close the database cleanly")?;
+    let _ = std::fs::remove_file(&settings.socket);
+    drop(lock);
+    log::info!("stopped; every acknowledged event is on disk");
+    Ok(())
+}
+
+async fn expiry_loop(settings: Settings, node: Arc<Node>, stop: CancellationToken) {
+    let period = Duration::from_secs(settings.config.store.expire_interval_secs.max(10));
+    loop {
+        match node.writer().expire(expiry_policy(&settings, &node)).await {
+            Ok(r) if r.by_age + r.by_quota > 0 => log::info!(
+                "expiry removed {} events by age and {} for the quota",
+                r.by_age,
+                r.by_quota
+            ),
+            Ok(_) => {}
+            Err(e) => log::error!("expiry failed: {e}"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// Pings systemd's watchdog only while the writer answers: a stuck writer (a hung disk)
+/// gets the service restarted.
+async fn watchdog_loop(period: Duration, node: Arc<Node>, stop: CancellationToken) {
+    loop {
+        let alive = tokio::time::timeout(period, node.writer().insert(Vec::new()))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if alive {
+            notify::watchdog();
+        } else {
+            log::error!("the store writer did not answer within {period:?}");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}

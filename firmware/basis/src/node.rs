@@ -1,0 +1,142 @@
+//! The running node's shared state: identity, store handles, clock and counters.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use basis_core::validate::validate;
+use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp};
+use basis_store::{StoreError, StoreStats, WriterHandle};
+
+use crate::control::Status;
+
+/// Why an event offered to the node was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The event is invalid.
+    #[error("refused: {0}")]
+    Invalid(#[from] EventError),
+    /// The store could not take it.
+    #[error("not stored: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl AppendError {
+    /// Machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppendError::Invalid(e) => e.code(),
+            AppendError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// An event the node has made durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    /// Its id.
+    pub id: EventId,
+    /// Its room.
+    pub room: RoomId,
+    /// False when it was already held.
+    pub new: bool,
+}
+
+/// State shared by the node's tasks.
+pub struct Node {
+    /// This node's id.
+    pub id: NodeId,
+    /// Human name of the node.
+    pub name: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where the node listens (for status).
+    pub listening: Vec<String>,
+    writer: WriterHandle,
+    stats: Arc<StoreStats>,
+    clock: Mutex<Clock>,
+    started: Instant,
+    refused: AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub fn wall_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Builds the node state around an open store.
+    pub fn new(
+        id: NodeId,
+        name: String,
+        data_dir: PathBuf,
+        listening: Vec<String>,
+        store: &basis_store::Store,
+    ) -> Node {
+        Node {
+            id,
+            name,
+            data_dir,
+            listening,
+            writer: store.writer(),
+            stats: store.stats(),
+            clock: Mutex::new(Clock::new()),
+            started: Instant::now(),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The node's hybrid clock now.
+    pub fn now(&self) -> Timestamp {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tick(wall_millis())
+    }
+
+    /// The writer handle.
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+
+    /// Validates event bytes and stores them; returns once they are durable.
+    pub async fn append(&self, bytes: &[u8]) -> Result<Stored, AppendError> {
+        let event = validate(bytes).inspect_err(|e| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            log::info!("refused an event from the control socket: {e}");
+        })?;
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(event.event().content.time);
+        let (id, room) = (event.id(), event.room());
+        let inserted = self.writer.insert(vec![event]).await?;
+        let new = inserted.first().is_some_and(|i| i.new);
+        Ok(Stored { id, room, new })
+    }
+
+    /// What `basis status` shows.
+    pub fn status(&self) -> Status {
+        let file_size = |suffix: &str| {
+            std::fs::metadata(self.data_dir.join(format!("basis.db{suffix}")))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        Status {
+            node_id: self.id.to_string(),
+            name: self.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_dir: self.data_dir.display().to_string(),
+            events: self.stats.events.load(Ordering::Relaxed),
+            event_bytes: self.stats.event_bytes.load(Ordering::Relaxed),
+            store_bytes: file_size("") + file_size("-wal") + file_size("-shm"),
+            listening: self.listening.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! The daemon's life cycle as a user sees it: identity, storage across restarts, signals,
+//! the data-directory lock, `status`, `dev append`, `config defaults`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+
+use basis_core::{NodeKey, UserKey};
+use common::*;
+use serde_json::Value;
+
+fn ids_of(acks: &[Ack]) -> Vec<String> {
+    acks.iter().map(|a| a.id.clone()).collect()
+}
+
+/// All acks are new, in one room, with distinct ids, and the room's create event (whose id is
+/// the room id) is among them.
+fn check_acks_of_new_room(acks: &[Ack], expected: usize) {
+    assert_eq!(acks.len(), expected, "acks: {acks:#?}");
+    let room = &acks[0].room;
+    assert!(
+        acks.iter().all(|a| &a.room == room),
+        "acks in several rooms: {acks:#?}"
+    );
+    assert!(
+        acks.iter().all(|a| a.new),
+        "an ack of a fresh event says new=false: {acks:#?}"
+    );
+    let distinct: HashSet<&String> = acks.iter().map(|a| &a.id).collect();
+    assert_eq!(distinct.len(), acks.len(), "duplicate ids in acks");
+    assert!(
+        distinct.contains(room),
+        "the room's create event (id = room id {room}) was not acknowledged"
+    );
+}
+
+#[test]
+fn restart_keeps_identity_and_events() {
+    let mut node = Node::new();
+    node.start();
+    let id = node.node_id();
+
+    let acks = node.append_json(&["--count", "20"]);
+    // 20 messages and the room's create event.
+    check_acks_of_new_room(&acks, 21);
+    let ids = ids_of(&acks);
+
+    node.stop();
+    node.start();
+
+    assert_eq!(node.node_id(), id, "the node id changed across a restart");
+    let status = node.status_json();
+    assert_eq!(status["node_id"], id.as_str(), "status: {status}");
+    assert_eq!(status["events"], 21, "status: {status}");
+
+    let conn = open_db_ro(&node.db_path());
+    let missing = missing_ids(&conn, &ids);
+    assert!(
+        missing.is_empty(),
+        "acknowledged events lost across a restart: {missing:?}"
+    );
+    assert_eq!(count_events(&conn), 21);
+    drop(conn);
+    node.stop();
+}
+
+#[test]
+fn status_reports_the_node() {
+    let mut node = Node::new();
+    node.start();
+    let id = node.node_id();
+    node.append_json(&["--count", "3"]);
+    let s = node.status_json();
+    assert_eq!(s["node_id"], id.as_str(), "status: {s}");
+    assert_eq!(
+        s["name"], NODE_NAME,
+        "the configured name is not reported: {s}"
+    );
+    assert!(
+        s["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "no version in status: {s}"
+    );
+    let data_dir = s["data_dir"].as_str().expect("data_dir string");
+    assert_eq!(
+        fs::canonicalize(data_dir).ok(),
+        fs::canonicalize(&node.data).ok(),
+        "status data_dir is not the configured one: {s}"
+    );
+    assert_eq!(s["events"], 4, "status: {s}");
+    assert!(
+        s["event_bytes"].as_u64().is_some_and(|b| b > 0),
+        "status: {s}"
+    );
+    assert!(s["store_bytes"].as_u64().is_some(), "status: {s}");
+    assert!(s["listening"].is_array(), "status: {s}");
+    assert!(s["uptime_secs"].as_u64().is_some(), "status: {s}");
+
+    // The human form works too and names the node.
+    let out = node.cli_ok(&["status"]);
+    let plain = text(&out.stdout);
+    assert!(
+        plain.contains(&id) || plain.contains(&id[..8]),
+        "plain status does not show the node id:\n{plain}"
+    );
+    node.stop();
+}
+
+#[test]
+fn first_start_creates_a_private_key_and_data_dir() {
+    let mut node = Node::new();
+    assert!(!node.data.exists());
+    node.start();
+
+    assert_eq!(mode_of(&node.data), 0o700, "data directory mode");
+    assert_eq!(mode_of(&node.key_path()), 0o600, "node key mode");
+    assert!(
+        node.db_path().is_file(),
+        "no database at {}",
+        node.db_path().display()
+    );
+    let sock = fs::symlink_metadata(node.socket()).expect("control socket exists");
+    assert!(sock.file_type().is_socket(), "control.sock is not a socket");
+
+    let pem = fs::read_to_string(node.key_path()).unwrap();
+    let key = NodeKey::from_pem(&pem).expect("node.key is a PKCS#8 PEM ed25519 key");
+    let id = node.node_id();
+    assert_eq!(
+        key.id().to_string(),
+        id,
+        "the node id is not the key's public key"
+    );
+
+    let out = node.cli_ok(&["id", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("id --json is JSON");
+    assert_eq!(v["node_id"], id.as_str(), "{v}");
+    assert_eq!(v["short"], &id[..8], "{v}");
+    assert_eq!(
+        fs::canonicalize(v["key_file"].as_str().expect("key_file")).ok(),
+        fs::canonicalize(node.key_path()).ok(),
+        "{v}"
+    );
+
+    let log = node.stop();
+    assert!(
+        log.contains(&node.data.display().to_string()),
+        "the log does not show the data directory:\n{log}"
+    );
+    assert!(
+        log.contains(&node.socket().display().to_string()),
+        "the log does not show the control socket:\n{log}"
+    );
+    // The secret never reaches the log.
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!log.contains(line), "the log shows the node key");
+    }
+}
+
+#[test]
+fn id_creates_the_key_without_a_daemon() {
+    let node = Node::new();
+    let id = node.node_id();
+    assert_eq!(mode_of(&node.key_path()), 0o600);
+    assert_eq!(mode_of(&node.data), 0o700);
+    assert_eq!(
+        node.node_id(),
+        id,
+        "basis id changed the key on its second run"
+    );
+}
+
+#[test]
+fn second_daemon_on_the_same_data_dir_is_refused() {
+    let mut node = Node::new();
+    node.start();
+    let before = node.append_json(&[]);
+    check_acks_of_new_room(&before, 2);
+
+    let out = node.run_refused(&[]);
+    assert_error_exit(&out, "second basis run");
+    let stderr = text(&out.stderr).to_lowercase();
+    assert!(
+        stderr.contains("lock") || stderr.contains("already"),
+        "the refusal does not say the data directory is locked:\n{}",
+        describe(&out)
+    );
+
+    // The first daemon is unharmed: it still answers on its socket and stores events.
+    assert!(
+        node.is_running(),
+        "the first daemon died:\n{}",
+        node.log_text()
+    );
+    let after = node.append_json(&["--count", "5"]);
+    check_acks_of_new_room(&after, 6);
+    let status = node.status_json();
+    assert_eq!(status["events"], 8, "status: {status}");
+    let check = node.store_check_ok();
+    assert_eq!(check["events"], 8, "{check}");
+    assert_eq!(check["rooms"], 2, "{check}");
+    node.stop();
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let mut node = Node::new();
+    node.start();
+    let acks = node.append_json(&["--count", "2"]);
+    let status = node.signal_and_wait(libc::SIGINT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "after SIGINT the daemon exited with {status:?}\n{}",
+        node.log_text()
+    );
+    // The lock is released and the events are there.
+    node.start();
+    let conn = open_db_ro(&node.db_path());
+    assert!(missing_ids(&conn, &ids_of(&acks)).is_empty());
+    drop(conn);
+    node.stop();
+}
+
+#[test]
+fn status_without_a_daemon_says_so() {
+    let mut node = Node::new();
+    let socket = node.socket().display().to_string();
+    let check = |node: &Node, when: &str| {
+        let out = node.cli(&["status"]);
+        assert_error_exit(&out, &format!("basis status {when}"));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&socket) && stderr.to_lowercase().contains("running"),
+            "basis status {when}: expected an error saying no node is running at {socket}\n{}",
+            describe(&out)
+        );
+    };
+    check(&node, "before any start");
+
+    // After a crash the socket file is left behind, with nobody listening.
+    node.start();
+    node.kill9();
+    check(&node, "after the daemon was killed");
+}
+
+#[test]
+fn parallel_appends_are_all_acknowledged_and_kept() {
+    let mut node = Node::new();
+    node.start();
+    let acks = node.append_json(&["--count", "200", "--parallel", "8"]);
+    check_acks_of_new_room(&acks, 201);
+    let ids = ids_of(&acks);
+    node.stop();
+
+    node.start();
+    let conn = open_db_ro(&node.db_path());
+    let missing = missing_ids(&conn, &ids);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost: {missing:?}",
+        missing.len()
+    );
+    drop(conn);
+    assert_eq!(node.status_json()["events"], 201);
+    node.stop();
+}
+
+#[test]
+fn dev_append_plain_output() {
+    let mut node = Node::new();
+    node.start();
+    let out = node.cli_ok(&["dev", "append", "--count", "3", "--text", "hi there"]);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    let room_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with("room ")).collect();
+    assert_eq!(room_lines.len(), 1, "expected one `room` line:\n{stdout}");
+    assert!(
+        lines[0].starts_with("room "),
+        "the `room` line is not first:\n{stdout}"
+    );
+    let room = lines[0]["room ".len()..].trim();
+    assert!(is_hex_id(room), "bad room id in {:?}", lines[0]);
+    let stored: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| {
+            l.strip_prefix("stored ")
+                .unwrap_or_else(|| panic!("unexpected line {l:?}:\n{stdout}"))
+                .trim()
+        })
+        .collect();
+    // Three messages, plus the create event if it is reported as stored too.
+    assert!(
+        stored.len() == 3 || stored.len() == 4,
+        "expected 3 (or 4 with the create event) `stored` lines:\n{stdout}"
+    );
+    assert!(stored.iter().all(|id| is_hex_id(id)), "{stdout}");
+    assert_eq!(stored.iter().collect::<HashSet<_>>().len(), stored.len());
+
+    let conn = open_db_ro(&node.db_path());
+    let mut with_text = 0;
+    for id in &stored {
+        let raw: Vec<u8> = conn
+            .query_row(
+                "SELECT raw FROM events WHERE id = ?1",
+                [id_bytes(id)],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("stored event {id} not in the database: {e}"));
+        if String::from_utf8_lossy(&raw).contains("hi there") {
+            with_text += 1;
+        }
+    }
+    assert_eq!(
+        with_text, 3,
+        "expected 3 stored messages carrying --text:\n{stdout}"
+    );
+    drop(conn);
+    node.stop();
+}
+
+#[test]
+fn dev_append_with_a_user_key_and_an_existing_room() {
+    let mut node = Node::new();
+    node.start();
+    let key = UserKey::generate().unwrap();
+    let key_file = node.root().join("user.pem");
+    fs::write(&key_file, key.to_pem().unwrap()).unwrap();
+    set_mode(&key_file, 0o600);
+    let key_arg = key_file.to_str().unwrap();
+
+    let first = node.append_json(&["--user-key", key_arg, "--text", "one"]);
+    check_acks_of_new_room(&first, 2);
+    let room = first[0].room.clone();
+
+    let more = node.append_json(&["--user-key", key_arg, "--room", &room, "--count", "2"]);
+    assert_eq!(
+        more.len(),
+        2,
+        "with --room no create event is sent: {more:#?}"
+    );
+    assert!(more.iter().all(|a| a.room == room && a.new), "{more:#?}");
+
+    let conn = open_db_ro(&node.db_path());
+    for ack in first.iter().chain(&more) {
+        let (author, event_room): (Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT author, room FROM events WHERE id = ?1",
+                [id_bytes(&ack.id)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("event {} not stored: {e}", ack.id));
+        assert_eq!(
+            author,
+            key.id().0.to_vec(),
+            "event {} not signed by --user-key",
+            ack.id
+        );
+        assert_eq!(
+            event_room,
+            id_bytes(&room),
+            "event {} in the wrong room",
+            ack.id
+        );
+    }
+    drop(conn);
+    node.stop();
+}
+
+#[test]
+fn config_defaults_parse_and_check_ok() {
+    let node = Node::new();
+    let out = node.cli_ok(&["config", "defaults"]);
+    let defaults = text(&out.stdout);
+    assert!(
+        defaults.lines().any(|l| l.trim() == "[store]"),
+        "no [store] table in the defaults:\n{defaults}"
+    );
+    assert!(
+        defaults.lines().any(|l| l
+            .split('#')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["quota_mib", "=", "1024"]),
+        "no `quota_mib = 1024` in the defaults:\n{defaults}"
+    );
+    let file = node.root().join("defaults.toml");
+    fs::write(&file, &defaults).unwrap();
+
+    let out = node.cli_ok(&["config".as_ref(), "check".as_ref(), file.as_os_str()]);
+    assert!(text(&out.stdout).contains("ok"), "{}", describe(&out));
+
+    let out = node.cli_ok(&[
+        "config".as_ref(),
+        "check".as_ref(),
+        file.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("config check --json is JSON");
+    assert_eq!(v["ok"], true, "{v}");
+
+    // As the main file of a layered configuration, too.
+    let mut cmd = clean_command();
+    cmd.arg("--config").arg(&file).args(["config", "check"]);
+    let out = run_with_timeout(cmd, CMD_TIMEOUT);
+    assert_success(&out, "basis --config defaults.toml config check");
+}
+
+#[test]
+fn global_flags_work_after_the_subcommand() {
+    let mut node = Node::new();
+    let other = node.root().join("other");
+    let mut cmd = clean_command();
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&node.config)
+        .arg("--data-dir")
+        .arg(&other);
+    node.start_command(cmd);
+    assert!(other.join("node.key").is_file(), "--data-dir was not used");
+    assert!(
+        !node.data.exists(),
+        "the configured data_dir was used despite --data-dir"
+    );
+
+    let mut cmd = clean_command();
+    cmd.args(["status", "--json", "--config"])
+        .arg(&node.config)
+        .arg("--data-dir")
+        .arg(&other);
+    let out = run_with_timeout(cmd, CMD_TIMEOUT);
+    assert_success(&out, "basis status --json --config .. --data-dir ..");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        fs::canonicalize(s["data_dir"].as_str().unwrap()).ok(),
+        fs::canonicalize(&other).ok(),
+        "{s}"
+    );
+
+    // --set node.data_dir=... is the same thing.
+    let mut cmd = clean_command();
+    cmd.arg("--config")
+        .arg(&node.config)
+        .arg("--set")
+        .arg(format!("node.data_dir={}", other.display()))
+        .args(["id", "--json"]);
+    let out = run_with_timeout(cmd, CMD_TIMEOUT);
+    assert_success(&out, "basis --set node.data_dir=.. id --json");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node_id"], s["node_id"], "id {v} vs status {s}");
+    node.stop();
+}

@@ -539,7 +539,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(loaded.config, Config::default());
-        assert_eq!(loaded.origins.len(), 11);
+        // One origin per key of the defaults file.
+        assert_eq!(loaded.origins.len(), 19);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// The sections of the configuration, in the order the defaults file lists them.
-pub const SECTIONS: [&str; 4] = ["node", "store", "control", "log"];
+pub const SECTIONS: [&str; 5] = ["node", "store", "federation", "control", "log"];
 
 /// Where the node's data lives when run as root outside systemd.
 const ROOT_DATA_DIR: &str = "/var/lib/basis";
@@ -23,6 +23,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[store]`: the event store.
     pub store: StoreConfig,
+    /// `[federation]`: which nodes this node replicates with, and how.
+    pub federation: FederationConfig,
     /// `[control]`: the local admin socket.
     pub control: ControlConfig,
     /// `[log]`: logging.
@@ -70,6 +72,65 @@ impl Default for StoreConfig {
             write_batch: 256,
             write_queue: 1024,
             expire_interval_secs: 600,
+        }
+    }
+}
+
+/// A secret string: shown as `<hidden>` by `Debug`, so it never reaches a log by accident.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<hidden>"
+        })
+    }
+}
+
+impl Secret {
+    /// Whether a secret is set.
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// `[federation]`: which nodes this node replicates with, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The federation's shared secret, like a Wi-Fi passphrase.
+    pub secret: Secret,
+    /// A file whose first line is the secret (instead of `secret`).
+    pub secret_file: PathBuf,
+    /// Node ids (64 hex characters) admitted without the secret.
+    pub allow: Vec<String>,
+    /// UDP port of the QUIC endpoint.
+    pub port: u16,
+    /// Peers to dial at start: `host:port`, or `NODEID@host:port` to pin the key.
+    pub peers: Vec<String>,
+    /// Whether to announce and discover nodes on the LAN with mDNS.
+    pub mdns: bool,
+    /// How often a link reconciles again while it is up, seconds.
+    pub reconcile_secs: u64,
+    /// Most links at once.
+    pub max_peers: usize,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            secret: Secret::default(),
+            secret_file: PathBuf::new(),
+            allow: Vec::new(),
+            port: 7464,
+            peers: Vec::new(),
+            mdns: true,
+            reconcile_secs: 60,
+            max_peers: 32,
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
             "must not contain control characters".into(),
         ));
     }
+    validate_federation(config)?;
     let socket = config.control.socket.as_os_str().len();
     if socket > MAX_SOCKET_PATH_BYTES {
         return Err(invalid(
@@ -72,6 +73,64 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
             format!("must be at most {MAX_SOCKET_PATH_BYTES} bytes long, got {socket}"),
         ));
     }
+    Ok(())
+}
+
+fn is_node_id(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a peer address: `host:port` or `NODEID@host:port`.
+fn check_peer(text: &str) -> Result<(), String> {
+    let (id, address) = match text.split_once('@') {
+        Some((id, address)) => (Some(id), address),
+        None => (None, text),
+    };
+    if let Some(id) = id
+        && !is_node_id(id)
+    {
+        return Err(format!(
+            "{text:?}: the part before '@' must be a node id (64 hex characters)"
+        ));
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{text:?}: expected host:port"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "{text:?}: expected host:port with a port from 1 to 65535"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_federation(config: &Config) -> Result<(), Invalid> {
+    let f = &config.federation;
+    if f.secret.is_set() && !f.secret_file.as_os_str().is_empty() {
+        return Err(invalid(
+            "federation.secret_file",
+            "set either secret or secret_file, not both".into(),
+        ));
+    }
+    if f.secret.is_set() && f.secret.0.len() < 8 {
+        return Err(invalid(
+            "federation.secret",
+            "must be at least 8 characters long".into(),
+        ));
+    }
+    if let Some(bad) = f.allow.iter().find(|id| !is_node_id(id)) {
+        return Err(invalid(
+            "federation.allow",
+            format!("{bad:?} is not a node id (64 hex characters, see `basis id`)"),
+        ));
+    }
+    in_range("federation.port", f.port, 1..=u16::MAX)?;
+    for peer in &f.peers {
+        check_peer(peer).map_err(|reason| invalid("federation.peers", reason))?;
+    }
+    in_range("federation.reconcile_secs", f.reconcile_secs, 5..=86_400)?;
+    in_range("federation.max_peers", f.max_peers, 1..=1024)?;
     Ok(())
 }
 
@@ -155,6 +214,49 @@ mod tests {
             err.reason,
             "must be at least store.write_batch (2000), got 1024"
         );
+    }
+
+    #[test]
+    fn federation_rules() {
+        let err = check(|c| c.federation.secret.0 = "short".into()).unwrap_err();
+        assert_eq!(err.field, "federation.secret");
+        let err = check(|c| c.federation.allow = vec!["nope".into()]).unwrap_err();
+        assert_eq!(err.field, "federation.allow");
+        for bad in ["nohost", "h:0", ":7464", "abc@h:1"] {
+            let err = check(|c| c.federation.peers = vec![bad.into()]).unwrap_err();
+            assert_eq!(err.field, "federation.peers", "{bad}");
+        }
+        let id = "ab".repeat(32);
+        for good in [
+            "10.0.0.2:7464".to_string(),
+            "[fe80::1]:7464".into(),
+            format!("{id}@base.example:7464"),
+        ] {
+            assert_eq!(
+                check(|c| c.federation.peers = vec![good.clone()]),
+                Ok(()),
+                "{good}"
+            );
+        }
+        let err = check(|c| {
+            c.federation.secret.0 = "long enough".into();
+            c.federation.secret_file = "/x".into();
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "federation.secret_file");
+        assert_eq!(
+            check(|c| c.federation.reconcile_secs = 4)
+                .unwrap_err()
+                .field,
+            "federation.reconcile_secs"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let mut c = Config::default();
+        c.federation.secret.0 = "correct horse battery".into();
+        assert!(!format!("{c:?}").contains("horse"));
     }
 
     #[test]

@@ -60,9 +60,12 @@ pub fn defaults() {
     print!("{DEFAULTS_TOML}");
 }
 
-/// Prints the configuration in effect.
+/// Prints the configuration in effect, with the federation secret masked.
 pub fn show(global: &Global, json: bool) -> Result<()> {
-    let settings = settings::load(global)?;
+    let mut settings = settings::load(global)?;
+    if settings.config.federation.secret.is_set() {
+        settings.config.federation.secret.0 = "<hidden>".into();
+    }
     if json {
         print_json(&json!({
             "config": serde_json::to_value(&settings.config)?,

@@ -1,0 +1,122 @@
+//! Frames exchanged on a link, encoded with postcard. Framing (a length before each frame)
+//! is the transport's job; a frame here is one complete message.
+
+use std::net::SocketAddr;
+
+use basis_core::{EventId, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_FRAME;
+
+/// A peer a node knows, shared in peer exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's node id.
+    pub node: NodeId,
+    /// Addresses it was reached at.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// One message on a link. Variant order is wire format: append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame each side sends: who it is and its proof of membership.
+    Hello {
+        /// Protocol version.
+        version: u16,
+        /// Sender's node id (must match its TLS key).
+        node: NodeId,
+        /// Sender's human name.
+        name: String,
+        /// Admission proof (all zero when the sender has no federation secret).
+        proof: [u8; 32],
+    },
+    /// Peers the sender is connected to (peer exchange).
+    Peers(Vec<PeerInfo>),
+    /// A negentropy reconciliation message.
+    Recon(Vec<u8>),
+    /// The initiator finished reconciling; the responder may drop its state.
+    ReconEnd,
+    /// Ids the sender wants; more `Want` frames may follow until `WantEnd`.
+    Want(Vec<EventId>),
+    /// End of a want list: the receiver sends the wanted events, newest first.
+    WantEnd,
+    /// Events (wire bytes), pushed live or sent for a want list.
+    Events(Vec<Vec<u8>>),
+    /// The sender is closing the link, and why.
+    Bye(String),
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Larger than [`MAX_FRAME`].
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    Oversize(usize),
+    /// Not a valid frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl Frame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        // postcard fails only for serde features these types do not use.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a frame, refusing oversize input and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.len() > MAX_FRAME {
+            return Err(FrameError::Oversize(bytes.len()));
+        }
+        let (frame, rest) = postcard::take_from_bytes::<Frame>(bytes)
+            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(FrameError::Malformed(format!(
+                "{} bytes after the frame",
+                rest.len()
+            )));
+        }
+        Ok(frame)
+    }
+
+    /// A short name for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "hello",
+            Frame::Peers(_) => "peers",
+            Frame::Recon(_) => "recon",
+            Frame::ReconEnd => "recon-end",
+            Frame::Want(_) => "want",
+            Frame::WantEnd => "want-end",
+            Frame::Events(_) => "events",
+            Frame::Bye(_) => "bye",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip() {
+        let f = Frame::Want(vec![EventId([3; 32])]);
+        assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        let mut bytes = f.encode();
+        bytes.push(0);
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = Frame::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The Basis federation protocol as a sans-IO state machine.
+//!
+//! A [`link::Link`] is one admitted-or-not connection to a peer node. It takes the frames the
+//! peer sent and the time, and returns [`link::Action`]s: frames to send, events to store,
+//! events to stream to the peer, penalties. It never touches a socket, a clock or a database
+//! itself, so it is tested with in-memory pipes and fuzzed directly; `basis-net` drives it over
+//! QUIC. See `docs/FEDERATION.md` for the protocol.
+
+pub mod admission;
+pub mod frame;
+pub mod limits;
+pub mod link;
+pub mod recon;
+pub mod reputation;
+
+pub use admission::{FederationKey, Proof, Role};
+pub use frame::{Frame, FrameError, PeerInfo};
+pub use link::{Action, ItemSource, Link, LinkConfig};
+pub use reputation::Reputation;
+
+/// ALPN protocol id of Basis federation links.
+pub const ALPN: &[u8] = b"basis/1";
+/// Version of the federation protocol carried in the hello frame.
+pub const PROTOCOL_VERSION: u16 = 1;

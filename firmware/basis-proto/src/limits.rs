@@ -1,0 +1,21 @@
+//! Limits of the federation protocol.
+
+/// Largest frame a node sends or accepts, in bytes (a batch of events or a reconciliation
+/// message). A peer that sends a larger one is cut off.
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// Most bytes of events put in one `Events` frame.
+pub const EVENTS_FRAME_BYTES: usize = 512 * 1024;
+/// Most ids in one `Want` frame.
+pub const WANT_FRAME_IDS: usize = 8192;
+/// Most ids one peer may ask for in one round before `WantEnd`.
+pub const MAX_WANTED: usize = 4_000_000;
+/// Limit negentropy messages to this many bytes (it splits its work across more rounds).
+pub const RECON_FRAME_BYTES: u64 = 60_000;
+/// Most reconciliation round trips in one session before it is given up as misbehaving.
+pub const MAX_RECON_ROUNDS: u32 = 64;
+/// Ids remembered per link as known to the peer, so live pushes are not echoed.
+pub const RECENT_IDS: usize = 8192;
+/// Most peers listed in one peer-exchange frame.
+pub const MAX_PEERS_SHARED: usize = 64;
+/// Most addresses per shared peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;

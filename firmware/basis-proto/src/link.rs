@@ -1,0 +1,526 @@
+//! One link to a peer node: hello and admission, then reconciliation, fetch and live push.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use basis_core::validate::{ValidEvent, validate};
+use basis_core::{EventId, NodeId};
+
+use crate::PROTOCOL_VERSION;
+use crate::admission::{FederationKey, Role};
+use crate::frame::{Frame, PeerInfo};
+use crate::limits::{
+    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_WANTED, RECENT_IDS,
+    WANT_FRAME_IDS,
+};
+use crate::recon::{Initiator, Responder, Step};
+
+/// Points taken off a peer for one invalid event.
+pub const PENALTY_INVALID_EVENT: u32 = 10;
+/// Points taken off a peer for a protocol violation (garbage, out-of-order frames).
+pub const PENALTY_VIOLATION: u32 = 50;
+
+/// What a link needs to know about its own node.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// This node's id.
+    pub local: NodeId,
+    /// This node's human name.
+    pub name: String,
+    /// The federation key, if this node has a federation secret.
+    pub federation: Option<FederationKey>,
+    /// Node ids admitted without a proof.
+    pub allow: Vec<NodeId>,
+    /// How often the dialing side reconciles again while the link is up.
+    pub reconcile_every: Duration,
+}
+
+/// Where a link gets the items it reconciles over.
+pub trait ItemSource {
+    /// `(timestamp, id)` of every event in the reconciled set.
+    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String>;
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this frame to the peer.
+    Send(Frame),
+    /// The peer proved membership; the link is open.
+    Admitted {
+        /// The peer's node id.
+        peer: NodeId,
+        /// The peer's human name.
+        name: String,
+    },
+    /// Store these valid events from the peer (then offer the new ones to other peers).
+    Store(Vec<ValidEvent>),
+    /// Send these held events to the peer, newest first, then call [`Link::sent`].
+    SendEvents(Vec<EventId>),
+    /// Peers the peer knows.
+    Learned(Vec<PeerInfo>),
+    /// A reconciliation session finished.
+    Reconciled {
+        /// Events the peer lacked (now being sent).
+        have: usize,
+        /// Events this node lacked (now asked for).
+        need: usize,
+        /// Round trips it took.
+        rounds: u32,
+    },
+    /// Count this against the peer's reputation.
+    Penalize {
+        /// Points to take off.
+        points: u32,
+        /// Why.
+        reason: String,
+    },
+    /// Close the link (a `Bye` was already queued when that makes sense).
+    Close(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Hello,
+    Open,
+    Closed,
+}
+
+/// Ids the peer is known to have, bounded, oldest forgotten first.
+#[derive(Debug, Default)]
+struct Recent {
+    set: HashSet<EventId>,
+    order: VecDeque<EventId>,
+}
+
+impl Recent {
+    fn insert(&mut self, id: EventId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > RECENT_IDS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &EventId) -> bool {
+        self.set.contains(id)
+    }
+}
+
+/// Counters of one link.
+#[derive(Debug, Default, Clone)]
+pub struct LinkStats {
+    /// Events sent to the peer.
+    pub events_sent: u64,
+    /// Valid events received from the peer.
+    pub events_received: u64,
+    /// Invalid events received from the peer.
+    pub invalid_received: u64,
+    /// When the last reconciliation finished.
+    pub last_reconciled: Option<Instant>,
+    /// Reconciliation sessions finished.
+    pub reconciliations: u64,
+}
+
+/// The protocol state of one link.
+pub struct Link {
+    config: LinkConfig,
+    role: Role,
+    peer: NodeId,
+    exporter: [u8; 32],
+    state: State,
+    peer_name: String,
+    initiator: Option<Initiator>,
+    responder: Option<Responder>,
+    wanted: Vec<EventId>,
+    recent: Recent,
+    next_recon: Option<Instant>,
+    stats: LinkStats,
+}
+
+impl Link {
+    /// A new link to `peer` (its id as proven by TLS) on a session with this exporter value.
+    /// Returns the link and the hello to send.
+    pub fn new(
+        config: LinkConfig,
+        role: Role,
+        peer: NodeId,
+        exporter: [u8; 32],
+    ) -> (Link, Vec<Action>) {
+        let proof = config
+            .federation
+            .as_ref()
+            .map(|k| k.prove(&exporter, role, &config.local))
+            .unwrap_or([0; 32]);
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            node: config.local,
+            name: config.name.clone(),
+            proof,
+        };
+        let link = Link {
+            config,
+            role,
+            peer,
+            exporter,
+            state: State::Hello,
+            peer_name: String::new(),
+            initiator: None,
+            responder: None,
+            wanted: Vec::new(),
+            recent: Recent::default(),
+            next_recon: None,
+            stats: LinkStats::default(),
+        };
+        (link, vec![Action::Send(hello)])
+    }
+
+    /// The peer's node id.
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    /// The peer's human name (empty before its hello).
+    pub fn peer_name(&self) -> &str {
+        &self.peer_name
+    }
+
+    /// Whether the peer was admitted and the link is open.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Counters of this link.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    fn close(&mut self, reason: String, points: u32, out: &mut Vec<Action>) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.initiator = None;
+        self.responder = None;
+        self.wanted = Vec::new();
+        out.push(Action::Send(Frame::Bye(reason.clone())));
+        if points > 0 {
+            out.push(Action::Penalize {
+                points,
+                reason: reason.clone(),
+            });
+        }
+        out.push(Action::Close(reason));
+    }
+
+    /// Handles one frame from the peer.
+    pub fn on_frame(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        source: &mut dyn ItemSource,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Closed {
+            return out;
+        }
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.close(e.to_string(), PENALTY_VIOLATION, &mut out);
+                return out;
+            }
+        };
+        match (self.state, frame) {
+            (_, Frame::Bye(reason)) => {
+                self.state = State::Closed;
+                let reason: String = reason.chars().take(200).collect();
+                out.push(Action::Close(format!("the peer closed the link: {reason}")));
+            }
+            (
+                State::Hello,
+                Frame::Hello {
+                    version,
+                    node,
+                    name,
+                    proof,
+                },
+            ) => {
+                self.on_hello(version, node, name, proof, now, source, &mut out);
+            }
+            (State::Hello, other) => self.close(
+                format!("the peer sent {} before hello", other.name()),
+                PENALTY_VIOLATION,
+                &mut out,
+            ),
+            (State::Open, Frame::Hello { .. }) => {
+                self.close("a second hello".into(), PENALTY_VIOLATION, &mut out)
+            }
+            (State::Open, Frame::Peers(peers)) => {
+                let peers: Vec<PeerInfo> = peers
+                    .into_iter()
+                    .take(MAX_PEERS_SHARED)
+                    .filter(|p| p.node != self.config.local)
+                    .map(|mut p| {
+                        p.addrs.truncate(MAX_ADDRS_PER_PEER);
+                        p
+                    })
+                    .collect();
+                out.push(Action::Learned(peers));
+            }
+            (State::Open, Frame::Recon(message)) => self.on_recon(&message, now, source, &mut out),
+            (State::Open, Frame::ReconEnd) => self.responder = None,
+            (State::Open, Frame::Want(ids)) => {
+                if self.wanted.len() + ids.len() > MAX_WANTED {
+                    self.close("want list too long".into(), PENALTY_VIOLATION, &mut out);
+                } else {
+                    self.wanted.extend(ids);
+                }
+            }
+            (State::Open, Frame::WantEnd) => {
+                let ids = std::mem::take(&mut self.wanted);
+                if !ids.is_empty() {
+                    out.push(Action::SendEvents(ids));
+                }
+            }
+            (State::Open, Frame::Events(events)) => self.on_events(events, &mut out),
+            (State::Closed, _) => {}
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_hello(
+        &mut self,
+        version: u16,
+        node: NodeId,
+        name: String,
+        proof: [u8; 32],
+        now: Instant,
+        source: &mut dyn ItemSource,
+        out: &mut Vec<Action>,
+    ) {
+        if version != PROTOCOL_VERSION {
+            let reason = format!(
+                "the peer speaks federation protocol {version}, this node speaks {PROTOCOL_VERSION}"
+            );
+            return self.close(reason, 0, out);
+        }
+        if node != self.peer {
+            let reason = format!(
+                "the peer's hello names node {} but its TLS key is {}",
+                node.short(),
+                self.peer.short()
+            );
+            return self.close(reason, PENALTY_VIOLATION, out);
+        }
+        let by_secret = self
+            .config
+            .federation
+            .as_ref()
+            .is_some_and(|k| k.verify(&self.exporter, self.role.peer(), &node, &proof));
+        let by_list = self.config.allow.contains(&node);
+        if !(by_secret || by_list) {
+            let reason = if self.config.federation.is_some() {
+                "not admitted: the peer did not prove this federation's secret (a different secret?) and is not on the allow-list"
+            } else {
+                "not admitted: the peer is not on this node's allow-list"
+            };
+            return self.close(reason.into(), 0, out);
+        }
+        self.state = State::Open;
+        self.peer_name = name.chars().take(64).collect();
+        out.push(Action::Admitted {
+            peer: node,
+            name: self.peer_name.clone(),
+        });
+        if self.role == Role::Dialer {
+            self.start_recon(now, source, out);
+        }
+    }
+
+    fn start_recon(&mut self, now: Instant, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
+        self.next_recon = Some(now + self.config.reconcile_every);
+        let items = match source.items() {
+            Ok(items) => items,
+            Err(e) => {
+                out.push(Action::Close(format!(
+                    "cannot read the store to reconcile: {e}"
+                )));
+                return;
+            }
+        };
+        match Initiator::start(items) {
+            Ok((init, first)) => {
+                self.initiator = Some(init);
+                out.push(Action::Send(Frame::Recon(first)));
+            }
+            Err(e) => out.push(Action::Close(e.to_string())),
+        }
+    }
+
+    fn on_recon(
+        &mut self,
+        message: &[u8],
+        now: Instant,
+        source: &mut dyn ItemSource,
+        out: &mut Vec<Action>,
+    ) {
+        if self.role == Role::Dialer {
+            let Some(init) = self.initiator.as_mut() else {
+                return self.close(
+                    "an unexpected reconciliation reply".into(),
+                    PENALTY_VIOLATION,
+                    out,
+                );
+            };
+            match init.step(message) {
+                Ok(Step::Continue(next)) => out.push(Action::Send(Frame::Recon(next))),
+                Ok(Step::Done { have, need }) => {
+                    let rounds = init.rounds();
+                    self.initiator = None;
+                    self.stats.reconciliations += 1;
+                    self.stats.last_reconciled = Some(now);
+                    out.push(Action::Send(Frame::ReconEnd));
+                    out.push(Action::Reconciled {
+                        have: have.len(),
+                        need: need.len(),
+                        rounds,
+                    });
+                    if !have.is_empty() {
+                        out.push(Action::SendEvents(have));
+                    }
+                    if !need.is_empty() {
+                        // Ask in reverse discovery order (roughly newest first); the peer
+                        // sorts each want list by time, newest first, before sending.
+                        let mut need = need;
+                        need.reverse();
+                        for chunk in need.chunks(WANT_FRAME_IDS) {
+                            out.push(Action::Send(Frame::Want(chunk.to_vec())));
+                        }
+                        out.push(Action::Send(Frame::WantEnd));
+                    }
+                }
+                Err(e) => self.close(e.to_string(), PENALTY_VIOLATION, out),
+            }
+            return;
+        }
+        if self.responder.is_none() {
+            let items = match source.items() {
+                Ok(items) => items,
+                Err(e) => {
+                    out.push(Action::Close(format!(
+                        "cannot read the store to reconcile: {e}"
+                    )));
+                    return;
+                }
+            };
+            match Responder::new(items) {
+                Ok(r) => self.responder = Some(r),
+                Err(e) => return out.push(Action::Close(e.to_string())),
+            }
+        }
+        if let Some(resp) = self.responder.as_mut() {
+            match resp.reply(message) {
+                Ok(reply) => out.push(Action::Send(Frame::Recon(reply))),
+                Err(e) => self.close(e.to_string(), PENALTY_VIOLATION, out),
+            }
+        }
+        self.stats.last_reconciled = Some(now);
+    }
+
+    fn on_events(&mut self, events: Vec<Vec<u8>>, out: &mut Vec<Action>) {
+        let mut valid = Vec::with_capacity(events.len());
+        let mut invalid = 0u32;
+        let mut first_error = None;
+        for raw in events {
+            match validate(&raw) {
+                Ok(ev) => {
+                    self.recent.insert(ev.id());
+                    valid.push(ev);
+                }
+                Err(e) => {
+                    invalid += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.stats.events_received += valid.len() as u64;
+        self.stats.invalid_received += u64::from(invalid);
+        if !valid.is_empty() {
+            out.push(Action::Store(valid));
+        }
+        if let Some(e) = first_error {
+            out.push(Action::Penalize {
+                points: invalid.saturating_mul(PENALTY_INVALID_EVENT),
+                reason: format!("sent {invalid} invalid events ({e})"),
+            });
+        }
+    }
+
+    /// Time-driven work: starts the periodic reconciliation on the dialing side.
+    pub fn on_tick(&mut self, now: Instant, source: &mut dyn ItemSource) -> Vec<Action> {
+        let mut out = Vec::new();
+        let due = self.next_recon.is_some_and(|t| now >= t);
+        if self.state == State::Open && self.role == Role::Dialer && self.initiator.is_none() && due
+        {
+            self.start_recon(now, source, &mut out);
+        }
+        out
+    }
+
+    /// Offers a newly stored event for live push; returns the frame to send, unless the peer
+    /// is known to have it or the link is not open.
+    pub fn push(&mut self, id: EventId, bytes: &[u8]) -> Option<Action> {
+        if self.state != State::Open || self.recent.contains(&id) {
+            return None;
+        }
+        self.recent.insert(id);
+        self.stats.events_sent += 1;
+        Some(Action::Send(Frame::Events(vec![bytes.to_vec()])))
+    }
+
+    /// Records events the driver sent for [`Action::SendEvents`].
+    pub fn sent(&mut self, ids: &[EventId]) {
+        for id in ids {
+            self.recent.insert(*id);
+        }
+        self.stats.events_sent += ids.len() as u64;
+    }
+
+    /// The peer-exchange frame listing `peers` (without the peer itself).
+    pub fn share_peers(&self, peers: &[PeerInfo]) -> Option<Action> {
+        if self.state != State::Open {
+            return None;
+        }
+        let list: Vec<PeerInfo> = peers
+            .iter()
+            .filter(|p| p.node != self.peer)
+            .take(MAX_PEERS_SHARED)
+            .cloned()
+            .collect();
+        (!list.is_empty()).then_some(Action::Send(Frame::Peers(list)))
+    }
+}
+
+/// Splits events (wire bytes) into `Events` frames of at most [`EVENTS_FRAME_BYTES`].
+pub fn event_frames(events: Vec<Vec<u8>>) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut batch = Vec::new();
+    let mut size = 0;
+    for ev in events {
+        if size + ev.len() > EVENTS_FRAME_BYTES && !batch.is_empty() {
+            frames.push(Frame::Events(std::mem::take(&mut batch)));
+            size = 0;
+        }
+        size += ev.len() + 4;
+        batch.push(ev);
+    }
+    if !batch.is_empty() {
+        frames.push(Frame::Events(batch));
+    }
+    frames
+}

@@ -1,0 +1,205 @@
+//! Range-based set reconciliation over `(timestamp, id)` items, with the `negentropy` crate.
+//!
+//! The initiator learns which ids only it has (it pushes those) and which only the peer has
+//! (it asks for those); the responder only answers. Each message is bounded in size, so a
+//! large difference takes more round trips rather than larger frames.
+
+use basis_core::EventId;
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+
+use crate::limits::{MAX_RECON_ROUNDS, RECON_FRAME_BYTES};
+
+/// Why reconciliation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconError {
+    /// negentropy refused a message (malformed or out of protocol).
+    #[error("reconciliation failed: {0}")]
+    Protocol(String),
+    /// The peer kept the session going far longer than any honest set difference needs.
+    #[error("reconciliation took more than {MAX_RECON_ROUNDS} rounds")]
+    TooManyRounds,
+}
+
+fn storage(items: Vec<(u64, EventId)>) -> Result<NegentropyStorageVector, ReconError> {
+    let mut s = NegentropyStorageVector::with_capacity(items.len());
+    for (ts, id) in items {
+        s.insert(ts, Id::from_byte_array(id.0))
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+    }
+    s.seal().map_err(|e| ReconError::Protocol(e.to_string()))?;
+    Ok(s)
+}
+
+fn neg(
+    items: Vec<(u64, EventId)>,
+) -> Result<Negentropy<'static, NegentropyStorageVector>, ReconError> {
+    Negentropy::owned(storage(items)?, RECON_FRAME_BYTES)
+        .map_err(|e| ReconError::Protocol(e.to_string()))
+}
+
+/// What the initiator does after a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send this message and wait for the next reply.
+    Continue(Vec<u8>),
+    /// Done: ids only this side has, and ids only the peer has.
+    Done {
+        /// Ids this side has and the peer lacks.
+        have: Vec<EventId>,
+        /// Ids the peer has and this side lacks.
+        need: Vec<EventId>,
+    },
+}
+
+/// The initiating side of one reconciliation session.
+pub struct Initiator {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+    have: Vec<Id>,
+    need: Vec<Id>,
+    rounds: u32,
+}
+
+impl Initiator {
+    /// Starts a session over `items`; returns it and the first message to send.
+    pub fn start(items: Vec<(u64, EventId)>) -> Result<(Initiator, Vec<u8>), ReconError> {
+        let mut neg = neg(items)?;
+        let first = neg
+            .initiate()
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        Ok((
+            Initiator {
+                neg,
+                have: Vec::new(),
+                need: Vec::new(),
+                rounds: 0,
+            },
+            first,
+        ))
+    }
+
+    /// Handles the peer's reply.
+    pub fn step(&mut self, reply: &[u8]) -> Result<Step, ReconError> {
+        self.rounds += 1;
+        if self.rounds > MAX_RECON_ROUNDS {
+            return Err(ReconError::TooManyRounds);
+        }
+        let next = self
+            .neg
+            .reconcile_with_ids(reply, &mut self.have, &mut self.need)
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        Ok(match next {
+            Some(message) => Step::Continue(message),
+            None => Step::Done {
+                have: self.have.drain(..).map(|id| EventId(*id)).collect(),
+                need: self.need.drain(..).map(|id| EventId(*id)).collect(),
+            },
+        })
+    }
+
+    /// Round trips so far.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+}
+
+/// The responding side of one reconciliation session.
+pub struct Responder {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+    rounds: u32,
+}
+
+impl Responder {
+    /// A responder over `items`.
+    pub fn new(items: Vec<(u64, EventId)>) -> Result<Responder, ReconError> {
+        Ok(Responder {
+            neg: neg(items)?,
+            rounds: 0,
+        })
+    }
+
+    /// Answers one message of the initiator.
+    pub fn reply(&mut self, message: &[u8]) -> Result<Vec<u8>, ReconError> {
+        self.rounds += 1;
+        if self.rounds > MAX_RECON_ROUNDS {
+            return Err(ReconError::TooManyRounds);
+        }
+        self.neg
+            .reconcile(message)
+            .map_err(|e| ReconError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(range: std::ops::Range<u64>) -> Vec<(u64, EventId)> {
+        range
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&i.to_be_bytes());
+                (1000 + i, EventId(id))
+            })
+            .collect()
+    }
+
+    fn run(a: Vec<(u64, EventId)>, b: Vec<(u64, EventId)>) -> (Vec<EventId>, Vec<EventId>, u32) {
+        let (mut init, mut msg) = Initiator::start(a).unwrap();
+        let mut resp = Responder::new(b).unwrap();
+        loop {
+            let reply = resp.reply(&msg).unwrap();
+            match init.step(&reply).unwrap() {
+                Step::Continue(m) => msg = m,
+                Step::Done { have, need } => return (have, need, init.rounds()),
+            }
+        }
+    }
+
+    #[test]
+    fn finds_both_differences() {
+        let mut a = items(0..5000);
+        let mut b = items(0..5000);
+        a.push(items(9000..9001)[0]);
+        b.retain(|(ts, _)| *ts != 1000 + 77);
+        b.push(items(7000..7001)[0]);
+        let (have, need, _) = run(a, b);
+        let mut have_ts: Vec<u64> = have
+            .iter()
+            .map(|id| u64::from_be_bytes(id.0[..8].try_into().unwrap()))
+            .collect();
+        have_ts.sort();
+        assert_eq!(have_ts, vec![77, 9000]);
+        let need_ts: Vec<u64> = need
+            .iter()
+            .map(|id| u64::from_be_bytes(id.0[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(need_ts, vec![7000]);
+    }
+
+    #[test]
+    fn empty_side_learns_everything() {
+        let (have, need, rounds) = run(vec![], items(0..20_000));
+        assert!(have.is_empty());
+        assert_eq!(need.len(), 20_000);
+        assert!(rounds >= 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut resp = Responder::new(items(0..10)).unwrap();
+        assert!(resp.reply(&[0xff, 0x00, 0x13]).is_err());
+        let (mut init, _) = Initiator::start(items(0..10)).unwrap();
+        // A wrong protocol version byte is refused.
+        assert!(init.step(&[0x62, 0x00]).is_err());
+        // Other garbage may or may not parse, but never panics.
+        for garbage in [
+            &[0x61, 0xff, 0xff, 0xff][..],
+            &[0x61],
+            &[],
+            &[0x61, 0x80, 0x80],
+        ] {
+            let (mut init, _) = Initiator::start(items(0..10)).unwrap();
+            let _ = init.step(garbage);
+        }
+    }
+}

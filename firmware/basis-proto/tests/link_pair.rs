@@ -1,0 +1,306 @@
+//! Two links wired back to back in memory, with in-memory stores: the protocol end to end
+//! without sockets.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use basis_core::body::{Body, History, MessageBody, RoomCreate};
+use basis_core::validate::validate_event;
+use basis_core::{EventContent, EventId, NodeId, PROTOCOL_VERSION, Timestamp, UserKey};
+use basis_proto::frame::Frame;
+use basis_proto::link::event_frames;
+use basis_proto::{Action, FederationKey, ItemSource, Link, LinkConfig, Role};
+
+#[derive(Default)]
+struct Store {
+    events: BTreeMap<EventId, (u64, Vec<u8>)>,
+}
+
+impl ItemSource for Store {
+    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String> {
+        let mut items: Vec<_> = self.events.iter().map(|(id, (ts, _))| (*ts, *id)).collect();
+        items.sort();
+        Ok(items)
+    }
+}
+
+struct Side {
+    link: Link,
+    store: Store,
+    inbox: VecDeque<Vec<u8>>,
+    closed: Option<String>,
+    penalties: u32,
+    admitted: bool,
+    received_order: Vec<u64>,
+}
+
+fn config(node: u8, secret: Option<&str>) -> LinkConfig {
+    LinkConfig {
+        local: NodeId([node; 32]),
+        name: format!("node-{node}"),
+        federation: secret.map(|s| FederationKey::from_secret(s.as_bytes())),
+        allow: vec![],
+        reconcile_every: Duration::from_secs(60),
+    }
+}
+
+fn events(n: usize, seed: u8) -> Vec<(u64, EventId, Vec<u8>)> {
+    let key = UserKey::from_secret([seed; 32]);
+    let create = EventContent {
+        version: PROTOCOL_VERSION,
+        room: None,
+        author: key.id(),
+        parents: vec![],
+        time: Timestamp::new(1_700_000_000_000, 0),
+        body: Body::Create(RoomCreate {
+            name: "r".into(),
+            encrypted: false,
+            history: History::SinceJoin,
+        }),
+    };
+    let create = validate_event(create.sign(&key)).unwrap();
+    let room = create.room();
+    let mut out = vec![(
+        create.event().content.time.0,
+        create.id(),
+        create.bytes().to_vec(),
+    )];
+    for i in 0..n {
+        let c = EventContent {
+            version: PROTOCOL_VERSION,
+            room: Some(room),
+            author: key.id(),
+            parents: vec![],
+            time: Timestamp::new(1_700_000_000_000 + 1 + i as u64, 0),
+            body: Body::Message(MessageBody::Text {
+                text: format!("{seed}-{i}"),
+            }),
+        };
+        let v = validate_event(c.sign(&key)).unwrap();
+        out.push((v.event().content.time.0, v.id(), v.bytes().to_vec()));
+    }
+    out
+}
+
+fn side(
+    link: Link,
+    initial: Vec<Action>,
+    evs: &[(u64, EventId, Vec<u8>)],
+    peer_inbox: &mut VecDeque<Vec<u8>>,
+) -> Side {
+    let mut store = Store::default();
+    for (ts, id, raw) in evs {
+        store.events.insert(*id, (*ts, raw.clone()));
+    }
+    let mut s = Side {
+        link,
+        store,
+        inbox: VecDeque::new(),
+        closed: None,
+        penalties: 0,
+        admitted: false,
+        received_order: vec![],
+    };
+    apply(&mut s, initial, peer_inbox);
+    s
+}
+
+fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>) {
+    for a in actions {
+        match a {
+            Action::Send(f) => peer_inbox.push_back(f.encode()),
+            Action::Admitted { .. } => s.admitted = true,
+            Action::Store(evs) => {
+                for e in evs {
+                    s.received_order.push(e.event().content.time.0);
+                    s.store
+                        .events
+                        .insert(e.id(), (e.event().content.time.0, e.bytes().to_vec()));
+                }
+            }
+            Action::SendEvents(ids) => {
+                let mut raws: Vec<(u64, Vec<u8>)> = ids
+                    .iter()
+                    .filter_map(|id| s.store.events.get(id).cloned())
+                    .collect();
+                raws.sort_by_key(|r| std::cmp::Reverse(r.0));
+                for f in event_frames(raws.into_iter().map(|(_, r)| r).collect()) {
+                    peer_inbox.push_back(f.encode());
+                }
+                s.link.sent(&ids);
+            }
+            Action::Learned(_) | Action::Reconciled { .. } => {}
+            Action::Penalize { points, .. } => s.penalties += points,
+            Action::Close(reason) => s.closed = Some(reason),
+        }
+    }
+}
+
+fn pair(
+    a_secret: Option<&str>,
+    b_secret: Option<&str>,
+    a_evs: &[(u64, EventId, Vec<u8>)],
+    b_evs: &[(u64, EventId, Vec<u8>)],
+) -> (Side, Side) {
+    let exporter = [42u8; 32];
+    let (la, acts_a) = Link::new(config(1, a_secret), Role::Dialer, NodeId([2; 32]), exporter);
+    let (lb, acts_b) = Link::new(
+        config(2, b_secret),
+        Role::Acceptor,
+        NodeId([1; 32]),
+        exporter,
+    );
+    let mut to_b = VecDeque::new();
+    let mut to_a = VecDeque::new();
+    let mut a = side(la, acts_a, a_evs, &mut to_b);
+    let mut b = side(lb, acts_b, b_evs, &mut to_a);
+    a.inbox = to_a;
+    b.inbox = to_b;
+    (a, b)
+}
+
+fn run(a: &mut Side, b: &mut Side) {
+    let now = Instant::now();
+    for _ in 0..10_000 {
+        if a.inbox.is_empty() && b.inbox.is_empty() {
+            return;
+        }
+        if let Some(bytes) = b.inbox.pop_front() {
+            let acts = b.link.on_frame(&bytes, now, &mut b.store);
+            apply(b, acts, &mut a.inbox);
+        }
+        if let Some(bytes) = a.inbox.pop_front() {
+            let acts = a.link.on_frame(&bytes, now, &mut a.store);
+            apply(a, acts, &mut b.inbox);
+        }
+    }
+    panic!("the links never went quiet");
+}
+
+#[test]
+fn same_secret_admits_and_converges_both_ways() {
+    let common = events(300, 1);
+    let mut a_evs = common.clone();
+    a_evs.extend(events(50, 2));
+    let mut b_evs = common;
+    b_evs.extend(events(70, 3));
+    let (mut a, mut b) = pair(Some("s3cret"), Some("s3cret"), &a_evs, &b_evs);
+    run(&mut a, &mut b);
+    assert!(a.admitted && b.admitted);
+    assert!(
+        a.closed.is_none() && b.closed.is_none(),
+        "{:?} {:?}",
+        a.closed,
+        b.closed
+    );
+    assert_eq!(a.store.events.len(), 301 + 51 + 71);
+    assert_eq!(
+        a.store.events.keys().collect::<Vec<_>>(),
+        b.store.events.keys().collect::<Vec<_>>()
+    );
+    // What a fetched from b arrived newest first.
+    let got = &a.received_order;
+    assert!(
+        got.windows(2).all(|w| w[0] >= w[1]),
+        "not newest first: {got:?}"
+    );
+    assert_eq!(a.penalties + b.penalties, 0);
+}
+
+#[test]
+fn wrong_secret_is_refused_and_nothing_is_exchanged() {
+    let a_evs = events(20, 1);
+    let b_evs = events(20, 2);
+    let (mut a, mut b) = pair(Some("one"), Some("two"), &a_evs, &b_evs);
+    run(&mut a, &mut b);
+    assert!(!a.admitted && !b.admitted);
+    assert!(
+        a.closed.as_deref().unwrap_or("").contains("not admitted"),
+        "{:?}",
+        a.closed
+    );
+    assert!(b.closed.is_some());
+    assert_eq!(a.store.events.len(), 21);
+    assert_eq!(b.store.events.len(), 21);
+}
+
+#[test]
+fn no_secret_and_no_allow_list_admits_nobody() {
+    let (mut a, mut b) = pair(None, None, &events(1, 1), &events(1, 2));
+    run(&mut a, &mut b);
+    assert!(!a.admitted && !b.admitted);
+}
+
+#[test]
+fn allow_list_admits_without_a_secret() {
+    let exporter = [1u8; 32];
+    let mut ca = config(1, None);
+    ca.allow = vec![NodeId([2; 32])];
+    let mut cb = config(2, None);
+    cb.allow = vec![NodeId([1; 32])];
+    let (la, acts_a) = Link::new(ca, Role::Dialer, NodeId([2; 32]), exporter);
+    let (lb, acts_b) = Link::new(cb, Role::Acceptor, NodeId([1; 32]), exporter);
+    let (mut to_a, mut to_b) = (VecDeque::new(), VecDeque::new());
+    let mut a = side(la, acts_a, &events(3, 1), &mut to_b);
+    let mut b = side(lb, acts_b, &[], &mut to_a);
+    a.inbox = to_a;
+    b.inbox = to_b;
+    run(&mut a, &mut b);
+    assert!(a.admitted && b.admitted);
+    assert_eq!(b.store.events.len(), 4);
+}
+
+#[test]
+fn forged_events_and_garbage_cost_reputation_and_store_nothing() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    assert!(b.admitted);
+    let mut forged = events(1, 9)[1].2.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let acts = b.link.on_frame(
+        &Frame::Events(vec![forged]).encode(),
+        Instant::now(),
+        &mut b.store,
+    );
+    apply(&mut b, acts, &mut a.inbox);
+    assert!(b.store.events.is_empty());
+    assert!(b.penalties > 0);
+    assert!(
+        b.closed.is_none(),
+        "one bad event does not cut an honest-looking link"
+    );
+    let acts = b
+        .link
+        .on_frame(&[0xff, 0xff, 0xff, 0x01], Instant::now(), &mut b.store);
+    apply(&mut b, acts, &mut a.inbox);
+    assert!(b.closed.is_some(), "garbage closes the link");
+}
+
+#[test]
+fn frames_before_hello_close_the_link() {
+    let (_, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    let acts = b.link.on_frame(
+        &Frame::Events(vec![]).encode(),
+        Instant::now(),
+        &mut b.store,
+    );
+    let mut sink = VecDeque::new();
+    apply(&mut b, acts, &mut sink);
+    assert!(b.closed.as_deref().unwrap_or("").contains("before hello"));
+    assert!(b.penalties > 0);
+}
+
+#[test]
+fn live_push_is_not_echoed() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let ev = &events(0, 4)[0];
+    let push = a.link.push(ev.1, &ev.2).expect("first push goes out");
+    apply(&mut a, vec![push], &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(b.store.events.len(), 1);
+    // b received it from a: b never pushes it back to a.
+    assert!(b.link.push(ev.1, &ev.2).is_none());
+    assert!(a.link.push(ev.1, &ev.2).is_none());
+}

@@ -60,6 +60,14 @@ macro_rules! key_type {
                 to_pem(&self.0)
             }
 
+            /// The key as PKCS#8 DER bytes (for TLS). The result is a secret.
+            pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, KeyError> {
+                self.0
+                    .to_pkcs8_der()
+                    .map(|d| d.as_bytes().to_vec())
+                    .map_err(|e| KeyError::Format(e.to_string()))
+            }
+
             /// The public identity of this key.
             pub fn id(&self) -> $id {
                 $id(self.0.verifying_key().to_bytes())

@@ -191,6 +191,49 @@ impl Readers {
         })
     }
 
+    /// `(timestamp, id)` of every event held, ascending: the set federation reconciles.
+    pub fn all_items(&self) -> Result<Vec<(u64, EventId)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT ts, id FROM events ORDER BY ts, id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, blob32(r, 1, EventId)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Timestamps of the held events among `ids`, newest first (ids not held are left out).
+    pub fn newest_first(&self, ids: &[EventId]) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT ts FROM events WHERE id = ?1")?;
+            for id in ids {
+                let mut rows = stmt.query(params![id.as_bytes()])?;
+                if let Some(row) = rows.next()? {
+                    out.push((Timestamp(row.get::<_, i64>(0)?.max(0) as u64), *id));
+                }
+            }
+            Ok(())
+        })?;
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// Wire bytes of the held events among `ids`, in the order of `ids`.
+    pub fn raw_many(&self, ids: &[EventId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT raw FROM events WHERE id = ?1")?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let mut rows = stmt.query(params![id.as_bytes()])?;
+                if let Some(row) = rows.next()? {
+                    out.push(row.get(0)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Every room with its counts, most recently active first.
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
         self.with(|c| {

@@ -61,6 +61,12 @@ fn parse_set(arg: &str) -> Result<(String, String), String> {
 pub enum Command {
     /// Run the node daemon (in the foreground; SIGTERM or Ctrl-C stops it cleanly).
     Run,
+    /// Import a first-boot configuration from the SD card's boot partition
+    /// (/boot/firmware/basis.toml, or $BASIS_FIRST_BOOT_FILE) into conf.d as
+    /// 00-first-boot.toml, remove it from the card, and exit. `basis run` does the same at
+    /// start; the systemd unit runs this step as root first. A file with an error is left in
+    /// place and the command fails naming the file, line and field.
+    Provision,
     /// Print this node's id (its public key), making the node key if there is none yet.
     Id {
         /// Print JSON.
@@ -69,6 +75,13 @@ pub enum Command {
     },
     /// Show the running node: id, events held, store size, where it listens.
     Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the other nodes this node knows: how each was found, link state, round-trip
+    /// time, last reconciliation, events sent and received, reputation score.
+    Peers {
         /// Print JSON.
         #[arg(long)]
         json: bool,

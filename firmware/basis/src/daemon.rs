@@ -11,7 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::node::Node;
 use crate::settings::Settings;
-use crate::{control, datadir, identity, notify};
+use crate::{control, datadir, federation, identity, notify};
+use basis_net::Federation;
 
 /// How long shutdown waits for replies in flight before closing the store anyway.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -59,6 +60,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     datadir::prepare(&settings.data_dir)?;
     let lock = datadir::lock(&settings.data_dir)?;
     let key = identity::load_or_create(&settings.key_file())?;
+
     let db = settings.db_file();
     let options = store_options(&settings);
     let store = tokio::task::spawn_blocking(move || Store::open(&db, &options))
@@ -67,18 +69,50 @@ pub async fn run(settings: Settings) -> Result<()> {
         .with_context(|| format!("cannot open the database {}", settings.db_file().display()))?;
 
     let listener = control::server::bind(&settings.socket)?;
-    let listening = vec![format!("unix:{}", settings.socket.display())];
+    let mut listening = vec![format!("unix:{}", settings.socket.display())];
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let name = node_name(&settings);
+    let node_id = key.id();
+    let federation = match federation::settings(&settings, key, &name)? {
+        Some(fed) => {
+            let f = Federation::start(
+                fed,
+                store.writer(),
+                store.readers(),
+                stop.clone(),
+                tasks.clone(),
+            )
+            .context("cannot start federation")?;
+            listening.push(format!("quic:{}", f.local_addr()));
+            log::info!(
+                "federation: tag {}, QUIC on {}{}",
+                f.tag(),
+                f.local_addr(),
+                if settings.config.federation.mdns {
+                    ", announced over mDNS"
+                } else {
+                    ""
+                }
+            );
+            Some(Arc::new(f))
+        }
+        None => {
+            log::info!(
+                "federation is off: set federation.secret (or federation.allow) to replicate with other nodes"
+            );
+            None
+        }
+    };
     let node = Arc::new(Node::new(
-        key.id(),
-        node_name(&settings),
+        node_id,
+        name,
         settings.data_dir.clone(),
         listening,
         &store,
+        federation.clone(),
     ));
-    drop(key);
 
-    let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
     tasks.spawn(control::server::serve(
         listener,
         node.clone(),
@@ -121,6 +155,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
         log::warn!("some requests were still running after {DRAIN:?}; closing anyway");
     }
+    if let Some(f) = &federation {
+        f.shutdown();
+    }
+    drop(federation);
     drop(node);
     tokio::task::spawn_blocking(move || store.close())
         .await

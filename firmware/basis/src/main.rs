@@ -5,10 +5,12 @@ mod commands;
 mod control;
 mod daemon;
 mod datadir;
+mod federation;
 mod identity;
 mod logging;
 mod node;
 mod notify;
+mod provision;
 mod settings;
 
 use std::process::ExitCode;
@@ -54,6 +56,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Show { json }) => {
             return commands::config::show(&global, *json);
         }
+        Command::Provision => return provision::first_boot(&global),
+        // A file a team put on the boot partition joins the configuration before it loads.
+        Command::Run => provision::first_boot(&global)?,
         _ => {}
     }
     let settings = settings::load(&global)?;
@@ -69,13 +74,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Status { json } => {
                     runtime()?.block_on(commands::status::run(&settings, json))
                 }
+                Command::Peers { json } => {
+                    runtime()?.block_on(commands::peers::run(&settings, json))
+                }
                 Command::Store(StoreCommand::Check { json }) => {
                     commands::store::check(&settings, json)
                 }
                 Command::Dev(DevCommand::Append(args)) => {
                     runtime()?.block_on(commands::dev::append(&settings, args))
                 }
-                Command::Run | Command::Config(_) => Ok(()),
+                Command::Run | Command::Provision | Command::Config(_) => Ok(()),
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use basis_core::validate::validate;
 use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp};
+use basis_net::{Federation, PeerSnapshot};
 use basis_store::{StoreError, StoreStats, WriterHandle};
 
 use crate::control::Status;
@@ -55,6 +56,7 @@ pub struct Node {
     pub listening: Vec<String>,
     writer: WriterHandle,
     stats: Arc<StoreStats>,
+    federation: Option<Arc<Federation>>,
     clock: Mutex<Clock>,
     started: Instant,
     refused: AtomicU64,
@@ -76,6 +78,7 @@ impl Node {
         data_dir: PathBuf,
         listening: Vec<String>,
         store: &basis_store::Store,
+        federation: Option<Arc<Federation>>,
     ) -> Node {
         Node {
             id,
@@ -84,6 +87,7 @@ impl Node {
             listening,
             writer: store.writer(),
             stats: store.stats(),
+            federation,
             clock: Mutex::new(Clock::new()),
             started: Instant::now(),
             refused: AtomicU64::new(0),
@@ -114,8 +118,12 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .observe(event.event().content.time);
         let (id, room) = (event.id(), event.room());
+        let bytes = event.bytes().to_vec();
         let inserted = self.writer.insert(vec![event]).await?;
         let new = inserted.first().is_some_and(|i| i.new);
+        if new && let Some(f) = &self.federation {
+            f.announce(id, &bytes);
+        }
         Ok(Stored { id, room, new })
     }
 
@@ -137,6 +145,24 @@ impl Node {
             listening: self.listening.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
             refused: self.refused.load(Ordering::Relaxed),
+            federation_tag: self
+                .federation
+                .as_ref()
+                .map(|f| f.tag().to_string())
+                .unwrap_or_default(),
+            peers_connected: self
+                .peers()
+                .iter()
+                .filter(|p| p.state == "connected")
+                .count(),
         }
+    }
+
+    /// Known peers (empty when the node does not federate).
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        self.federation
+            .as_ref()
+            .map(|f| f.peers())
+            .unwrap_or_default()
     }
 }

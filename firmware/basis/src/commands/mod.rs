@@ -3,6 +3,7 @@
 pub mod config;
 pub mod dev;
 pub mod id;
+pub mod peers;
 pub mod status;
 pub mod store;
 

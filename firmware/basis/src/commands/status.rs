@@ -6,7 +6,7 @@ use crate::control::Request;
 use crate::control::client::Client;
 use crate::settings::Settings;
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -41,6 +41,14 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
         human_bytes(status.store_bytes)
     );
     println!("refused     {}", status.refused);
+    if status.federation_tag.is_empty() {
+        println!("federation  off (no federation.secret and no federation.allow)");
+    } else {
+        println!(
+            "federation  tag {} ({} peers linked)",
+            status.federation_tag, status.peers_connected
+        );
+    }
     for address in &status.listening {
         println!("listening   {address}");
     }

@@ -23,6 +23,8 @@ pub enum Request {
     },
     /// Report the node's status.
     Status,
+    /// List the peers the node knows.
+    Peers,
 }
 
 /// What the node says about itself.
@@ -48,6 +50,12 @@ pub struct Status {
     pub uptime_secs: u64,
     /// Events refused as invalid since start.
     pub refused: u64,
+    /// The federation tag announced over mDNS (empty when the node has no secret).
+    #[serde(default)]
+    pub federation_tag: String,
+    /// Peers linked now.
+    #[serde(default)]
+    pub peers_connected: usize,
 }
 
 /// A reply: `{"ok":true,...}` or `{"ok":false,"code":...,"message":...}`.
@@ -73,6 +81,9 @@ pub struct Reply {
     /// The status, for a status request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// The peers, for a peers request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<basis_net::PeerSnapshot>>,
 }
 
 impl Reply {
@@ -86,6 +97,7 @@ impl Reply {
             room: None,
             new: None,
             status: None,
+            peers: None,
         }
     }
 

@@ -107,6 +107,11 @@ async fn handle(line: &str, node: &Node) -> Reply {
             reply.status = Some(node.status());
             reply
         }
+        Request::Peers => {
+            let mut reply = Reply::ok();
+            reply.peers = Some(node.peers());
+            reply
+        }
         Request::Append { event } => {
             let bytes = match base64::engine::general_purpose::STANDARD.decode(event.trim()) {
                 Ok(b) => b,

@@ -1,0 +1,18 @@
+//! The federation transport of a Basis node.
+//!
+//! QUIC links (quinn) authenticated with raw public keys (rustls, RFC 7250): a node's TLS key
+//! is its node key, so a peer is identified by key, never by DNS or a certificate authority.
+//! Each link runs the sans-IO protocol of `basis-proto`; this crate moves its frames, stores
+//! what it receives through the store's writer, streams what it is asked for, discovers
+//! nodes with mDNS and keeps the table that `basis peers` shows.
+
+mod discovery;
+mod error;
+mod link_task;
+mod peers;
+mod service;
+pub mod tls;
+
+pub use error::NetError;
+pub use peers::{Found, PeerSnapshot};
+pub use service::{Federation, FederationSettings, StaticPeer};

@@ -1,0 +1,318 @@
+//! Drives one QUIC connection: moves frames between the stream and the link state machine and
+//! carries out its actions (store, stream events, penalize, close).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use basis_core::{EventId, NodeId};
+use basis_proto::admission::EXPORTER_LABEL;
+use basis_proto::frame::Frame;
+use basis_proto::limits::MAX_FRAME;
+use basis_proto::link::{Action, Link, event_frames};
+use basis_proto::{ItemSource, PeerInfo, Role};
+use basis_store::Readers;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::service::{NewEvent, Shared};
+
+/// How often a link shares the node's peers.
+const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
+/// Events per store read while streaming.
+const STREAM_CHUNK: usize = 500;
+
+struct StoreItems(Arc<Readers>);
+
+impl ItemSource for StoreItems {
+    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String> {
+        // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
+        tokio::task::block_in_place(|| self.0.all_items()).map_err(|e| e.to_string())
+    }
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// Writes frames to the stream: small control frames first, bulk event frames when idle.
+async fn writer(
+    send: SendStream,
+    mut control: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut bulk: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut sink = FramedWrite::new(send, codec());
+    loop {
+        let next = tokio::select! {
+            biased;
+            frame = control.recv() => frame,
+            frame = bulk.recv() => match frame {
+                Some(f) => Some(f),
+                None => control.recv().await,
+            },
+        };
+        let Some(frame) = next else { break };
+        if sink.send(Bytes::from(frame)).await.is_err() {
+            return;
+        }
+    }
+    let mut send = sink.into_inner();
+    let _ = send.finish();
+}
+
+/// Streams held events to the peer, newest first, reporting what went out.
+async fn stream_events(
+    readers: Arc<Readers>,
+    ids: Vec<EventId>,
+    bulk: mpsc::Sender<Vec<u8>>,
+    sent: mpsc::UnboundedSender<Vec<EventId>>,
+) {
+    let ordered = {
+        let readers = readers.clone();
+        tokio::task::spawn_blocking(move || readers.newest_first(&ids)).await
+    };
+    let Ok(Ok(ordered)) = ordered else {
+        log::warn!("cannot read events a peer asked for");
+        return;
+    };
+    for chunk in ordered.chunks(STREAM_CHUNK) {
+        let ids: Vec<EventId> = chunk.iter().map(|(_, id)| *id).collect();
+        let raw = {
+            let readers = readers.clone();
+            let ids = ids.clone();
+            tokio::task::spawn_blocking(move || readers.raw_many(&ids)).await
+        };
+        let Ok(Ok(raw)) = raw else {
+            log::warn!("cannot read events a peer asked for");
+            return;
+        };
+        for frame in event_frames(raw) {
+            if bulk.send(frame.encode()).await.is_err() {
+                return;
+            }
+        }
+        let _ = sent.send(ids);
+    }
+}
+
+/// Runs a link until it closes.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    conn: Connection,
+    role: Role,
+    peer: NodeId,
+    send: SendStream,
+    recv: RecvStream,
+) {
+    let remote = crate::service::canonical(conn.remote_address());
+    let mut exporter = [0u8; 32];
+    if conn
+        .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        conn.close(1u32.into(), b"no keying material");
+        return;
+    }
+    let (mut link, first) = Link::new(shared.link_config.clone(), role, peer, exporter);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (bulk_tx, bulk_rx) = mpsc::channel(8);
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+    let writer_task = tokio::spawn(writer(send, control_rx, bulk_rx));
+    let mut frames = FramedRead::new(recv, codec());
+    let mut events = shared.events.subscribe();
+    let mut source = StoreItems(shared.readers.clone());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut next_share = Instant::now();
+    let stop = shared.stop.clone();
+    let mut ctx = Ctx {
+        shared: &shared,
+        peer,
+        remote,
+        control: &control_tx,
+        bulk: &bulk_tx,
+        sent: &sent_tx,
+        closed: None,
+    };
+    ctx.apply(&mut link, first).await;
+
+    while ctx.closed.is_none() {
+        let actions = tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(bytes)) => link.on_frame(&bytes, Instant::now(), &mut source),
+                Some(Err(e)) => {
+                    let reason = format!("unreadable frame from the peer: {e}");
+                    let mut out = vec![Action::Send(Frame::Bye(reason.clone()))];
+                    out.push(Action::Penalize { points: basis_proto::link::PENALTY_VIOLATION, reason: reason.clone() });
+                    out.push(Action::Close(reason));
+                    out
+                }
+                None => vec![Action::Close(match conn.close_reason() {
+                    Some(reason) => closed_reason(&reason),
+                    None => "the peer ended the stream".into(),
+                })],
+            },
+            event = events.recv() => match event {
+                Ok(ev) => push(&mut link, &ev, peer),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    log::debug!("link {}: {n} live events skipped; reconciliation will catch up", peer.short());
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            },
+            Some(ids) = sent_rx.recv() => {
+                link.sent(&ids);
+                Vec::new()
+            }
+            _ = tick.tick() => {
+                ctx.shared.note_rtt(peer, conn.rtt());
+                let mut out = link.on_tick(Instant::now(), &mut source);
+                if link.is_open() && Instant::now() >= next_share {
+                    next_share = Instant::now() + SHARE_PEERS_EVERY;
+                    out.extend(link.share_peers(&ctx.shared.connected_peers()));
+                }
+                out
+            }
+            reason = conn.closed() => vec![Action::Close(closed_reason(&reason))],
+            () = stop.cancelled() => {
+                vec![Action::Send(Frame::Bye("the node is shutting down".into())), Action::Close("this node is shutting down".into())]
+            }
+        };
+        ctx.apply(&mut link, actions).await;
+        let stats = link.stats().clone();
+        ctx.shared.note_stats(peer, &stats);
+    }
+    let reason = ctx.closed.take().unwrap_or_default();
+    drop(ctx);
+    drop(control_tx);
+    drop(bulk_tx);
+    // Let a Bye reach the peer before the connection goes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    let mut text = reason.clone();
+    text.truncate(200);
+    conn.close(0u32.into(), text.as_bytes());
+    shared.link_ended(peer, &conn, &reason, link.is_open());
+}
+
+fn push(link: &mut Link, ev: &NewEvent, peer: NodeId) -> Vec<Action> {
+    if ev.origin == Some(peer) {
+        return Vec::new();
+    }
+    link.push(ev.id, &ev.bytes).into_iter().collect()
+}
+
+fn closed_reason(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            format!(
+                "the peer closed the link: {}",
+                String::from_utf8_lossy(&c.reason)
+            )
+        }
+        quinn::ConnectionError::TimedOut => "the peer stopped answering (idle timeout)".into(),
+        // This node closes a connection itself only when another link to the same peer wins.
+        quinn::ConnectionError::LocallyClosed => "duplicate link".into(),
+        other => other.to_string(),
+    }
+}
+
+struct Ctx<'a> {
+    shared: &'a Arc<Shared>,
+    peer: NodeId,
+    remote: SocketAddr,
+    control: &'a mpsc::UnboundedSender<Vec<u8>>,
+    bulk: &'a mpsc::Sender<Vec<u8>>,
+    sent: &'a mpsc::UnboundedSender<Vec<EventId>>,
+    closed: Option<String>,
+}
+
+impl Ctx<'_> {
+    async fn apply(&mut self, link: &mut Link, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(frame) => {
+                    let _ = self.control.send(frame.encode());
+                }
+                Action::Admitted { peer, name } => {
+                    log::info!(
+                        "linked with node {} ({name}) at {}",
+                        peer.short(),
+                        self.remote
+                    );
+                    self.shared.admitted(peer, &name, self.remote);
+                }
+                Action::Store(events) => self.store(events).await,
+                Action::SendEvents(ids) => {
+                    tokio::spawn(stream_events(
+                        self.shared.readers.clone(),
+                        ids,
+                        self.bulk.clone(),
+                        self.sent.clone(),
+                    ));
+                }
+                Action::Learned(peers) => self.shared.learned(self.peer, peers),
+                Action::Reconciled { have, need, rounds } => {
+                    log::info!(
+                        "reconciled with node {}: it lacked {have}, this node lacked {need} ({rounds} round trips)",
+                        self.peer.short()
+                    );
+                    self.shared.note_reconciled(self.peer, SystemTime::now());
+                }
+                Action::Penalize { points, reason } => {
+                    let (banned, score) = self.shared.penalize(self.peer, points, &reason);
+                    log::warn!(
+                        "node {} at {}: {reason} (score now {score})",
+                        self.peer.short(),
+                        self.remote
+                    );
+                    if banned && self.closed.is_none() {
+                        let why = format!("banned for misbehaving: {reason}");
+                        let _ = self.control.send(Frame::Bye(why.clone()).encode());
+                        self.closed = Some(why);
+                    }
+                }
+                Action::Close(reason) => {
+                    if self.closed.is_none() {
+                        self.closed = Some(reason);
+                    }
+                }
+            }
+        }
+        let _ = link;
+    }
+
+    async fn store(&mut self, events: Vec<basis_core::ValidEvent>) {
+        let keep: Vec<(EventId, Vec<u8>)> = events
+            .iter()
+            .map(|e| (e.id(), e.bytes().to_vec()))
+            .collect();
+        match self.shared.writer.insert(events).await {
+            Ok(results) => {
+                for (inserted, (id, bytes)) in results.iter().zip(keep) {
+                    if inserted.new {
+                        let _ = self.shared.events.send(Arc::new(NewEvent {
+                            id,
+                            bytes,
+                            origin: Some(self.peer),
+                        }));
+                    }
+                }
+            }
+            Err(e) => log::error!("cannot store events from node {}: {e}", self.peer.short()),
+        }
+    }
+}
+
+/// Addresses of connected peers, for peer exchange.
+pub(crate) fn peer_infos(list: &[(NodeId, SocketAddr)]) -> Vec<PeerInfo> {
+    list.iter()
+        .map(|(node, addr)| PeerInfo {
+            node: *node,
+            addrs: vec![*addr],
+        })
+        .collect()
+}

@@ -1,0 +1,670 @@
+//! The federation service: the QUIC endpoint, accepting and dialling, one link per pair of
+//! nodes, discovery, peer exchange, reputation, and live fan-out of new events.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use basis_core::{EventId, NodeId, NodeKey};
+use basis_proto::link::LinkStats;
+use basis_proto::{FederationKey, LinkConfig, PeerInfo, Reputation, Role};
+use basis_store::{Readers, WriterHandle};
+use quinn::{Connection, Endpoint, TransportConfig};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::discovery::{Discovery, Sighting};
+use crate::error::NetError;
+use crate::link_task;
+use crate::peers::{Found, PeerSnapshot, PeerTable};
+use crate::tls;
+
+/// QUIC keep-alive: well inside the idle timeout, so a quiet link stays up.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A link silent this long is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Static peers are redialled after this, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between dials of a static peer that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// New events waiting to be pushed per link before a slow link skips some (reconciliation
+/// then catches it up).
+const FANOUT_QUEUE: usize = 4096;
+
+/// A peer named in the configuration.
+#[derive(Debug, Clone)]
+pub struct StaticPeer {
+    /// The node id it must have, if pinned.
+    pub expected: Option<NodeId>,
+    /// Host name or address.
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for StaticPeer {
+    type Err = String;
+    /// Reads `host:port` or `NODEID@host:port`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (expected, address) = match s.split_once('@') {
+            Some((id, rest)) => (Some(id.parse::<NodeId>().map_err(|e| e.to_string())?), rest),
+            None => (None, s),
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected host:port"))?;
+        let port = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(StaticPeer {
+            expected,
+            host,
+            port,
+        })
+    }
+}
+
+/// What the federation needs from the node.
+pub struct FederationSettings {
+    /// The node key (its TLS identity).
+    pub key: NodeKey,
+    /// The node's human name.
+    pub name: String,
+    /// The federation key, when a secret is set.
+    pub federation: Option<FederationKey>,
+    /// Node ids admitted without the secret.
+    pub allow: Vec<NodeId>,
+    /// UDP port to listen on (0: any).
+    pub port: u16,
+    /// Peers to keep dialling.
+    pub static_peers: Vec<StaticPeer>,
+    /// Announce and browse with mDNS.
+    pub mdns: bool,
+    /// Reconcile a link again after this long.
+    pub reconcile_every: Duration,
+    /// Most links at once.
+    pub max_peers: usize,
+}
+
+/// A newly stored event, fanned out to links.
+#[derive(Debug)]
+pub(crate) struct NewEvent {
+    pub id: EventId,
+    pub bytes: Vec<u8>,
+    /// The peer it came from (not pushed back there).
+    pub origin: Option<NodeId>,
+}
+
+struct LinkHandle {
+    conn: Connection,
+    dialled_by_me: bool,
+    remote: SocketAddr,
+}
+
+enum Dial {
+    To {
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+        found: Found,
+    },
+}
+
+/// State shared by the service's tasks.
+pub(crate) struct Shared {
+    pub local: NodeId,
+    pub link_config: LinkConfig,
+    pub writer: WriterHandle,
+    pub readers: Arc<Readers>,
+    pub events: broadcast::Sender<Arc<NewEvent>>,
+    pub stop: CancellationToken,
+    tasks: TaskTracker,
+    endpoint: Endpoint,
+    client: quinn::ClientConfig,
+    tag: String,
+    max_peers: usize,
+    peers: Mutex<PeerTable>,
+    reputation: Mutex<Reputation>,
+    links: Mutex<HashMap<NodeId, LinkHandle>>,
+    dialling: Mutex<HashSet<SocketAddr>>,
+    dial_tx: mpsc::UnboundedSender<Dial>,
+}
+
+/// An address with IPv4-mapped IPv6 shown as plain IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running federation of a node.
+pub struct Federation {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    discovery: Mutex<Option<Discovery>>,
+}
+
+fn transport() -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // 30 s fits in a VarInt, so the conversion cannot fail.
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+fn bind(server: quinn::ServerConfig, port: u16) -> Result<Endpoint, NetError> {
+    let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+    match Endpoint::server(server.clone(), v6) {
+        Ok(e) => Ok(e),
+        Err(_) => Endpoint::server(server, SocketAddr::from(([0, 0, 0, 0], port)))
+            .map_err(|source| NetError::Bind { port, source }),
+    }
+}
+
+impl Federation {
+    /// Starts the endpoint, discovery and dialling. Tasks stop when `stop` is cancelled and are
+    /// tracked by `tasks`.
+    pub fn start(
+        settings: FederationSettings,
+        writer: WriterHandle,
+        readers: Arc<Readers>,
+        stop: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Result<Federation, NetError> {
+        let local = settings.key.id();
+        let configs = tls::configs(&settings.key, basis_proto::ALPN)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(configs.server));
+        server.transport_config(transport());
+        let mut client = quinn::ClientConfig::new(Arc::new(configs.client));
+        client.transport_config(transport());
+        let endpoint = bind(server, settings.port)?;
+        let local_addr = endpoint.local_addr().map_err(|source| NetError::Bind {
+            port: settings.port,
+            source,
+        })?;
+        let tag = settings
+            .federation
+            .as_ref()
+            .map(FederationKey::tag)
+            .unwrap_or_default();
+        let (dial_tx, dial_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(FANOUT_QUEUE);
+        let shared = Arc::new(Shared {
+            local,
+            link_config: LinkConfig {
+                local,
+                name: settings.name.clone(),
+                federation: settings.federation.clone(),
+                allow: settings.allow.clone(),
+                reconcile_every: settings.reconcile_every,
+            },
+            writer,
+            readers,
+            events,
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+            endpoint,
+            client,
+            tag: tag.clone(),
+            max_peers: settings.max_peers,
+            peers: Mutex::new(PeerTable::default()),
+            reputation: Mutex::new(Reputation::new()),
+            links: Mutex::new(HashMap::new()),
+            dialling: Mutex::new(HashSet::new()),
+            dial_tx,
+        });
+        tasks.spawn(accept_loop(shared.clone()));
+        tasks.spawn(dial_loop(shared.clone(), dial_rx));
+        for peer in settings.static_peers {
+            tasks.spawn(static_peer_loop(shared.clone(), peer));
+        }
+        tasks.spawn(redial_loop(shared.clone()));
+        let discovery = if settings.mdns {
+            let (discovery, sightings) =
+                Discovery::start(local, &settings.name, &tag, local_addr.port())?;
+            tasks.spawn(sighting_loop(shared.clone(), sightings));
+            Some(discovery)
+        } else {
+            None
+        };
+        Ok(Federation {
+            shared,
+            local_addr,
+            discovery: Mutex::new(discovery),
+        })
+    }
+
+    /// The UDP address the endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The federation tag announced over mDNS (empty without a secret).
+    pub fn tag(&self) -> &str {
+        &self.shared.tag
+    }
+
+    /// Offers an event this node just stored (from a client) to every link.
+    pub fn announce(&self, id: EventId, bytes: &[u8]) {
+        let _ = self.shared.events.send(Arc::new(NewEvent {
+            id,
+            bytes: bytes.to_vec(),
+            origin: None,
+        }));
+    }
+
+    /// Every known peer, connected ones first.
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        lock(&self.shared.peers).snapshot()
+    }
+
+    /// Withdraws the mDNS announcement and closes the endpoint (after links said goodbye).
+    pub fn shutdown(&self) {
+        if let Some(d) = lock(&self.discovery).take() {
+            d.stop();
+        }
+        self.shared
+            .endpoint
+            .close(0u32.into(), b"node shutting down");
+    }
+}
+
+impl Shared {
+    /// Registers a new connection; false when an existing link to the same peer wins.
+    fn register(&self, peer: NodeId, conn: &Connection, dialled_by_me: bool) -> bool {
+        let mut links = lock(&self.links);
+        if let Some(existing) = links.get(&peer)
+            && existing.conn.close_reason().is_none()
+        {
+            // Both ends apply the same rule: keep the link dialled by the smaller node id.
+            let keep_new = if self.local < peer {
+                dialled_by_me
+            } else {
+                !dialled_by_me
+            };
+            if !keep_new || existing.dialled_by_me == dialled_by_me {
+                return false;
+            }
+            existing.conn.close(2u32.into(), b"duplicate link");
+        }
+        links.insert(
+            peer,
+            LinkHandle {
+                conn: conn.clone(),
+                dialled_by_me,
+                remote: canonical(conn.remote_address()),
+            },
+        );
+        true
+    }
+
+    fn connected(&self, peer: &NodeId) -> bool {
+        lock(&self.links)
+            .get(peer)
+            .is_some_and(|l| l.conn.close_reason().is_none())
+    }
+
+    pub(crate) fn connected_peers(&self) -> Vec<PeerInfo> {
+        let list: Vec<(NodeId, SocketAddr)> = lock(&self.links)
+            .iter()
+            .filter(|(_, l)| l.conn.close_reason().is_none())
+            .map(|(id, l)| (*id, l.remote))
+            .collect();
+        link_task::peer_infos(&list)
+    }
+
+    fn banned(&self, peer: &NodeId) -> Option<String> {
+        lock(&self.reputation).banned(peer, Instant::now())
+    }
+
+    pub(crate) fn penalize(&self, peer: NodeId, points: u32, reason: &str) -> (bool, i32) {
+        let now = Instant::now();
+        let mut rep = lock(&self.reputation);
+        let banned = rep.penalize(peer, points, reason, now);
+        let score = rep.score(peer, now);
+        drop(rep);
+        let mut peers = lock(&self.peers);
+        let e = peers.entry(peer);
+        e.score = score;
+        e.last_error = Some(reason.to_string());
+        (banned, score)
+    }
+
+    pub(crate) fn admitted(&self, peer: NodeId, name: &str, remote: SocketAddr) {
+        let mut peers = lock(&self.peers);
+        let e = peers.entry(peer);
+        e.name = name.to_string();
+        e.state = "connected";
+        e.addrs.insert(remote);
+        e.connected_since = Some(Instant::now());
+        e.last_error = None;
+    }
+
+    pub(crate) fn learned(&self, from: NodeId, list: Vec<PeerInfo>) {
+        for info in list {
+            if info.node == self.local {
+                continue;
+            }
+            {
+                let mut peers = lock(&self.peers);
+                let e = peers.entry(info.node);
+                e.found.insert(Found::Exchange);
+                e.addrs.extend(info.addrs.iter().copied());
+            }
+            if !self.connected(&info.node) {
+                log::debug!("node {} told of node {}", from.short(), info.node.short());
+                for addr in info.addrs {
+                    let _ = self.dial_tx.send(Dial::To {
+                        addr,
+                        expected: Some(info.node),
+                        found: Found::Exchange,
+                    });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn note_rtt(&self, peer: NodeId, rtt: Duration) {
+        lock(&self.peers).entry(peer).rtt = Some(rtt);
+    }
+
+    pub(crate) fn note_reconciled(&self, peer: NodeId, at: SystemTime) {
+        lock(&self.peers).entry(peer).last_reconciled = Some(at);
+    }
+
+    pub(crate) fn note_stats(&self, peer: NodeId, stats: &LinkStats) {
+        let mut peers = lock(&self.peers);
+        let e = peers.entry(peer);
+        e.events_sent = stats.events_sent;
+        e.events_received = stats.events_received;
+        e.invalid_received = stats.invalid_received;
+        if stats.last_reconciled.is_some() && e.last_reconciled.is_none() {
+            e.last_reconciled = Some(SystemTime::now());
+        }
+    }
+
+    pub(crate) fn link_ended(&self, peer: NodeId, conn: &Connection, reason: &str, was_open: bool) {
+        {
+            let mut links = lock(&self.links);
+            if links
+                .get(&peer)
+                .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
+            {
+                links.remove(&peer);
+            }
+        }
+        let still_linked = self.connected(&peer);
+        let mut peers = lock(&self.peers);
+        let e = peers.entry(peer);
+        if !still_linked {
+            e.state = if was_open { "disconnected" } else { "refused" };
+            e.last_error = Some(reason.to_string());
+        }
+        drop(peers);
+        if reason.contains("duplicate link") {
+            log::debug!("dropped a duplicate link to node {}", peer.short());
+        } else if was_open {
+            log::info!("link to node {} closed: {reason}", peer.short());
+        } else {
+            log::warn!(
+                "node {} at {} not linked: {reason}",
+                peer.short(),
+                canonical(conn.remote_address())
+            );
+        }
+    }
+}
+
+fn peer_of(conn: &Connection) -> Option<NodeId> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::node_id_of(certs.first()?.as_ref())
+}
+
+async fn accept_loop(shared: Arc<Shared>) {
+    loop {
+        let incoming = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            incoming = shared.endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared2 = shared.clone();
+        shared.tasks.spawn(async move {
+            let remote = canonical(incoming.remote_address());
+            let conn = match tokio::time::timeout(CONNECT_TIMEOUT, async { incoming.await }).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return log::debug!("handshake from {remote} failed: {e}"),
+                Err(_) => return log::debug!("handshake from {remote} timed out"),
+            };
+            let Some(peer) = peer_of(&conn) else {
+                return conn.close(1u32.into(), b"no node key");
+            };
+            if let Some(reason) = shared2.banned(&peer) {
+                log::info!(
+                    "refused node {} at {remote}: banned for {reason}",
+                    peer.short()
+                );
+                return conn.close(3u32.into(), b"banned for misbehaving");
+            }
+            if lock(&shared2.links).len() >= shared2.max_peers && !shared2.connected(&peer) {
+                return conn.close(4u32.into(), b"too many peers");
+            }
+            {
+                let mut peers = lock(&shared2.peers);
+                let e = peers.entry(peer);
+                e.found.insert(Found::Inbound);
+                e.addrs.insert(remote);
+            }
+            let streams = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi()).await;
+            let Ok(Ok((send, recv))) = streams else {
+                return conn.close(1u32.into(), b"no link stream");
+            };
+            if !shared2.register(peer, &conn, false) {
+                return conn.close(2u32.into(), b"duplicate link");
+            }
+            link_task::run(shared2, conn, Role::Acceptor, peer, send, recv).await;
+        });
+    }
+}
+
+async fn dial_loop(shared: Arc<Shared>, mut dials: mpsc::UnboundedReceiver<Dial>) {
+    loop {
+        let dial = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            dial = dials.recv() => dial,
+        };
+        let Some(Dial::To {
+            addr,
+            expected,
+            found,
+        }) = dial
+        else {
+            return;
+        };
+        if expected.is_some_and(|p| {
+            p == shared.local || shared.connected(&p) || shared.banned(&p).is_some()
+        }) {
+            continue;
+        }
+        if !lock(&shared.dialling).insert(addr) {
+            continue;
+        }
+        let shared2 = shared.clone();
+        shared.tasks.spawn(async move {
+            dial_one(&shared2, addr, expected, found).await;
+            lock(&shared2.dialling).remove(&addr);
+        });
+    }
+}
+
+async fn dial_one(shared: &Arc<Shared>, addr: SocketAddr, expected: Option<NodeId>, found: Found) {
+    let connecting =
+        match shared
+            .endpoint
+            .connect_with(shared.client.clone(), addr, "basis.invalid")
+        {
+            Ok(c) => c,
+            Err(e) => return log::debug!("cannot dial {addr}: {e}"),
+        };
+    if let Some(peer) = expected {
+        let mut peers = lock(&shared.peers);
+        let e = peers.entry(peer);
+        e.found.insert(found);
+        e.addrs.insert(addr);
+        if e.state != "connected" {
+            e.state = "connecting";
+        }
+    }
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            if let Some(peer) = expected {
+                let mut peers = lock(&shared.peers);
+                let e2 = peers.entry(peer);
+                e2.state = "disconnected";
+                e2.last_error = Some(e.to_string());
+            }
+            return log::debug!("dial {addr} failed: {e}");
+        }
+        Err(_) => return log::debug!("dial {addr} timed out"),
+    };
+    let Some(peer) = peer_of(&conn) else {
+        return conn.close(1u32.into(), b"no node key");
+    };
+    if let Some(want) = expected
+        && want != peer
+    {
+        log::warn!(
+            "{addr} is node {}, not the expected {}; not linking",
+            peer.short(),
+            want.short()
+        );
+        return conn.close(5u32.into(), b"unexpected node key");
+    }
+    {
+        let mut peers = lock(&shared.peers);
+        let e = peers.entry(peer);
+        e.found.insert(found);
+        e.addrs.insert(addr);
+    }
+    let Ok((send, recv)) = conn.open_bi().await else {
+        return;
+    };
+    if !shared.register(peer, &conn, true) {
+        return conn.close(2u32.into(), b"duplicate link");
+    }
+    link_task::run(shared.clone(), conn, Role::Dialer, peer, send, recv).await;
+}
+
+async fn static_peer_loop(shared: Arc<Shared>, peer: StaticPeer) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let up = peer.expected.is_some_and(|p| shared.connected(&p));
+        if !up {
+            match tokio::net::lookup_host((peer.host.as_str(), peer.port)).await {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        let _ = shared.dial_tx.send(Dial::To {
+                            addr,
+                            expected: peer.expected,
+                            found: Found::Static,
+                        });
+                    }
+                }
+                Err(e) => log::warn!("cannot resolve static peer {}: {e}", peer.host),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+/// Redials peers found by mDNS or peer exchange whose link went down (a partition that
+/// outlasted the idle timeout, a rebooted node), with a growing pause per peer.
+async fn redial_loop(shared: Arc<Shared>) {
+    let mut pause: HashMap<NodeId, (Instant, Duration)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            () = tokio::time::sleep(FIRST_BACKOFF) => {}
+        }
+        let now = Instant::now();
+        let candidates: Vec<(NodeId, Vec<SocketAddr>)> = lock(&shared.peers)
+            .peers
+            .iter()
+            .filter(|(_, e)| {
+                e.state != "connected"
+                    && e.state != "refused"
+                    && (e.found.contains(&Found::Mdns) || e.found.contains(&Found::Exchange))
+            })
+            .map(|(id, e)| (*id, e.addrs.iter().copied().collect()))
+            .collect();
+        for (peer, addrs) in candidates {
+            if shared.connected(&peer) {
+                pause.remove(&peer);
+                continue;
+            }
+            let (next, wait) = pause.entry(peer).or_insert((now, FIRST_BACKOFF));
+            if now < *next {
+                continue;
+            }
+            *wait = (*wait * 2).min(MAX_BACKOFF);
+            *next = now + *wait;
+            for addr in addrs {
+                let _ = shared.dial_tx.send(Dial::To {
+                    addr,
+                    expected: Some(peer),
+                    found: Found::Mdns,
+                });
+            }
+        }
+    }
+}
+
+async fn sighting_loop(shared: Arc<Shared>, mut sightings: mpsc::Receiver<Sighting>) {
+    loop {
+        let sighting = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            s = sightings.recv() => s,
+        };
+        let Some(s) = sighting else { return };
+        let ours = (!shared.tag.is_empty() && s.tag == shared.tag)
+            || shared.link_config.allow.contains(&s.node);
+        {
+            let mut peers = lock(&shared.peers);
+            if ours || peers.peers.contains_key(&s.node) {
+                let e = peers.entry(s.node);
+                e.found.insert(Found::Mdns);
+                e.addrs.extend(s.addrs.iter().copied());
+            }
+        }
+        if !ours {
+            log::debug!("ignoring node {} of another federation", s.node.short());
+            continue;
+        }
+        // A node that (re)appears is dialled at once.
+        for addr in s.addrs {
+            let _ = shared.dial_tx.send(Dial::To {
+                addr,
+                expected: Some(s.node),
+                found: Found::Mdns,
+            });
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `basis peers`: the other nodes this node knows.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::control::Request;
+use crate::control::client::Client;
+use crate::settings::Settings;
+
+fn ago(unix_secs: Option<u64>) -> String {
+    let Some(then) = unix_secs else {
+        return "never".into();
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(then);
+    format!("{}s ago", now.saturating_sub(then))
+}
+
+/// Asks the node for its peers and prints them.
+pub async fn run(settings: &Settings, json: bool) -> Result<()> {
+    let mut client = Client::connect(&settings.socket).await?;
+    let reply = client.call_ok(&Request::Peers).await?;
+    let peers = reply.peers.context("the node sent no peer list")?;
+    if json {
+        println!("{}", serde_json::to_string(&peers)?);
+        return Ok(());
+    }
+    if peers.is_empty() {
+        println!("no peers known yet");
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<16} {:<12} {:>8} {:>12} {:>8} {:>8} {:>5}  {:<22} found",
+        "node", "name", "state", "rtt", "reconciled", "sent", "recv", "score", "address"
+    );
+    for p in &peers {
+        let found: Vec<String> = p
+            .found
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect();
+        println!(
+            "{:<10} {:<16} {:<12} {:>8} {:>12} {:>8} {:>8} {:>5}  {:<22} {}",
+            &p.node_id[..8.min(p.node_id.len())],
+            p.name.chars().take(16).collect::<String>(),
+            p.state,
+            p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),
+            ago(p.last_reconciled),
+            p.events_sent,
+            p.events_received,
+            p.score,
+            p.addresses.first().map(String::as_str).unwrap_or("-"),
+            found.join(",")
+        );
+        if let Some(e) = &p.last_error
+            && p.state != "connected"
+        {
+            println!("{:<10} last error: {e}", "");
+        }
+    }
+    Ok(())
+}

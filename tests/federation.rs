@@ -1,0 +1,309 @@
+//! LAN federation in a network-namespace lab: each node is a separate `basis run` in its own
+//! namespace on one bridge, found by mDNS and linked over QUIC. Needs root (skips otherwise).
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Node, count_events, open_db_ro, text};
+use lab::{Host, Lab, lab_or_skip};
+
+const SECRET: &str = "blue river 42";
+/// Generous upper bound for convergence; tests poll and finish as soon as it happens.
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// A node of the lab: a [`Node`] (config, data, CLI) whose daemon runs in a lab host.
+struct LabNode {
+    node: Node,
+    host: Host,
+}
+
+impl LabNode {
+    fn new(lab: &Lab, name: &str, federation: &str) -> LabNode {
+        let host = lab.add_host(name);
+        let node = Node::with_config_extra(&format!("[federation]\n{federation}\n"));
+        LabNode { node, host }
+    }
+
+    fn start(&mut self) {
+        let mut cmd = self.host.command(env!("CARGO_BIN_EXE_basis"));
+        for (name, _) in std::env::vars_os() {
+            if let Some(name) = name.to_str()
+                && (name.starts_with("BASIS_")
+                    || name == "NOTIFY_SOCKET"
+                    || name == "JOURNAL_STREAM")
+            {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("RUST_LOG", "info");
+        cmd.arg("--config").arg(&self.node.config).arg("run");
+        self.node.start_command(cmd);
+    }
+
+    fn append(&self, count: usize, text: &str) -> Vec<String> {
+        let n = count.to_string();
+        self.node
+            .append_json(&["--count", &n, "--text", text])
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    }
+
+    fn ids(&self) -> BTreeSet<Vec<u8>> {
+        let Ok(conn) = std::panic::catch_unwind(|| open_db_ro(&self.node.db_path())) else {
+            return BTreeSet::new();
+        };
+        let mut stmt = match conn.prepare("SELECT id FROM events") {
+            Ok(s) => s,
+            Err(_) => return BTreeSet::new(),
+        };
+        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map(|rows| rows.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits until every node holds exactly `expected` events with identical id sets; panics
+/// with each node's count and log tail otherwise.
+fn converge(nodes: &[&LabNode], expected: usize) -> Duration {
+    let start = Instant::now();
+    loop {
+        let sets: Vec<BTreeSet<Vec<u8>>> = nodes.iter().map(|n| n.ids()).collect();
+        if sets.iter().all(|s| s.len() == expected && *s == sets[0]) {
+            return start.elapsed();
+        }
+        if start.elapsed() > CONVERGE {
+            let mut report = String::new();
+            for (n, s) in nodes.iter().zip(&sets) {
+                let log = n.node.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                report.push_str(&format!(
+                    "\n--- {} holds {} of {expected} ---\n{}\n",
+                    n.host.name(),
+                    s.len(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+            panic!("no convergence within {CONVERGE:?}:{report}");
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn three(lab: &Lab, extra: &str) -> Vec<LabNode> {
+    let fed = format!("secret = \"{SECRET}\"\n{extra}");
+    let mut nodes: Vec<LabNode> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|name| LabNode::new(lab, name, &fed))
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    nodes
+}
+
+#[test]
+fn three_nodes_with_only_a_secret_find_each_other_and_converge() {
+    let lab = lab_or_skip!();
+    let nodes = three(&lab, "");
+    for (i, n) in nodes.iter().enumerate() {
+        n.append(20, &format!("from node {i}"));
+    }
+    // 3 rooms (one per append run) with 20 messages each.
+    let took = converge(&nodes.iter().collect::<Vec<_>>(), 63);
+    eprintln!("three nodes converged {took:?} after the last append");
+    // Each node links with the other two. Nothing but mDNS can have introduced them (no
+    // static peers), then peer exchange and inbound dials fill in.
+    let mut found_by_mdns = 0;
+    for n in &nodes {
+        let out = n.node.cli_ok(&["peers", "--json"]);
+        let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let linked: Vec<&serde_json::Value> = peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["state"] == "connected")
+            .collect();
+        assert_eq!(linked.len(), 2, "{}: {peers}", n.host.name());
+        for p in &linked {
+            let found = p["found"].as_array().unwrap();
+            assert!(!found.iter().any(|f| f == "static"), "{peers}");
+            found_by_mdns += usize::from(found.iter().any(|f| f == "mdns"));
+        }
+    }
+    assert!(found_by_mdns > 0, "no node was found by mDNS");
+}
+
+fn partition_and_heal(loss: u8) {
+    let lab = lab_or_skip!();
+    let nodes = three(&lab, "reconcile_secs = 5");
+    if loss > 0 {
+        for n in &nodes {
+            lab.set_loss(&n.host, loss);
+        }
+    }
+    nodes[0].append(5, "before");
+    converge(&nodes.iter().collect::<Vec<_>>(), 6);
+
+    lab.set_link(&nodes[0].host, false);
+    nodes[0].append(10, "alone");
+    nodes[1].append(10, "majority b");
+    nodes[2].append(10, "majority c");
+    // The majority side converges among itself while node 1 is cut off.
+    converge(&[&nodes[1], &nodes[2]], 6 + 11 + 11);
+    assert_eq!(
+        nodes[0].ids().len(),
+        6 + 11,
+        "node 1 got events through a partition"
+    );
+    thread::sleep(Duration::from_secs(3));
+
+    lab.set_link(&nodes[0].host, true);
+    let took = converge(&nodes.iter().collect::<Vec<_>>(), 6 + 11 * 3);
+    eprintln!("partition healed, {loss}% loss: union reached in {took:?}");
+}
+
+#[test]
+fn partition_then_heal_converges_to_the_union() {
+    partition_and_heal(0);
+}
+
+#[test]
+fn partition_then_heal_converges_with_20_percent_loss() {
+    partition_and_heal(20);
+}
+
+#[test]
+fn a_node_with_another_secret_is_refused_and_gets_nothing() {
+    let lab = lab_or_skip!();
+    let mut nodes = three(&lab, "");
+    nodes[0].append(10, "federation only");
+    converge(&nodes.iter().collect::<Vec<_>>(), 11);
+    // The outsider knows where node 1 is but not the secret.
+    let target = format!("{}:7464", nodes[0].host.ipv4());
+    let mut outsider = LabNode::new(
+        &lab,
+        "n4",
+        &format!("secret = \"another secret\"\npeers = [\"{target}\"]"),
+    );
+    outsider.start();
+    outsider.append(3, "outsider");
+    let deadline = Instant::now() + CONVERGE;
+    while !nodes[0].node.log_text().contains("not admitted") {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never logged why it refused the outsider:\n{}",
+            nodes[0].node.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        outsider.ids().len(),
+        4,
+        "the outsider received federation events"
+    );
+    for n in &nodes {
+        assert_eq!(
+            n.ids().len(),
+            11,
+            "{} took the outsider's events",
+            n.host.name()
+        );
+    }
+    let log = nodes[0].node.log_text();
+    assert!(
+        log.contains("did not prove this federation's secret"),
+        "{log}"
+    );
+    assert!(!log.contains(SECRET) && !outsider.node.log_text().contains("another secret"));
+    nodes.truncate(3);
+}
+
+#[test]
+fn a_late_node_backfills_thousands_newest_first() {
+    let lab = lab_or_skip!();
+    let fed = format!("secret = \"{SECRET}\"");
+    let mut a = LabNode::new(&lab, "a", &fed);
+    a.start();
+    a.append(3000, "history");
+    let mut late = LabNode::new(&lab, "late", &fed);
+    late.start();
+    let took = converge(&[&a, &late], 3001);
+    eprintln!("backfill of 3001 events took {took:?}");
+    // Arrival order on the late node (its local sequence) against the events' own time.
+    let conn = open_db_ro(&late.node.db_path());
+    let mut stmt = conn.prepare("SELECT ts FROM events ORDER BY seq").unwrap();
+    let arrival: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut by_time = arrival.clone();
+    by_time.sort_unstable_by(|x, y| y.cmp(x));
+    let newest_tenth = by_time[by_time.len() / 10];
+    let first: Vec<i64> = arrival.iter().take(200).copied().collect();
+    assert!(
+        first.iter().all(|ts| *ts >= newest_tenth),
+        "the first events to arrive were not the newest"
+    );
+    assert_eq!(count_events(&conn), 3001);
+}
+
+#[test]
+fn an_independent_mdns_browser_sees_the_node() {
+    let lab = lab_or_skip!(lab::python_module("zeroconf"));
+    let mut n = LabNode::new(&lab, "n1", &format!("secret = \"{SECRET}\""));
+    n.start();
+    let id = n.node.node_id();
+    let observer = lab.add_host("observer");
+    let out = observer
+        .command("python3")
+        .arg(lab::script("mdns_browse.py"))
+        .args(["_basis._udp.local.", "20"])
+        .output()
+        .expect("run mdns_browse.py");
+    let stdout = text(&out.stdout);
+    let found: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let me = found
+        .iter()
+        .find(|s| s["txt"]["id"] == id.as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "zeroconf did not resolve the node; it saw {stdout}\n{}",
+                text(&out.stderr)
+            )
+        });
+    assert_eq!(me["port"], 7464);
+    assert!(
+        me["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("basis-{}", &id[..8])),
+        "{me}"
+    );
+    let tag = n.node.status_json()["federation_tag"].clone();
+    assert_eq!(me["txt"]["fed"], tag);
+    assert_eq!(me["txt"]["proto"], "1");
+    assert_eq!(me["txt"]["port"], "7464");
+    let addresses = me["addresses"].as_array().unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a == &serde_json::Value::from(n.host.ipv4().to_string())),
+        "{me}"
+    );
+    // The secret itself is nowhere in what the node announces.
+    assert!(!stdout.contains(SECRET));
+    let _ = Command::new("true").status();
+}

@@ -1,0 +1,220 @@
+//! A peer that knows the federation secret but lies: garbage frames, oversize frames and
+//! forged events. It is cut off and banned, nothing of it is stored, and honest replication
+//! goes on. The hostile peer is this test, speaking the wire protocol over QUIC on loopback.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use basis_core::body::{Body, MessageBody};
+use basis_core::{EventContent, NodeKey, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
+use basis_proto::admission::EXPORTER_LABEL;
+use basis_proto::frame::Frame;
+use basis_proto::{FederationKey, Role};
+use bytes::Bytes;
+use common::{Node, count_events, open_db_ro};
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+const SECRET: &str = "blue river 42";
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+fn honest(port: u16, peer_port: Option<u16>) -> Node {
+    let peers = peer_port
+        .map(|p| format!("peers = [\"127.0.0.1:{p}\"]"))
+        .unwrap_or_default();
+    let mut n = Node::with_config_extra(&format!(
+        "[federation]\nsecret = \"{SECRET}\"\nport = {port}\nmdns = false\nreconcile_secs = 5\n{peers}\n"
+    ));
+    n.start();
+    n
+}
+
+/// A lying peer's open link: admitted with the real secret, then free to misbehave.
+struct Liar {
+    conn: quinn::Connection,
+    tx: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    rx: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+    _endpoint: quinn::Endpoint,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    // The liar's own codec takes large frames so that it can send them.
+    LengthDelimitedCodec::builder()
+        .max_frame_length(64 * 1024 * 1024)
+        .new_codec()
+}
+
+async fn connect(key: &NodeKey, target: SocketAddr, hello: bool) -> Liar {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(basis_net::tls::client_config(key).unwrap());
+    let conn = endpoint
+        .connect(target, "basis.invalid")
+        .unwrap()
+        .await
+        .expect("the QUIC handshake succeeds (the liar has a valid key)");
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let mut liar = Liar {
+        conn,
+        tx: FramedWrite::new(send, codec()),
+        rx: FramedRead::new(recv, codec()),
+        _endpoint: endpoint,
+    };
+    if hello {
+        let mut exporter = [0u8; 32];
+        liar.conn
+            .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+            .unwrap();
+        let proof =
+            FederationKey::from_secret(SECRET.as_bytes()).prove(&exporter, Role::Dialer, &key.id());
+        let hello = Frame::Hello {
+            version: 1,
+            node: key.id(),
+            name: "liar".into(),
+            proof,
+        };
+        liar.send(hello.encode()).await;
+        // The node answers with its own hello: admitted.
+        let first = liar.rx.next().await.expect("a reply").expect("a frame");
+        assert!(
+            matches!(Frame::decode(&first), Ok(Frame::Hello { .. })),
+            "{first:?}"
+        );
+    }
+    liar
+}
+
+impl Liar {
+    async fn send(&mut self, bytes: Vec<u8>) {
+        let _ = self.tx.send(Bytes::from(bytes)).await;
+    }
+
+    /// Waits until the node closes the connection; returns its reason.
+    async fn closed(&mut self) -> String {
+        // Drain whatever the node still sends (its recon messages, a bye).
+        let drain = async { while let Some(Ok(_)) = self.rx.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(20), drain).await;
+        match tokio::time::timeout(Duration::from_secs(20), self.conn.closed()).await {
+            Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+                String::from_utf8_lossy(&c.reason).into_owned()
+            }
+            Ok(other) => other.to_string(),
+            Err(_) => panic!("the node did not cut off the hostile peer"),
+        }
+    }
+}
+
+fn forged_event(room: RoomId, text: &str) -> (Vec<u8>, Vec<u8>) {
+    let author = UserKey::from_secret([3; 32]);
+    let impostor = UserKey::from_secret([4; 32]);
+    let content = EventContent {
+        version: PROTOCOL_VERSION,
+        room: Some(room),
+        author: author.id(),
+        parents: vec![],
+        time: Timestamp::new(1_800_000_000_000, 0),
+        body: Body::Message(MessageBody::Text { text: text.into() }),
+    };
+    let event = content.sign(&impostor);
+    (event.to_bytes(), event.id().0.to_vec())
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = honest(pa, None);
+    let b = honest(pb, Some(pa));
+    let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let room = RoomId(
+        a.append_json(&["--count", "1"])[0]
+            .id
+            .parse::<basis_core::EventId>()
+            .unwrap()
+            .0,
+    );
+    wait_for("b to replicate a's first events", || {
+        count_events(&open_db_ro(&b.db_path())) == 2
+    });
+
+    // 1. Garbage before hello: cut off at once.
+    let reason = rt.block_on(async {
+        let key = NodeKey::generate().unwrap();
+        let mut l = connect(&key, target, false).await;
+        l.send(vec![0xde, 0xad, 0xbe, 0xef]).await;
+        l.closed().await
+    });
+    assert!(!reason.is_empty());
+
+    // 2. An oversize frame (2 MiB) after a valid hello: cut off.
+    let reason = rt.block_on(async {
+        let key = NodeKey::generate().unwrap();
+        let mut l = connect(&key, target, true).await;
+        l.send(vec![0u8; 2 * 1024 * 1024]).await;
+        l.closed().await
+    });
+    assert!(reason.contains("frame"), "{reason}");
+
+    // 3. Forged events, then garbage: penalised to zero and banned; a reconnect is refused.
+    let liar_key = NodeKey::generate().unwrap();
+    let mut forged_ids = Vec::new();
+    let reason = rt.block_on(async {
+        let mut l = connect(&liar_key, target, true).await;
+        for i in 0..6 {
+            let (bytes, id) = forged_event(room, &format!("forged {i}"));
+            forged_ids.push(id);
+            l.send(Frame::Events(vec![bytes]).encode()).await;
+        }
+        l.send(vec![0xff; 64]).await;
+        l.closed().await
+    });
+    assert!(!reason.is_empty());
+    let banned = rt.block_on(async {
+        let mut l = connect(&liar_key, target, false).await;
+        l.closed().await
+    });
+    eprintln!("liar cut off: {reason}; on reconnect: {banned}");
+    assert!(
+        banned.contains("banned"),
+        "a banned peer got back in: {banned}"
+    );
+
+    // Nothing of it was stored, the database is sound, and the log says why.
+    let conn = open_db_ro(&a.db_path());
+    for id in &forged_ids {
+        assert_eq!(common::count_id(&conn, id), 0, "a forged event was stored");
+    }
+    a.store_check_ok();
+    let log = a.log_text();
+    assert!(log.contains("invalid events"), "{log}");
+    assert!(log.contains("banned"), "{log}");
+    assert!(!log.contains("panicked"));
+
+    // Honest replication goes on, both ways.
+    let from_b = b.append_json(&["--room", &room.to_string(), "--count", "5"]);
+    let from_a = a.append_json(&["--room", &room.to_string(), "--count", "5"]);
+    wait_for("honest events to replicate", || {
+        let (ca, cb) = (open_db_ro(&a.db_path()), open_db_ro(&b.db_path()));
+        from_a.iter().chain(&from_b).all(|ack| {
+            let id = common::id_bytes(&ack.id);
+            common::count_id(&ca, &id) == 1 && common::count_id(&cb, &id) == 1
+        })
+    });
+}

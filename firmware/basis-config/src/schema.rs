@@ -118,6 +118,8 @@ pub struct FederationConfig {
     pub reconcile_secs: u64,
     /// Most links at once.
     pub max_peers: usize,
+    /// Most KiB per second read from one peer; a faster peer is slowed down, not dropped.
+    pub peer_rate_kib: u64,
 }
 
 impl Default for FederationConfig {
@@ -131,6 +133,7 @@ impl Default for FederationConfig {
             mdns: true,
             reconcile_secs: 60,
             max_peers: 32,
+            peer_rate_kib: 8192,
         }
     }
 }

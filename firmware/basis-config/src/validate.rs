@@ -131,6 +131,7 @@ fn validate_federation(config: &Config) -> Result<(), Invalid> {
     }
     in_range("federation.reconcile_secs", f.reconcile_secs, 5..=86_400)?;
     in_range("federation.max_peers", f.max_peers, 1..=1024)?;
+    in_range("federation.peer_rate_kib", f.peer_rate_kib, 64..=1_048_576)?;
     Ok(())
 }
 

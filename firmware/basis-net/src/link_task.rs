@@ -25,6 +25,40 @@ const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
 /// Events per store read while streaming.
 const STREAM_CHUNK: usize = 500;
 
+/// Per-peer rate limit on bytes read: a token bucket holding one second of the rate. A peer
+/// that reads ahead is made to wait, and QUIC flow control holds it back in turn.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimit {
+    fn new(bytes_per_sec: u64) -> RateLimit {
+        let rate = bytes_per_sec.max(1) as f64;
+        RateLimit {
+            rate,
+            tokens: rate.max(MAX_FRAME as f64),
+            updated: Instant::now(),
+        }
+    }
+
+    /// How long to wait before `bytes` more may be read.
+    fn take(&mut self, bytes: usize) -> Duration {
+        let now = Instant::now();
+        let burst = self.rate.max(MAX_FRAME as f64);
+        self.tokens =
+            (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.rate).min(burst);
+        self.updated = now;
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
 struct StoreItems(Arc<Readers>);
 
 impl ItemSource for StoreItems {
@@ -128,6 +162,7 @@ pub(crate) async fn run(
     let mut source = StoreItems(shared.readers.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut next_share = Instant::now();
+    let mut rate = RateLimit::new(shared.peer_rate);
     let stop = shared.stop.clone();
     let mut ctx = Ctx {
         shared: &shared,
@@ -143,7 +178,14 @@ pub(crate) async fn run(
     while ctx.closed.is_none() {
         let actions = tokio::select! {
             frame = frames.next() => match frame {
-                Some(Ok(bytes)) => link.on_frame(&bytes, Instant::now(), &mut source),
+                Some(Ok(bytes)) => {
+                    let wait = rate.take(bytes.len());
+                    if !wait.is_zero() {
+                        ctx.shared.note_throttled(peer, wait);
+                        tokio::time::sleep(wait).await;
+                    }
+                    link.on_frame(&bytes, Instant::now(), &mut source)
+                }
                 Some(Err(e)) => {
                     let reason = format!("unreadable frame from the peer: {e}");
                     let mut out = vec![Action::Send(Frame::Bye(reason.clone()))];
@@ -315,4 +357,29 @@ pub(crate) fn peer_infos(list: &[(NodeId, SocketAddr)]) -> Vec<PeerInfo> {
             addrs: vec![*addr],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_lets_a_burst_through_then_paces() {
+        let mut r = RateLimit::new(2 * MAX_FRAME as u64);
+        // A full second's worth passes at once.
+        assert!(r.take(2 * MAX_FRAME).is_zero());
+        // The next second's worth must wait about a second.
+        let wait = r.take(2 * MAX_FRAME);
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn slow_rates_still_admit_one_whole_frame() {
+        let mut r = RateLimit::new(1024);
+        assert!(r.take(MAX_FRAME).is_zero());
+        assert!(!r.take(1).is_zero());
+    }
 }

@@ -19,6 +19,8 @@ pub enum Found {
     Exchange,
     /// It dialled this node.
     Inbound,
+    /// Remembered from an earlier link (kept in the store).
+    Known,
 }
 
 /// One peer as `basis peers` shows it.
@@ -48,6 +50,9 @@ pub struct PeerSnapshot {
     pub score: i32,
     /// Why the last link ended or was refused.
     pub last_error: Option<String>,
+    /// Seconds its link was slowed down for sending faster than the per-peer rate limit.
+    #[serde(default)]
+    pub throttled_secs: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,6 +69,7 @@ pub(crate) struct Entry {
     pub score: i32,
     pub last_error: Option<String>,
     pub connected_since: Option<Instant>,
+    pub throttled: Duration,
 }
 
 /// Known peers by id.
@@ -103,6 +109,7 @@ impl PeerTable {
                 invalid_received: e.invalid_received,
                 score: e.score,
                 last_error: e.last_error.clone(),
+                throttled_secs: e.throttled.as_secs_f64(),
             })
             .collect();
         list.sort_by(|a, b| {

@@ -90,6 +90,8 @@ pub struct FederationSettings {
     pub reconcile_every: Duration,
     /// Most links at once.
     pub max_peers: usize,
+    /// Most bytes per second read from one peer.
+    pub peer_rate: u64,
 }
 
 /// A newly stored event, fanned out to links.
@@ -128,6 +130,7 @@ pub(crate) struct Shared {
     client: quinn::ClientConfig,
     tag: String,
     max_peers: usize,
+    pub peer_rate: u64,
     peers: Mutex<PeerTable>,
     reputation: Mutex<Reputation>,
     links: Mutex<HashMap<NodeId, LinkHandle>>,
@@ -216,6 +219,7 @@ impl Federation {
             client,
             tag: tag.clone(),
             max_peers: settings.max_peers,
+            peer_rate: settings.peer_rate,
             peers: Mutex::new(PeerTable::default()),
             reputation: Mutex::new(Reputation::new()),
             links: Mutex::new(HashMap::new()),
@@ -228,6 +232,7 @@ impl Federation {
             tasks.spawn(static_peer_loop(shared.clone(), peer));
         }
         tasks.spawn(redial_loop(shared.clone()));
+        tasks.spawn(dial_known_peers(shared.clone()));
         let discovery = if settings.mdns {
             let (discovery, sightings) =
                 Discovery::start(local, &settings.name, &tag, local_addr.port())?;
@@ -340,6 +345,7 @@ impl Shared {
     }
 
     pub(crate) fn admitted(&self, peer: NodeId, name: &str, remote: SocketAddr) {
+        self.writer.remember_peer(peer.0, remote.to_string());
         let mut peers = lock(&self.peers);
         let e = peers.entry(peer);
         e.name = name.to_string();
@@ -375,6 +381,10 @@ impl Shared {
 
     pub(crate) fn note_rtt(&self, peer: NodeId, rtt: Duration) {
         lock(&self.peers).entry(peer).rtt = Some(rtt);
+    }
+
+    pub(crate) fn note_throttled(&self, peer: NodeId, wait: Duration) {
+        lock(&self.peers).entry(peer).throttled += wait;
     }
 
     pub(crate) fn note_reconciled(&self, peer: NodeId, at: SystemTime) {
@@ -595,6 +605,35 @@ async fn static_peer_loop(shared: Arc<Shared>, peer: StaticPeer) {
     }
 }
 
+/// Most remembered peers dialled at start.
+const KNOWN_PEERS_DIALLED: usize = 64;
+
+/// At start, dials the peers this node was linked with before (kept in the store), so that a
+/// restarted node finds its federation even where mDNS does not reach.
+async fn dial_known_peers(shared: Arc<Shared>) {
+    let readers = shared.readers.clone();
+    let known = tokio::task::spawn_blocking(move || readers.known_peers(KNOWN_PEERS_DIALLED)).await;
+    let Ok(Ok(known)) = known else {
+        return log::warn!("cannot read the remembered peers");
+    };
+    for (node, addr) in known {
+        let (node, Ok(addr)) = (NodeId(node), addr.parse::<SocketAddr>()) else {
+            continue;
+        };
+        {
+            let mut peers = lock(&shared.peers);
+            let e = peers.entry(node);
+            e.found.insert(Found::Known);
+            e.addrs.insert(addr);
+        }
+        let _ = shared.dial_tx.send(Dial::To {
+            addr,
+            expected: Some(node),
+            found: Found::Known,
+        });
+    }
+}
+
 /// Redials peers found by mDNS or peer exchange whose link went down (a partition that
 /// outlasted the idle timeout, a rebooted node), with a growing pause per peer.
 async fn redial_loop(shared: Arc<Shared>) {
@@ -611,7 +650,9 @@ async fn redial_loop(shared: Arc<Shared>) {
             .filter(|(_, e)| {
                 e.state != "connected"
                     && e.state != "refused"
-                    && (e.found.contains(&Found::Mdns) || e.found.contains(&Found::Exchange))
+                    && (e.found.contains(&Found::Mdns)
+                        || e.found.contains(&Found::Exchange)
+                        || e.found.contains(&Found::Known))
             })
             .map(|(id, e)| (*id, e.addrs.iter().copied().collect()))
             .collect();

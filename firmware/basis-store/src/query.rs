@@ -234,6 +234,19 @@ impl Readers {
         })
     }
 
+    /// Peers this node was linked with, most recently seen first: `(node id, address)`.
+    pub fn known_peers(&self, limit: usize) -> Result<Vec<([u8; 32], String)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT node, addr FROM known_peers ORDER BY last_seen DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
+                Ok((blob32(r, 0, |b| b)?, r.get::<_, String>(1)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// Every room with its counts, most recently active first.
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
         self.with(|c| {

@@ -10,7 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub const APPLICATION_ID: i64 = 0x4253_4953;
 
 /// Newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = "
 PRAGMA application_id = 1112754515;
@@ -30,9 +30,19 @@ CREATE INDEX events_room_ts_id ON events(room, ts, id);
 CREATE INDEX events_ts ON events(ts);
 ";
 
+/// Version 2: peers this node was linked with, so that it can dial them again after a restart
+/// even where mDNS does not reach. One row per peer, rewritten only when a link is admitted.
+const V2: &str = "
+CREATE TABLE known_peers (
+    node      BLOB PRIMARY KEY,        -- node id
+    addr      TEXT NOT NULL,           -- last address it was linked at
+    last_seen INTEGER NOT NULL         -- wall clock, ms
+) STRICT;
+";
+
 /// The migrations, oldest first. Append; never edit one that has shipped.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 #[cfg(test)]

@@ -85,6 +85,8 @@ enum Request {
         policy: ExpiryPolicy,
         reply: Reply<ExpiryReport>,
     },
+    /// Remember a peer this node was linked with.
+    RememberPeer { node: [u8; 32], addr: String },
     /// Finish what was queued before this request, then stop.
     Shutdown,
 }
@@ -133,6 +135,12 @@ impl WriterHandle {
             .blocking_send(Request::Expire { policy, reply })
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Remembers a peer this node was linked with (at most one row per peer). Best effort:
+    /// nothing waits for it.
+    pub fn remember_peer(&self, node: [u8; 32], addr: String) {
+        let _ = self.tx.try_send(Request::RememberPeer { node, addr });
     }
 
     /// Whether the writer thread is still running (for the service watchdog).
@@ -229,6 +237,7 @@ impl WriterState {
                         inserts.push((events, reply));
                     }
                     expire @ Request::Expire { .. } => later.push(expire),
+                    peer @ Request::RememberPeer { .. } => later.push(peer),
                     Request::Shutdown => {
                         stopping = true;
                         break;
@@ -242,11 +251,23 @@ impl WriterState {
                 self.commit_group(inserts);
             }
             for request in later {
-                if let Request::Expire { policy, reply } = request {
-                    // (Shutdown requests never reach this list.)
-                    let result = expiry::run(&mut self.conn, &policy, &self.stats);
-                    self.policy = Some(policy);
-                    let _ = reply.send(result);
+                match request {
+                    Request::Expire { policy, reply } => {
+                        let result = expiry::run(&mut self.conn, &policy, &self.stats);
+                        self.policy = Some(policy);
+                        let _ = reply.send(result);
+                    }
+                    Request::RememberPeer { node, addr } => {
+                        let done = self.conn.execute(
+                            "INSERT OR REPLACE INTO known_peers (node, addr, last_seen) VALUES (?1, ?2, ?3)",
+                            params![node, addr, wall_millis()],
+                        );
+                        if let Err(e) = done {
+                            log::warn!("store: cannot remember a peer: {e}");
+                        }
+                    }
+                    // Inserts and shutdown never reach this list.
+                    Request::Insert { .. } | Request::Shutdown => {}
                 }
             }
         }

@@ -303,3 +303,45 @@ async fn concurrent_writers_are_grouped_into_few_commits() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn known_peers_are_remembered_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let w = store.writer();
+    w.remember_peer([1; 32], "10.0.0.1:7464".into());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    w.remember_peer([2; 32], "10.0.0.2:7464".into());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    w.remember_peer([1; 32], "10.0.0.9:7464".into());
+    // A barrier: the writer handles requests in order.
+    w.insert_blocking(vec![]).unwrap();
+    store.close().unwrap();
+    let store = open(&dir);
+    let peers = store.readers().known_peers(10).unwrap();
+    assert_eq!(
+        peers,
+        vec![
+            ([1; 32], "10.0.0.9:7464".to_string()),
+            ([2; 32], "10.0.0.2:7464".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("basis.db");
+    let store = open(&dir);
+    let room = create("r");
+    store.writer().insert_blocking(vec![room.clone()]).unwrap();
+    store.close().unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE known_peers; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let store = open(&dir);
+    assert!(store.readers().get(&room.id()).unwrap().is_some());
+    assert!(store.readers().known_peers(1).unwrap().is_empty());
+}

@@ -235,7 +235,19 @@ fn a_late_node_backfills_thousands_newest_first() {
     a.start();
     a.append(3000, "history");
     let mut late = LabNode::new(&lab, "late", &fed);
+    let started = Instant::now();
     late.start();
+    while late.ids().is_empty() {
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the late node never received anything"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "figure: start of the late node to its first synced event (mDNS discovery, QUIC, admission, reconciliation, fetch): {:?}",
+        started.elapsed()
+    );
     let took = converge(&[&a, &late], 3001);
     eprintln!("backfill of 3001 events took {took:?}");
     // Arrival order on the late node (its local sequence) against the events' own time.

@@ -54,7 +54,7 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-async fn connect(key: &NodeKey, target: SocketAddr, hello: bool) -> Liar {
+async fn handshake(key: &NodeKey, target: SocketAddr) -> (quinn::Endpoint, quinn::Connection) {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(basis_net::tls::client_config(key).unwrap());
     let conn = endpoint
@@ -62,6 +62,11 @@ async fn connect(key: &NodeKey, target: SocketAddr, hello: bool) -> Liar {
         .unwrap()
         .await
         .expect("the QUIC handshake succeeds (the liar has a valid key)");
+    (endpoint, conn)
+}
+
+async fn connect(key: &NodeKey, target: SocketAddr, hello: bool) -> Liar {
+    let (endpoint, conn) = handshake(key, target).await;
     let (send, recv) = conn.open_bi().await.unwrap();
     let mut liar = Liar {
         conn,
@@ -187,8 +192,15 @@ fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
     });
     assert!(!reason.is_empty());
     let banned = rt.block_on(async {
-        let mut l = connect(&liar_key, target, false).await;
-        l.closed().await
+        // The node closes a banned peer's connection right after the handshake.
+        let (_endpoint, conn) = handshake(&liar_key, target).await;
+        match tokio::time::timeout(Duration::from_secs(20), conn.closed()).await {
+            Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+                String::from_utf8_lossy(&c.reason).into_owned()
+            }
+            Ok(other) => other.to_string(),
+            Err(_) => "the banned peer's connection stayed open".to_string(),
+        }
     });
     eprintln!("liar cut off: {reason}; on reconnect: {banned}");
     assert!(

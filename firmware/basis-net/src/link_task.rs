@@ -10,6 +10,7 @@ use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::frame::Frame;
 use basis_proto::limits::MAX_FRAME;
 use basis_proto::link::{Action, Link, event_frames};
+use basis_proto::recon::Items;
 use basis_proto::{ItemSource, PeerInfo, Role};
 use basis_store::Readers;
 use bytes::Bytes;
@@ -62,9 +63,15 @@ impl RateLimit {
 struct StoreItems(Arc<Readers>);
 
 impl ItemSource for StoreItems {
-    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String> {
+    fn items(&mut self, items: &mut Items) -> Result<(), String> {
         // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
-        tokio::task::block_in_place(|| self.0.all_items()).map_err(|e| e.to_string())
+        tokio::task::block_in_place(|| {
+            self.0.for_each_item(|ts, id| {
+                // Pushing fails only on a sealed set; this one is being built.
+                let _ = items.push(ts, id);
+            })
+        })
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -13,7 +13,7 @@ use crate::limits::{
     EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_WANTED, RECENT_IDS,
     WANT_FRAME_IDS,
 };
-use crate::recon::{Initiator, Responder, Step};
+use crate::recon::{Initiator, Items, Responder, Step};
 
 /// Points taken off a peer for one invalid event.
 pub const PENALTY_INVALID_EVENT: u32 = 10;
@@ -37,8 +37,14 @@ pub struct LinkConfig {
 
 /// Where a link gets the items it reconciles over.
 pub trait ItemSource {
-    /// `(timestamp, id)` of every event in the reconciled set.
-    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String>;
+    /// `(timestamp, id)` of every event in the reconciled set, added to `items`.
+    fn items(&mut self, items: &mut Items) -> Result<(), String>;
+}
+
+fn collect(source: &mut dyn ItemSource) -> Result<Items, String> {
+    let mut items = Items::default();
+    source.items(&mut items)?;
+    Ok(items)
 }
 
 /// What the driver must do.
@@ -344,7 +350,7 @@ impl Link {
 
     fn start_recon(&mut self, now: Instant, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
         self.next_recon = Some(now + self.config.reconcile_every);
-        let items = match source.items() {
+        let items = match collect(source) {
             Ok(items) => items,
             Err(e) => {
                 out.push(Action::Close(format!(
@@ -409,7 +415,7 @@ impl Link {
             return;
         }
         if self.responder.is_none() {
-            let items = match source.items() {
+            let items = match collect(source) {
                 Ok(items) => items,
                 Err(e) => {
                     out.push(Action::Close(format!(

@@ -20,21 +20,42 @@ pub enum ReconError {
     TooManyRounds,
 }
 
-fn storage(items: Vec<(u64, EventId)>) -> Result<NegentropyStorageVector, ReconError> {
-    let mut s = NegentropyStorageVector::with_capacity(items.len());
-    for (ts, id) in items {
-        s.insert(ts, Id::from_byte_array(id.0))
-            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+/// The items a session reconciles, collected straight into negentropy's sorted vector (40
+/// bytes per item), so no second copy of the set is held.
+#[derive(Default)]
+pub struct Items(NegentropyStorageVector);
+
+impl Items {
+    /// An empty set with room for `n` items.
+    pub fn with_capacity(n: usize) -> Items {
+        Items(NegentropyStorageVector::with_capacity(n))
     }
-    s.seal().map_err(|e| ReconError::Protocol(e.to_string()))?;
-    Ok(s)
+
+    /// Adds one item.
+    pub fn push(&mut self, timestamp: u64, id: EventId) -> Result<(), ReconError> {
+        self.0
+            .insert(timestamp, Id::from_byte_array(id.0))
+            .map_err(|e| ReconError::Protocol(e.to_string()))
+    }
 }
 
-fn neg(
-    items: Vec<(u64, EventId)>,
-) -> Result<Negentropy<'static, NegentropyStorageVector>, ReconError> {
-    Negentropy::owned(storage(items)?, RECON_FRAME_BYTES)
-        .map_err(|e| ReconError::Protocol(e.to_string()))
+impl From<Vec<(u64, EventId)>> for Items {
+    fn from(list: Vec<(u64, EventId)>) -> Items {
+        let mut items = Items::with_capacity(list.len());
+        for (ts, id) in list {
+            // Insertion fails only on a sealed vector, and this one is new.
+            let _ = items.push(ts, id);
+        }
+        items
+    }
+}
+
+fn neg(items: Items) -> Result<Negentropy<'static, NegentropyStorageVector>, ReconError> {
+    let mut storage = items.0;
+    storage
+        .seal()
+        .map_err(|e| ReconError::Protocol(e.to_string()))?;
+    Negentropy::owned(storage, RECON_FRAME_BYTES).map_err(|e| ReconError::Protocol(e.to_string()))
 }
 
 /// What the initiator does after a reply.
@@ -61,8 +82,8 @@ pub struct Initiator {
 
 impl Initiator {
     /// Starts a session over `items`; returns it and the first message to send.
-    pub fn start(items: Vec<(u64, EventId)>) -> Result<(Initiator, Vec<u8>), ReconError> {
-        let mut neg = neg(items)?;
+    pub fn start(items: impl Into<Items>) -> Result<(Initiator, Vec<u8>), ReconError> {
+        let mut neg = neg(items.into())?;
         let first = neg
             .initiate()
             .map_err(|e| ReconError::Protocol(e.to_string()))?;
@@ -110,9 +131,9 @@ pub struct Responder {
 
 impl Responder {
     /// A responder over `items`.
-    pub fn new(items: Vec<(u64, EventId)>) -> Result<Responder, ReconError> {
+    pub fn new(items: impl Into<Items>) -> Result<Responder, ReconError> {
         Ok(Responder {
-            neg: neg(items)?,
+            neg: neg(items.into())?,
             rounds: 0,
         })
     }

@@ -9,6 +9,7 @@ use basis_core::validate::validate_event;
 use basis_core::{EventContent, EventId, NodeId, PROTOCOL_VERSION, Timestamp, UserKey};
 use basis_proto::frame::Frame;
 use basis_proto::link::event_frames;
+use basis_proto::recon::Items;
 use basis_proto::{Action, FederationKey, ItemSource, Link, LinkConfig, Role};
 
 #[derive(Default)]
@@ -17,10 +18,11 @@ struct Store {
 }
 
 impl ItemSource for Store {
-    fn items(&mut self) -> Result<Vec<(u64, EventId)>, String> {
-        let mut items: Vec<_> = self.events.iter().map(|(id, (ts, _))| (*ts, *id)).collect();
-        items.sort();
-        Ok(items)
+    fn items(&mut self, items: &mut Items) -> Result<(), String> {
+        for (id, (ts, _)) in &self.events {
+            items.push(*ts, *id).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

@@ -191,14 +191,19 @@ impl Readers {
         })
     }
 
-    /// `(timestamp, id)` of every event held, ascending: the set federation reconciles.
-    pub fn all_items(&self) -> Result<Vec<(u64, EventId)>, StoreError> {
+    /// Calls `visit` with `(timestamp, id)` of every event held, ascending: the set federation
+    /// reconciles. Streams from the index, so the caller decides what to keep in memory.
+    pub fn for_each_item(&self, mut visit: impl FnMut(u64, EventId)) -> Result<(), StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached("SELECT ts, id FROM events ORDER BY ts, id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?.max(0) as u64, blob32(r, 1, EventId)?))
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                visit(
+                    row.get::<_, i64>(0)?.max(0) as u64,
+                    blob32(row, 1, EventId)?,
+                );
+            }
+            Ok(())
         })
     }
 

@@ -11,7 +11,7 @@ use basis_proto::frame::Frame;
 use basis_proto::limits::MAX_FRAME;
 use basis_proto::link::{Action, Link, event_frames};
 use basis_proto::recon::Items;
-use basis_proto::{ItemSource, PeerInfo, Role};
+use basis_proto::{ItemSource, Role};
 use basis_store::Readers;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -180,7 +180,7 @@ pub(crate) async fn run(
         sent: &sent_tx,
         closed: None,
     };
-    ctx.apply(&mut link, first).await;
+    ctx.apply(first).await;
 
     while ctx.closed.is_none() {
         let actions = tokio::select! {
@@ -231,9 +231,8 @@ pub(crate) async fn run(
                 vec![Action::Send(Frame::Bye("the node is shutting down".into())), Action::Close("this node is shutting down".into())]
             }
         };
-        ctx.apply(&mut link, actions).await;
-        let stats = link.stats().clone();
-        ctx.shared.note_stats(peer, &stats);
+        ctx.apply(actions).await;
+        ctx.shared.note_stats(peer, link.stats());
     }
     let reason = ctx.closed.take().unwrap_or_default();
     drop(ctx);
@@ -280,7 +279,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn apply(&mut self, link: &mut Link, actions: Vec<Action>) {
+    async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Send(frame) => {
@@ -331,7 +330,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        let _ = link;
     }
 
     async fn store(&mut self, events: Vec<basis_core::ValidEvent>) {
@@ -354,16 +352,6 @@ impl Ctx<'_> {
             Err(e) => log::error!("cannot store events from node {}: {e}", self.peer.short()),
         }
     }
-}
-
-/// Addresses of connected peers, for peer exchange.
-pub(crate) fn peer_infos(list: &[(NodeId, SocketAddr)]) -> Vec<PeerInfo> {
-    list.iter()
-        .map(|(node, addr)| PeerInfo {
-            node: *node,
-            addrs: vec![*addr],
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ enum Dial {
     To {
         addr: SocketAddr,
         expected: Option<NodeId>,
-        found: Found,
+        /// How the peer became known; `None` for a redial, which adds no new source.
+        found: Option<Found>,
     },
 }
 
@@ -318,13 +319,16 @@ impl Shared {
             .is_some_and(|l| l.conn.close_reason().is_none())
     }
 
+    /// Linked peers and where they are, for peer exchange.
     pub(crate) fn connected_peers(&self) -> Vec<PeerInfo> {
-        let list: Vec<(NodeId, SocketAddr)> = lock(&self.links)
+        lock(&self.links)
             .iter()
             .filter(|(_, l)| l.conn.close_reason().is_none())
-            .map(|(id, l)| (*id, l.remote))
-            .collect();
-        link_task::peer_infos(&list)
+            .map(|(id, l)| PeerInfo {
+                node: *id,
+                addrs: vec![l.remote],
+            })
+            .collect()
     }
 
     fn banned(&self, peer: &NodeId) -> Option<String> {
@@ -372,7 +376,7 @@ impl Shared {
                     let _ = self.dial_tx.send(Dial::To {
                         addr,
                         expected: Some(info.node),
-                        found: Found::Exchange,
+                        found: Some(Found::Exchange),
                     });
                 }
             }
@@ -518,7 +522,12 @@ async fn dial_loop(shared: Arc<Shared>, mut dials: mpsc::UnboundedReceiver<Dial>
     }
 }
 
-async fn dial_one(shared: &Arc<Shared>, addr: SocketAddr, expected: Option<NodeId>, found: Found) {
+async fn dial_one(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+    expected: Option<NodeId>,
+    found: Option<Found>,
+) {
     let connecting =
         match shared
             .endpoint
@@ -530,7 +539,7 @@ async fn dial_one(shared: &Arc<Shared>, addr: SocketAddr, expected: Option<NodeI
     if let Some(peer) = expected {
         let mut peers = lock(&shared.peers);
         let e = peers.entry(peer);
-        e.found.insert(found);
+        e.found.extend(found);
         e.addrs.insert(addr);
         if e.state != "connected" {
             e.state = "connecting";
@@ -565,7 +574,7 @@ async fn dial_one(shared: &Arc<Shared>, addr: SocketAddr, expected: Option<NodeI
     {
         let mut peers = lock(&shared.peers);
         let e = peers.entry(peer);
-        e.found.insert(found);
+        e.found.extend(found);
         e.addrs.insert(addr);
     }
     let Ok((send, recv)) = conn.open_bi().await else {
@@ -588,7 +597,7 @@ async fn static_peer_loop(shared: Arc<Shared>, peer: StaticPeer) {
                         let _ = shared.dial_tx.send(Dial::To {
                             addr,
                             expected: peer.expected,
-                            found: Found::Static,
+                            found: Some(Found::Static),
                         });
                     }
                 }
@@ -629,7 +638,7 @@ async fn dial_known_peers(shared: Arc<Shared>) {
         let _ = shared.dial_tx.send(Dial::To {
             addr,
             expected: Some(node),
-            found: Found::Known,
+            found: Some(Found::Known),
         });
     }
 }
@@ -671,7 +680,7 @@ async fn redial_loop(shared: Arc<Shared>) {
                 let _ = shared.dial_tx.send(Dial::To {
                     addr,
                     expected: Some(peer),
-                    found: Found::Mdns,
+                    found: None,
                 });
             }
         }
@@ -704,7 +713,7 @@ async fn sighting_loop(shared: Arc<Shared>, mut sightings: mpsc::Receiver<Sighti
             let _ = shared.dial_tx.send(Dial::To {
                 addr,
                 expected: Some(s.node),
-                found: Found::Mdns,
+                found: Some(Found::Mdns),
             });
         }
     }

@@ -7,7 +7,6 @@ mod common;
 mod lab;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -183,7 +182,7 @@ fn partition_then_heal_converges_with_20_percent_loss() {
 #[test]
 fn a_node_with_another_secret_is_refused_and_gets_nothing() {
     let lab = lab_or_skip!();
-    let mut nodes = three(&lab, "");
+    let nodes = three(&lab, "");
     nodes[0].append(10, "federation only");
     converge(&nodes.iter().collect::<Vec<_>>(), 11);
     // The outsider knows where node 1 is but not the secret.
@@ -224,7 +223,6 @@ fn a_node_with_another_secret_is_refused_and_gets_nothing() {
         "{log}"
     );
     assert!(!log.contains(SECRET) && !outsider.node.log_text().contains("another secret"));
-    nodes.truncate(3);
 }
 
 #[test]
@@ -317,5 +315,4 @@ fn an_independent_mdns_browser_sees_the_node() {
     );
     // The secret itself is nowhere in what the node announces.
     assert!(!stdout.contains(SECRET));
-    let _ = Command::new("true").status();
 }

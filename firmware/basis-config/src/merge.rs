@@ -67,11 +67,11 @@ fn merge_tables(base: &mut Table, over: Table) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    // The dotted paths of the leaves (non-table values) of `table`.
-    fn leaf_keys(table: &Table) -> Vec<String> {
+    /// The dotted paths of the leaves (non-table values) of `table`, in table order.
+    pub(crate) fn leaf_keys(table: &Table) -> Vec<String> {
         fn walk(table: &Table, prefix: &str, out: &mut Vec<String>) {
             for (key, value) in table {
                 let path = if prefix.is_empty() {

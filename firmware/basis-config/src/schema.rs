@@ -233,21 +233,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge::tests::leaf_keys;
     use std::collections::HashMap;
-
-    fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
-        for (key, value) in table {
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
-            match value {
-                toml::Value::Table(inner) => leaf_keys(inner, &path, out),
-                _ => out.push(path),
-            }
-        }
-    }
 
     #[test]
     fn defaults_file_parses_to_default_config() {
@@ -259,9 +246,7 @@ mod tests {
     fn defaults_file_lists_every_field() {
         let schema = toml::Table::try_from(Config::default()).unwrap();
         let file: toml::Table = toml::from_str(DEFAULTS_TOML).unwrap();
-        let (mut want, mut got) = (Vec::new(), Vec::new());
-        leaf_keys(&schema, "", &mut want);
-        leaf_keys(&file, "", &mut got);
+        let (mut want, mut got) = (leaf_keys(&schema), leaf_keys(&file));
         want.sort();
         got.sort();
         assert_eq!(want, got);

@@ -97,13 +97,6 @@ impl FederationKey {
     }
 }
 
-/// Hex without a dependency on the `hex` crate's allocation-heavy API.
-mod hex {
-    pub fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +138,6 @@ mod tests {
         let k = FederationKey::from_secret(b"s");
         let shown = format!("{k:?}");
         assert!(shown.contains(&k.tag()));
-        assert!(!shown.contains(&hex::encode(&k.0)));
+        assert!(!shown.contains(&hex::encode(k.0)));
     }
 }

@@ -41,9 +41,12 @@ pub trait ItemSource {
     fn items(&mut self, items: &mut Items) -> Result<(), String>;
 }
 
+/// The items of `source`, or the reason to close the link.
 fn collect(source: &mut dyn ItemSource) -> Result<Items, String> {
     let mut items = Items::default();
-    source.items(&mut items)?;
+    source
+        .items(&mut items)
+        .map_err(|e| format!("cannot read the store to reconcile: {e}"))?;
     Ok(items)
 }
 
@@ -352,12 +355,7 @@ impl Link {
         self.next_recon = Some(now + self.config.reconcile_every);
         let items = match collect(source) {
             Ok(items) => items,
-            Err(e) => {
-                out.push(Action::Close(format!(
-                    "cannot read the store to reconcile: {e}"
-                )));
-                return;
-            }
+            Err(reason) => return out.push(Action::Close(reason)),
         };
         match Initiator::start(items) {
             Ok((init, first)) => {
@@ -417,12 +415,7 @@ impl Link {
         if self.responder.is_none() {
             let items = match collect(source) {
                 Ok(items) => items,
-                Err(e) => {
-                    out.push(Action::Close(format!(
-                        "cannot read the store to reconcile: {e}"
-                    )));
-                    return;
-                }
+                Err(reason) => return out.push(Action::Close(reason)),
             };
             match Responder::new(items) {
                 Ok(r) => self.responder = Some(r),

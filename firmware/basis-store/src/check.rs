@@ -5,6 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
+use crate::open::inspect;
 use crate::schema::APPLICATION_ID;
 
 /// What a check found.
@@ -38,16 +39,13 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let app_id: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(corrupt)?;
+    let (app_id, schema_version) = inspect(&conn, path)?;
     if app_id != APPLICATION_ID {
         return Err(StoreError::NotBasis {
             path: path.to_path_buf(),
             found: app_id,
         });
     }
-    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let problems: Vec<String> = {
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let lines = stmt

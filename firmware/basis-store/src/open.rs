@@ -48,7 +48,7 @@ pub(crate) fn configure(conn: &Connection, cache_mib: u32) -> Result<(), StoreEr
 }
 
 /// Reads the application id and schema version without writing anything.
-fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
+pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
     let read = |pragma: &str| -> Result<i64, StoreError> {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
             .map_err(|e| match e.sqlite_error_code() {

@@ -59,7 +59,7 @@ pub struct Status {
 }
 
 /// A reply: `{"ok":true,...}` or `{"ok":false,"code":...,"message":...}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Reply {
     /// Whether the request succeeded.
     pub ok: bool,
@@ -90,14 +90,9 @@ impl Reply {
     /// A failure reply.
     pub fn error(code: &str, message: impl Into<String>) -> Reply {
         Reply {
-            ok: false,
             code: Some(code.to_string()),
             message: Some(message.into()),
-            id: None,
-            room: None,
-            new: None,
-            status: None,
-            peers: None,
+            ..Reply::default()
         }
     }
 
@@ -105,14 +100,7 @@ impl Reply {
     pub fn ok() -> Reply {
         Reply {
             ok: true,
-            ..Reply::error("", "")
+            ..Reply::default()
         }
-        .without_error()
-    }
-
-    fn without_error(mut self) -> Reply {
-        self.code = None;
-        self.message = None;
-        self
     }
 }

@@ -21,7 +21,8 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::service::{NewEvent, Shared};
 
-/// How often a link shares the node's peers.
+/// How often a link shares the node's peers when nothing changed (it also shares at once
+/// whenever this node gains or loses a link, so a node linked through a hub meets the others).
 const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
 /// Events per store read while streaming.
 const STREAM_CHUNK: usize = 500;
@@ -169,6 +170,7 @@ pub(crate) async fn run(
     let mut source = StoreItems(shared.readers.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut next_share = Instant::now();
+    let mut shared_generation = u64::MAX;
     let mut rate = RateLimit::new(shared.peer_rate);
     let stop = shared.stop.clone();
     let mut ctx = Ctx {
@@ -220,8 +222,10 @@ pub(crate) async fn run(
             _ = tick.tick() => {
                 ctx.shared.note_rtt(peer, conn.rtt());
                 let mut out = link.on_tick(Instant::now(), &mut source);
-                if link.is_open() && Instant::now() >= next_share {
+                let generation = ctx.shared.links_changed.load(std::sync::atomic::Ordering::Relaxed);
+                if link.is_open() && (Instant::now() >= next_share || generation != shared_generation) {
                     next_share = Instant::now() + SHARE_PEERS_EVERY;
+                    shared_generation = generation;
                     out.extend(link.share_peers(&ctx.shared.connected_peers()));
                 }
                 out

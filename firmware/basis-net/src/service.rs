@@ -135,6 +135,8 @@ pub(crate) struct Shared {
     peers: Mutex<PeerTable>,
     reputation: Mutex<Reputation>,
     links: Mutex<HashMap<NodeId, LinkHandle>>,
+    /// Bumped whenever a link is admitted or ends, so links share the new peer list at once.
+    pub links_changed: std::sync::atomic::AtomicU64,
     dialling: Mutex<HashSet<SocketAddr>>,
     dial_tx: mpsc::UnboundedSender<Dial>,
 }
@@ -224,6 +226,7 @@ impl Federation {
             peers: Mutex::new(PeerTable::default()),
             reputation: Mutex::new(Reputation::new()),
             links: Mutex::new(HashMap::new()),
+            links_changed: std::sync::atomic::AtomicU64::new(0),
             dialling: Mutex::new(HashSet::new()),
             dial_tx,
         });
@@ -348,7 +351,13 @@ impl Shared {
         (banned, score)
     }
 
+    fn bump_links(&self) {
+        self.links_changed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn admitted(&self, peer: NodeId, name: &str, remote: SocketAddr) {
+        self.bump_links();
         self.writer.remember_peer(peer.0, remote.to_string());
         let mut peers = lock(&self.peers);
         let e = peers.entry(peer);
@@ -414,6 +423,7 @@ impl Shared {
                 .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
             {
                 links.remove(&peer);
+                self.bump_links();
             }
         }
         let still_linked = self.connected(&peer);

@@ -32,6 +32,9 @@ pub enum Body {
         /// The latest event the receipt covers.
         up_to: EventId,
     },
+    /// The author's public profile: display name and key-agreement key. Lives in the
+    /// author's profile room ([`crate::ids::profile_room`]); the newest one counts.
+    Profile(Profile),
 }
 
 impl Body {
@@ -44,6 +47,7 @@ impl Body {
             Body::KeyShare(_) => 3,
             Body::Message(_) => 4,
             Body::Receipt { .. } => 5,
+            Body::Profile(_) => 6,
         }
     }
 
@@ -56,6 +60,7 @@ impl Body {
             Body::KeyShare(_) => "key-share",
             Body::Message(_) => "message",
             Body::Receipt { .. } => "receipt",
+            Body::Profile(_) => "profile",
         }
     }
 }
@@ -184,4 +189,13 @@ pub enum ReceiptKind {
     Delivered,
     /// The reader has read the events.
     Read,
+}
+
+/// A user's public profile, published so others can name the user and seal keys to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Display name chosen by the user (may be empty).
+    pub name: String,
+    /// The user's current X25519 key-agreement public key; key shares are sealed to it.
+    pub agreement_key: [u8; 32],
 }

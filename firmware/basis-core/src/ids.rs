@@ -118,6 +118,19 @@ impl From<EventId> for RoomId {
     }
 }
 
+/// Domain prefix of profile-room ids, so they can never collide with an event id.
+const PROFILE_ROOM_CONTEXT: &[u8] = b"basis/profile-room/v1\n";
+
+/// The room that holds a user's profile events: SHA-256 of a fixed prefix and the user id.
+/// Nobody creates it; validation only lets the user themself write there.
+pub fn profile_room(user: &UserId) -> RoomId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(PROFILE_ROOM_CONTEXT);
+    h.update(user.as_bytes());
+    RoomId(h.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,17 +12,19 @@ pub mod hlc;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod room;
 mod sig;
+pub mod timeline;
 pub mod validate;
 pub mod vectors;
 
 pub use body::{
-    Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, ReceiptKind, RoomCreate,
-    RoomSettings, SealedKey,
+    Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, Profile, ReceiptKind,
+    RoomCreate, RoomSettings, SealedKey,
 };
 pub use error::EventError;
 pub use event::{Event, EventContent, PROTOCOL_VERSION};
 pub use hlc::{Clock, Timestamp};
-pub use ids::{EventId, IdParseError, NodeId, RoomId, UserId};
+pub use ids::{EventId, IdParseError, NodeId, RoomId, UserId, profile_room};
 pub use keys::{KeyError, NodeKey, UserKey};
 pub use validate::ValidEvent;

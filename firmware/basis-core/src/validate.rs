@@ -100,7 +100,19 @@ fn check(event: &Event, bytes: &[u8]) -> Result<(), EventError> {
         }
         (Body::Create(_), None) => {}
         (_, None) => return Err(invalid("room", "only a create event may omit the room")),
-        _ => {}
+        (Body::Profile(_), Some(room)) => {
+            if room != crate::ids::profile_room(&c.author) {
+                return Err(invalid(
+                    "room",
+                    "a profile belongs in its author's profile room",
+                ));
+            }
+        }
+        (_, Some(room)) => {
+            if room == crate::ids::profile_room(&c.author) {
+                return Err(invalid("room", "a profile room holds only profile events"));
+            }
+        }
     }
     check_body(event)?;
     // The signed message is the context followed by the content bytes, which are the wire
@@ -157,6 +169,7 @@ fn check_body(event: &Event) -> Result<(), EventError> {
                 return Err(invalid("body.session_id", "empty"));
             }
         }
+        Body::Profile(p) => check_len("body.name", &p.name, MAX_NAME_BYTES)?,
         Body::Message(_) | Body::Receipt { .. } => {}
     }
     Ok(())

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::body::{
-    Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, ReceiptKind, RoomCreate,
-    RoomSettings, SealedKey,
+    Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, Profile, ReceiptKind,
+    RoomCreate, RoomSettings, SealedKey,
 };
 use crate::encoding::encode;
 use crate::event::{EventContent, PROTOCOL_VERSION};
@@ -242,9 +242,38 @@ pub fn all_vectors() -> Vectors {
                 }),
             ),
         ),
+        make(
+            "profile",
+            &b,
+            content(
+                &b,
+                Some(crate::ids::profile_room(&b.id())),
+                vec![],
+                12,
+                Body::Profile(Profile {
+                    name: "Bob".into(),
+                    agreement_key: [0x44; 32],
+                }),
+            ),
+        ),
     ];
     valid.splice(0..0, [create, invite, join, text.clone()]);
-    let invalid = invalid_vectors(&text, &a);
+    let mut invalid = invalid_vectors(&text, &a);
+    let misplaced = content(
+        &b,
+        room,
+        vec![],
+        13,
+        Body::Profile(Profile {
+            name: "Bob".into(),
+            agreement_key: [0x44; 32],
+        }),
+    );
+    invalid.push(InvalidVector {
+        name: "profile outside its profile room".into(),
+        event_hex: hex::encode(misplaced.sign(&b).to_bytes()),
+        error: "invalid_field".into(),
+    });
     Vectors { valid, invalid }
 }
 

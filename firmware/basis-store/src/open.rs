@@ -127,6 +127,12 @@ impl Store {
         self.readers.clone()
     }
 
+    /// The highest event `seq` committed so far; changes after each commit that stored a new
+    /// event. Wait on it to follow new events (then read them with [`Readers::since`]).
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.committed()
+    }
+
     /// Live counters kept by the writer.
     pub fn stats(&self) -> Arc<StoreStats> {
         self.writer.stats()

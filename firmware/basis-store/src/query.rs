@@ -271,6 +271,56 @@ impl Readers {
         })
     }
 
+    /// Up to `limit` events stored after `after` (a `seq` from [`crate::Store::committed`] or
+    /// from an earlier call), in arrival order, each with its `seq`: a feed of new events.
+    pub fn since(&self, after: u64, limit: usize) -> Result<Vec<(u64, StoredEvent)>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE) as i64;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT seq, {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                let seq = r.get::<_, i64>(0)?.max(0) as u64;
+                Ok((
+                    seq,
+                    StoredEvent {
+                        id: blob32(r, 1, EventId)?,
+                        room: blob32(r, 2, RoomId)?,
+                        time: Timestamp(r.get::<_, i64>(3)?.max(0) as u64),
+                        received_at: r.get(4)?,
+                        raw: r.get(5)?,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Wire bytes of the events that define rooms and users (create, membership, settings and
+    /// profile events), of one room or of all, in arrival order. Read from a small index.
+    pub fn state_events(&self, room: Option<&RoomId>) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            // The kind list must match the partial index `events_state` exactly to use it.
+            let mut stmt = match room {
+                Some(_) => c.prepare_cached(
+                    "SELECT raw FROM events WHERE room = ?1 AND kind IN (0, 1, 2, 6) ORDER BY seq",
+                )?,
+                None => c.prepare_cached(
+                    "SELECT raw FROM events WHERE kind IN (0, 1, 2, 6) ORDER BY seq",
+                )?,
+            };
+            let raw = |r: &Row| r.get::<_, Vec<u8>>(0);
+            let rows: Vec<Vec<u8>> = match room {
+                Some(room) => stmt
+                    .query_map(params![room.as_bytes()], raw)?
+                    .collect::<Result<_, _>>()?,
+                None => stmt.query_map([], raw)?.collect::<Result<_, _>>()?,
+            };
+            Ok(rows)
+        })
+    }
+
     /// Runs SQLite's `PRAGMA integrity_check`; returns the problems found (empty when ok).
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.with(|c| {

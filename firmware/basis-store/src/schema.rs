@@ -10,7 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub const APPLICATION_ID: i64 = 0x4253_4953;
 
 /// Newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 PRAGMA application_id = 1112754515;
@@ -40,9 +40,15 @@ CREATE TABLE known_peers (
 ) STRICT;
 ";
 
+/// Version 3: a small partial index over the events that define rooms and users (create,
+/// membership, settings, profile), so room state is read without scanning messages.
+const V3: &str = "
+CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
+";
+
 /// The migrations, oldest first. Append; never edit one that has shipped.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 #[cfg(test)]

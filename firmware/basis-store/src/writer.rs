@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use basis_core::{EventId, Timestamp, ValidEvent};
 use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 use crate::expiry::{self, ExpiryPolicy, ExpiryReport};
@@ -154,6 +154,7 @@ pub(crate) struct Writer {
     handle: WriterHandle,
     thread: JoinHandle<Result<(), StoreError>>,
     stats: Arc<StoreStats>,
+    committed: watch::Receiver<u64>,
 }
 
 impl Writer {
@@ -163,7 +164,12 @@ impl Writer {
         stats: Arc<StoreStats>,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        let last: i64 = conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
+            .map_err(StoreError::from_sqlite)?;
+        let (committed_tx, committed) = watch::channel(last.max(0) as u64);
         let mut state = WriterState {
+            committed: committed_tx,
             conn,
             stats: stats.clone(),
             batch_limit: options.write_batch.max(1),
@@ -178,7 +184,12 @@ impl Writer {
             handle: WriterHandle { tx },
             thread,
             stats,
+            committed,
         })
+    }
+
+    pub(crate) fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     pub(crate) fn handle(&self) -> WriterHandle {
@@ -204,6 +215,8 @@ impl Writer {
 
 struct WriterState {
     conn: Connection,
+    /// The highest `seq` committed, published after every commit that stored something.
+    committed: watch::Sender<u64>,
     stats: Arc<StoreStats>,
     batch_limit: usize,
     last_received: i64,
@@ -367,6 +380,14 @@ impl WriterState {
         s.add(&s.inserted, new_events);
         s.add(&s.duplicates, dups);
         s.add(&s.commits, 1);
+        if new_events > 0 {
+            let seq = self.conn.last_insert_rowid().max(0) as u64;
+            self.committed.send_if_modified(|last| {
+                let grew = seq > *last;
+                *last = (*last).max(seq);
+                grew
+            });
+        }
         if let Ok(used) = used_bytes(&self.conn) {
             s.used_bytes.store(used, Ordering::Relaxed);
         }

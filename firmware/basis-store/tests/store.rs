@@ -338,10 +338,50 @@ fn a_version_1_database_is_migrated_and_keeps_its_events() {
     store.close().unwrap();
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE known_peers; PRAGMA user_version = 1;")
-            .unwrap();
+        c.execute_batch(
+            "DROP INDEX events_state; DROP TABLE known_peers; PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let store = open(&dir);
     assert!(store.readers().get(&room.id()).unwrap().is_some());
     assert!(store.readers().known_peers(1).unwrap().is_empty());
+}
+
+#[test]
+fn the_feed_of_new_events_follows_commits_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut committed = store.committed();
+    assert_eq!(*committed.borrow(), 0);
+    let room = create("feed");
+    let rid = room.room();
+    let writer = store.writer();
+    writer
+        .insert_blocking(vec![room, text(rid, T0 + 1, "one")])
+        .unwrap();
+    assert!(committed.has_changed().unwrap());
+    let head = *committed.borrow_and_update();
+    let feed = store.readers().since(0, 100).unwrap();
+    assert_eq!(feed.len(), 2);
+    assert_eq!(feed.last().unwrap().0, head);
+    // A duplicate stores nothing and wakes nobody.
+    writer
+        .insert_blocking(vec![text(rid, T0 + 1, "one")])
+        .unwrap();
+    assert!(!committed.has_changed().unwrap());
+    writer
+        .insert_blocking(vec![text(rid, T0 + 2, "two")])
+        .unwrap();
+    let after: Vec<_> = store.readers().since(head, 100).unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].0 > head);
+    // Only room-defining events are state: the create, not the messages.
+    let state = store.readers().state_events(Some(&rid)).unwrap();
+    assert_eq!(state.len(), 1);
+    assert_eq!(store.readers().state_events(None).unwrap(), state);
+    let last = after[0].0;
+    store.close().unwrap();
+    let store = open(&dir);
+    assert_eq!(*store.committed().borrow(), last);
 }

@@ -5,69 +5,20 @@
 mod common;
 #[path = "lab/mod.rs"]
 mod lab;
+#[path = "lab_node.rs"]
+mod lab_node;
 
 use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Node, count_events, open_db_ro, text};
-use lab::{Host, Lab, lab_or_skip};
+use common::{count_events, open_db_ro, text};
+use lab::{Lab, lab_or_skip};
+use lab_node::LabNode;
 
 const SECRET: &str = "blue river 42";
 /// Generous upper bound for convergence; tests poll and finish as soon as it happens.
 const CONVERGE: Duration = Duration::from_secs(90);
-
-/// A node of the lab: a [`Node`] (config, data, CLI) whose daemon runs in a lab host.
-struct LabNode {
-    node: Node,
-    host: Host,
-}
-
-impl LabNode {
-    fn new(lab: &Lab, name: &str, federation: &str) -> LabNode {
-        let host = lab.add_host(name);
-        let node = Node::with_config_extra(&format!("[federation]\n{federation}\n"));
-        LabNode { node, host }
-    }
-
-    fn start(&mut self) {
-        let mut cmd = self.host.command(env!("CARGO_BIN_EXE_basis"));
-        for (name, _) in std::env::vars_os() {
-            if let Some(name) = name.to_str()
-                && (name.starts_with("BASIS_")
-                    || name == "NOTIFY_SOCKET"
-                    || name == "JOURNAL_STREAM")
-            {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("RUST_LOG", "info");
-        cmd.arg("--config").arg(&self.node.config).arg("run");
-        self.node.start_command(cmd);
-    }
-
-    fn append(&self, count: usize, text: &str) -> Vec<String> {
-        let n = count.to_string();
-        self.node
-            .append_json(&["--count", &n, "--text", text])
-            .into_iter()
-            .map(|a| a.id)
-            .collect()
-    }
-
-    fn ids(&self) -> BTreeSet<Vec<u8>> {
-        let Ok(conn) = std::panic::catch_unwind(|| open_db_ro(&self.node.db_path())) else {
-            return BTreeSet::new();
-        };
-        let mut stmt = match conn.prepare("SELECT id FROM events") {
-            Ok(s) => s,
-            Err(_) => return BTreeSet::new(),
-        };
-        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map(|rows| rows.filter_map(Result::ok).collect())
-            .unwrap_or_default()
-    }
-}
 
 /// Waits until every node holds exactly `expected` events with identical id sets; panics
 /// with each node's count and log tail otherwise.

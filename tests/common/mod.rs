@@ -416,8 +416,15 @@ impl Node {
         Node::with_config_extra("")
     }
 
-    /// Like [`Node::new`], with more TOML after the `[node]` table.
+    /// Like [`Node::new`], with more TOML after the `[node]` table. Unless `extra` has an
+    /// `[api]` table, the client API listens on an ephemeral loopback port (see
+    /// [`Node::api_url`]), so nodes of one test never collide on 7480.
     pub fn with_config_extra(extra: &str) -> Node {
+        let api = if extra.contains("[api]") {
+            ""
+        } else {
+            "[api]\nlisten = \"127.0.0.1:0\"\nrate_per_sec = 100000\nrate_burst = 100000\n"
+        };
         let dir = tempfile::Builder::new()
             .prefix("basis")
             .tempdir_in("/tmp")
@@ -427,7 +434,7 @@ impl Node {
         fs::write(
             &config,
             format!(
-                "[node]\ndata_dir = {}\nname = \"{NODE_NAME}\"\n{extra}",
+                "[node]\ndata_dir = {}\nname = \"{NODE_NAME}\"\n{extra}\n{api}",
                 toml_str(&data)
             ),
         )
@@ -582,6 +589,20 @@ impl Node {
         }
         self.child = Some(child);
         self
+    }
+
+    /// The client API's base URL, from the running daemon's log (`client API on ...`).
+    pub fn api_url(&self) -> String {
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .find_map(|l| l.split("client API on ").nth(1))
+            .unwrap_or_else(|| panic!("the node did not log its API address\n{log}"));
+        line.split("/v1/")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// The stderr of the current (or last) daemon run.

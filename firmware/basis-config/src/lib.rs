@@ -19,6 +19,6 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::{DEFAULT_MAIN, Loaded, Sources, check_file, load, parse_str};
 pub use merge::Origin;
 pub use schema::{
-    Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel, NodeConfig,
-    SECTIONS, Secret, StoreConfig,
+    ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel,
+    NodeConfig, SECTIONS, Secret, StoreConfig,
 };

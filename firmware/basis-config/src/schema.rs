@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// The sections of the configuration, in the order the defaults file lists them.
-pub const SECTIONS: [&str; 5] = ["node", "store", "federation", "control", "log"];
+pub const SECTIONS: [&str; 6] = ["node", "store", "federation", "api", "control", "log"];
 
 /// Where the node's data lives when run as root outside systemd.
 const ROOT_DATA_DIR: &str = "/var/lib/basis";
@@ -25,6 +25,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[federation]`: which nodes this node replicates with, and how.
     pub federation: FederationConfig,
+    /// `[api]`: the client API (HTTP/JSON and WebSocket) phones and laptops use.
+    pub api: ApiConfig,
     /// `[control]`: the local admin socket.
     pub control: ControlConfig,
     /// `[log]`: logging.
@@ -134,6 +136,37 @@ impl Default for FederationConfig {
             reconcile_secs: 60,
             max_peers: 32,
             peer_rate_kib: 8192,
+        }
+    }
+}
+
+/// `[api]`: the client API that phones and laptops use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Whether the node serves the client API.
+    pub enabled: bool,
+    /// TCP address to listen on, `ip:port`.
+    pub listen: String,
+    /// How long a session token lasts, seconds.
+    pub session_secs: u64,
+    /// Largest request body, KiB.
+    pub max_body_kib: u64,
+    /// Requests per second allowed from one client address (sustained).
+    pub rate_per_sec: u32,
+    /// Requests a client address may make at once before the rate applies.
+    pub rate_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "[::]:7480".into(),
+            session_secs: 86_400,
+            max_body_kib: 256,
+            rate_per_sec: 50,
+            rate_burst: 200,
         }
     }
 }

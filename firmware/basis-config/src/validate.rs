@@ -66,6 +66,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
         ));
     }
     validate_federation(config)?;
+    validate_api(config)?;
     let socket = config.control.socket.as_os_str().len();
     if socket > MAX_SOCKET_PATH_BYTES {
         return Err(invalid(
@@ -132,6 +133,24 @@ fn validate_federation(config: &Config) -> Result<(), Invalid> {
     in_range("federation.reconcile_secs", f.reconcile_secs, 5..=86_400)?;
     in_range("federation.max_peers", f.max_peers, 1..=1024)?;
     in_range("federation.peer_rate_kib", f.peer_rate_kib, 64..=1_048_576)?;
+    Ok(())
+}
+
+fn validate_api(config: &Config) -> Result<(), Invalid> {
+    let a = &config.api;
+    if a.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(invalid(
+            "api.listen",
+            format!(
+                "{:?}: expected ip:port, such as \"[::]:7480\" or \"0.0.0.0:7480\"",
+                a.listen
+            ),
+        ));
+    }
+    in_range("api.session_secs", a.session_secs, 1..=2_592_000)?;
+    in_range("api.max_body_kib", a.max_body_kib, 80..=65_536)?;
+    in_range("api.rate_per_sec", a.rate_per_sec, 1..=100_000)?;
+    in_range("api.rate_burst", a.rate_burst, 1..=100_000)?;
     Ok(())
 }
 
@@ -251,6 +270,19 @@ mod tests {
                 .field,
             "federation.reconcile_secs"
         );
+    }
+
+    #[test]
+    fn api_rules() {
+        for bad in ["7480", "localhost:7480", ""] {
+            let err = check(|c| c.api.listen = bad.into()).unwrap_err();
+            assert_eq!(err.field, "api.listen", "{bad}");
+        }
+        assert!(check(|c| c.api.listen = "127.0.0.1:9000".into()).is_ok());
+        let err = check(|c| c.api.max_body_kib = 10).unwrap_err();
+        assert_eq!(err.field, "api.max_body_kib");
+        let err = check(|c| c.api.rate_per_sec = 0).unwrap_err();
+        assert_eq!(err.field, "api.rate_per_sec");
     }
 
     #[test]

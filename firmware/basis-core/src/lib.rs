@@ -4,6 +4,7 @@
 //! This crate knows nothing of tokio, SQLite or sockets (see `docs/ARCHITECTURE.md`), so it is
 //! fast to test, easy to fuzz, and can later be compiled for a browser client.
 
+pub mod auth;
 pub mod body;
 pub mod encoding;
 pub mod error;

@@ -1,7 +1,8 @@
 //! mDNS: announce this node as `_basis._udp.local.` and report the nodes others announce.
 //!
 //! TXT records: `id` (node id, hex), `fed` (federation tag, never the secret), `proto`
-//! (protocol version) and `port`.
+//! (protocol version), `port`, `name` and, when the node serves the client API, `api` (its
+//! TCP port), so clients on the LAN can find a node.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -39,6 +40,7 @@ impl Discovery {
         name: &str,
         tag: &str,
         port: u16,
+        api_port: Option<u16>,
     ) -> Result<(Discovery, mpsc::Receiver<Sighting>), NetError> {
         let mdns = |e: mdns_sd::Error| NetError::Mdns(e.to_string());
         let daemon = ServiceDaemon::new().map_err(mdns)?;
@@ -47,13 +49,17 @@ impl Discovery {
         let id = local.to_string();
         let port_text = port.to_string();
         let proto = basis_proto::PROTOCOL_VERSION.to_string();
-        let props = [
+        let api_text = api_port.map(|p| p.to_string()).unwrap_or_default();
+        let mut props = vec![
             ("id", id.as_str()),
             ("fed", tag),
             ("proto", proto.as_str()),
             ("port", port_text.as_str()),
             ("name", name),
         ];
+        if api_port.is_some() {
+            props.push(("api", api_text.as_str()));
+        }
         let info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, "", port, &props[..])
             .map_err(mdns)?
             .enable_addr_auto();

@@ -13,6 +13,7 @@ mod peers;
 mod service;
 pub mod tls;
 
+pub use discovery::SERVICE_TYPE;
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot};
 pub use service::{Federation, FederationSettings, StaticPeer};

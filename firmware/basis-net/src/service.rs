@@ -92,6 +92,8 @@ pub struct FederationSettings {
     pub max_peers: usize,
     /// Most bytes per second read from one peer.
     pub peer_rate: u64,
+    /// TCP port of the node's client API, announced over mDNS for clients (None: off).
+    pub api_port: Option<u16>,
 }
 
 /// A newly stored event, fanned out to links.
@@ -238,8 +240,13 @@ impl Federation {
         tasks.spawn(redial_loop(shared.clone()));
         tasks.spawn(dial_known_peers(shared.clone()));
         let discovery = if settings.mdns {
-            let (discovery, sightings) =
-                Discovery::start(local, &settings.name, &tag, local_addr.port())?;
+            let (discovery, sightings) = Discovery::start(
+                local,
+                &settings.name,
+                &tag,
+                local_addr.port(),
+                settings.api_port,
+            )?;
             tasks.spawn(sighting_loop(shared.clone(), sightings));
             Some(discovery)
         } else {

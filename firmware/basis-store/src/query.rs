@@ -321,6 +321,20 @@ impl Readers {
         })
     }
 
+    /// Wire bytes of the room-defining events (as [`Readers::state_events`]) stored with a
+    /// `seq` in `(after, upto]`, in arrival order: how a room index catches up.
+    pub fn state_since(&self, after: u64, upto: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let sql = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT raw FROM events WHERE seq > ?1 AND seq <= ?2 AND kind IN (0, 1, 2, 6)
+                 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![sql(after), sql(upto)], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// Runs SQLite's `PRAGMA integrity_check`; returns the problems found (empty when ok).
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.with(|c| {

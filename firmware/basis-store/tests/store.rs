@@ -380,6 +380,14 @@ fn the_feed_of_new_events_follows_commits_and_survives_reopen() {
     let state = store.readers().state_events(Some(&rid)).unwrap();
     assert_eq!(state.len(), 1);
     assert_eq!(store.readers().state_events(None).unwrap(), state);
+    assert_eq!(store.readers().state_since(0, head).unwrap(), state);
+    assert!(
+        store
+            .readers()
+            .state_since(head, u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
     let last = after[0].0;
     store.close().unwrap();
     let store = open(&dir);

@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// Basis: secure group messaging for places without Internet.
 ///
-/// One binary: `basis run` is the node daemon; the other subcommands are admin tools and, in
-/// time, the client. Configuration comes from built-in defaults, /etc/basis/basis.toml,
+/// One binary: `basis run` is the node daemon; `basis user`, `contacts`, `rooms`, `room`,
+/// `send`, `history`, `tail` and `chat` are the end-to-end encrypted chat client (on any
+/// computer that reaches a node); the rest are admin tools for the board. Configuration comes from built-in defaults, /etc/basis/basis.toml,
 /// /etc/basis/conf.d/*.toml, BASIS_<SECTION>_<KEY> environment variables and the flags below,
 /// later ones winning. `basis config defaults` prints every setting with its meaning.
 #[derive(Debug, Parser)]
@@ -50,6 +51,23 @@ pub struct Global {
     /// --set node.data_dir=DIR.
     #[arg(long = "data-dir", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Chat commands: the node to talk to, e.g. http://192.168.1.20:7480
+    /// [default: the first node found on the LAN over mDNS].
+    #[arg(long, global = true, value_name = "URL", env = "BASIS_NODE")]
+    pub node: Option<String>,
+    /// Chat commands: folder of your user key, contacts and room keys
+    /// [default: ~/.config/basis/client].
+    #[arg(long, global = true, value_name = "DIR", env = "BASIS_CLIENT_DIR")]
+    pub profile: Option<PathBuf>,
+    /// Chat commands: read the passphrase of your user key from the first line of FILE
+    /// (else $BASIS_PASSPHRASE, else it is asked for).
+    #[arg(
+        long = "passphrase-file",
+        global = true,
+        value_name = "FILE",
+        env = "BASIS_PASSPHRASE_FILE"
+    )]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 fn parse_set(arg: &str) -> Result<(String, String), String> {
@@ -95,6 +113,198 @@ pub enum Command {
     /// Developer tools: put signed test events into a running node.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Your user key: create, show (as text and QR code), export, import, display name.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// People you know, by nickname.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// List your rooms: invited, joined and left.
+    Rooms {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a room, invite people, join, leave, remove a member.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Send a text message to a room (encrypted in encrypted rooms).
+    Send {
+        /// Room: its name, id or the first characters of the id.
+        room: String,
+        /// The text.
+        text: String,
+        /// Print the stored event as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the text of one of your messages.
+    Edit {
+        /// Room.
+        room: String,
+        /// The message: its id or first characters, as `basis history` shows.
+        event: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete one of your messages.
+    Delete {
+        /// Room.
+        room: String,
+        /// The message.
+        event: String,
+    },
+    /// React to a message, e.g. `basis react ops 1a2b3c4d 👍`.
+    React {
+        /// Room.
+        room: String,
+        /// The message.
+        event: String,
+        /// The reaction.
+        key: String,
+    },
+    /// Mark a room read up to its newest message (others see a read receipt).
+    Read {
+        /// Room.
+        room: String,
+    },
+    /// Show a room's messages, newest page first; `--before` pages back.
+    History {
+        /// Room.
+        room: String,
+        /// Show the page older than this cursor (printed at the end of a page).
+        #[arg(long, value_name = "CURSOR")]
+        before: Option<String>,
+        /// Events per page.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a room live: the newest messages, then each new one as it arrives (Ctrl-C ends).
+    Tail {
+        /// Room.
+        room: String,
+        /// Print one JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interactive chat in the terminal: room list, live messages, edits and reactions.
+    /// Type /help inside for the commands.
+    Chat {
+        /// Room to open first.
+        room: Option<String>,
+    },
+}
+
+/// `basis user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Make a new user key on this computer, encrypted with a passphrase (Argon2id and
+    /// XChaCha20-Poly1305). The node never sees it.
+    Create {
+        /// Display name others see.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show your user id and the text to share it; --qr prints a QR code as well.
+    Show {
+        /// Print a QR code of the shared key.
+        #[arg(long)]
+        qr: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write your encrypted user key (to FILE, or to standard output) to move it to
+    /// another device; it stays encrypted with your passphrase.
+    Export {
+        /// Where to write it.
+        file: Option<PathBuf>,
+    },
+    /// Bring in a user key exported elsewhere (asks for its passphrase to check it).
+    Import {
+        /// The exported key file.
+        file: PathBuf,
+    },
+    /// Set the display name others see (published through the node).
+    Name {
+        /// The name.
+        name: String,
+    },
+}
+
+/// `basis contacts ...`
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// List your contacts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add someone by the key they shared (`basis:user:...` or 64 hex characters).
+    Add {
+        /// Nickname.
+        name: String,
+        /// Their shared key.
+        key: String,
+    },
+    /// Remove a contact.
+    Remove {
+        /// Nickname.
+        name: String,
+    },
+    /// Give a contact another nickname.
+    Rename {
+        /// Current nickname.
+        old: String,
+        /// New nickname.
+        new: String,
+    },
+}
+
+/// `basis room ...`
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room (end-to-end encrypted unless --unencrypted). Its name is visible to
+    /// nodes; messages are not.
+    Create {
+        /// Room name.
+        name: String,
+        /// Messages in plain text (nodes can read them).
+        #[arg(long)]
+        unencrypted: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invite people: contacts' nicknames or user keys.
+    Invite {
+        /// Room.
+        room: String,
+        /// Who.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Accept an invitation.
+    Join {
+        /// Room.
+        room: String,
+    },
+    /// Leave a room (or decline an invitation).
+    Leave {
+        /// Room.
+        room: String,
+    },
+    /// Remove a member (room creators only). They cannot read what is sent afterwards.
+    Remove {
+        /// Room.
+        room: String,
+        /// Who.
+        user: String,
+    },
 }
 
 /// `basis config ...`

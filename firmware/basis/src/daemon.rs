@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::node::Node;
 use crate::settings::Settings;
-use crate::{control, datadir, federation, identity, notify};
+use crate::{api, control, datadir, federation, identity, notify};
 use basis_net::Federation;
 
 /// How long shutdown waits for replies in flight before closing the store anyway.
@@ -70,12 +70,25 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let listener = control::server::bind(&settings.socket)?;
     let mut listening = vec![format!("unix:{}", settings.socket.display())];
+    let api_listener = if settings.config.api.enabled {
+        let l = api::bind(&settings.config.api).await?;
+        let addr = l.local_addr().context("the API listener has no address")?;
+        listening.push(format!("http://{addr}"));
+        Some(l)
+    } else {
+        None
+    };
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let name = node_name(&settings);
     let node_id = key.id();
+    let api_port = api_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
     let federation = match federation::settings(&settings, key, &name)? {
-        Some(fed) => {
+        Some(mut fed) => {
+            fed.api_port = api_port;
             let f = Federation::start(
                 fed,
                 store.writer(),
@@ -119,6 +132,19 @@ pub async fn run(settings: Settings) -> Result<()> {
         stop.clone(),
         tasks.clone(),
     ));
+    if let Some(l) = api_listener {
+        if let Ok(addr) = l.local_addr() {
+            log::info!("client API on http://{addr}/v1/ (OpenAPI at /v1/openapi.json)");
+        }
+        tasks.spawn(api::serve(
+            l,
+            node.clone(),
+            settings.config.api.clone(),
+            stop.clone(),
+        ));
+    } else {
+        log::info!("the client API is off (api.enabled = false)");
+    }
     tasks.spawn(expiry_loop(settings.clone(), node.clone(), stop.clone()));
     let status = node.status();
     log::info!(

@@ -68,5 +68,6 @@ pub fn settings(
         reconcile_every: Duration::from_secs(f.reconcile_secs),
         max_peers: f.max_peers,
         peer_rate: f.peer_rate_kib.saturating_mul(1024),
+        api_port: None,
     }))
 }

@@ -1,6 +1,8 @@
 //! `basis`: the node daemon (`basis run`) and its admin tools.
 
+mod api;
 mod cli;
+mod client;
 mod commands;
 mod control;
 mod daemon;
@@ -42,8 +44,100 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Runs a chat-client command; `None` when the command is not one.
+fn client_command(global: &cli::Global, command: Command) -> Result<Option<Result<()>>, Command> {
+    use crate::client::profile::PassphraseSource;
+    use crate::client::session::ClientOptions;
+    use basis_core::MessageBody;
+    let opts = ClientOptions {
+        node: global.node.clone(),
+        profile: global.profile.clone(),
+        passphrase: PassphraseSource {
+            file: global.passphrase_file.clone(),
+        },
+    };
+    let rt = match &command {
+        Command::User(_)
+        | Command::Rooms { .. }
+        | Command::Room(_)
+        | Command::Send { .. }
+        | Command::Edit { .. }
+        | Command::Delete { .. }
+        | Command::React { .. }
+        | Command::Read { .. }
+        | Command::History { .. }
+        | Command::Tail { .. }
+        | Command::Chat { .. } => match runtime() {
+            Ok(rt) => rt,
+            Err(e) => return Ok(Some(Err(e))),
+        },
+        Command::Contacts(_) => {
+            return Ok(Some(commands::user::contacts(
+                &opts,
+                match command {
+                    Command::Contacts(c) => c,
+                    _ => return Ok(None),
+                },
+            )));
+        }
+        _ => return Err(command),
+    };
+    use commands::{live, messages, rooms, user};
+    let result = rt.block_on(async {
+        match command {
+            Command::User(c) => user::user(&opts, c).await,
+            Command::Rooms { json } => rooms::list(&opts, json).await,
+            Command::Room(c) => rooms::room(&opts, c).await,
+            Command::Send { room, text, json } => messages::send(&opts, &room, text, json).await,
+            Command::Edit { room, event, text } => {
+                messages::change(&opts, &room, &event, |target| MessageBody::Edit {
+                    target,
+                    text,
+                })
+                .await
+            }
+            Command::Delete { room, event } => {
+                messages::change(&opts, &room, &event, |target| MessageBody::Delete {
+                    target,
+                })
+                .await
+            }
+            Command::React { room, event, key } => {
+                messages::change(&opts, &room, &event, |target| MessageBody::Reaction {
+                    target,
+                    key,
+                })
+                .await
+            }
+            Command::Read { room } => messages::read(&opts, &room).await,
+            Command::History {
+                room,
+                before,
+                limit,
+                json,
+            } => messages::history(&opts, &room, before.as_deref(), limit, json).await,
+            Command::Tail { room, json } => live::tail(&opts, &room, json).await,
+            Command::Chat { room } => live::chat(&opts, room.as_deref()).await,
+            _ => Ok(()),
+        }
+    });
+    Ok(Some(result))
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     let global = cli.global;
+    // The chat client needs no node configuration (it may run on a laptop).
+    let command = match client_command(&global, cli.command) {
+        Ok(Some(result)) => {
+            return result;
+        }
+        Ok(None) => return Ok(()),
+        Err(command) => command,
+    };
+    let cli = Cli {
+        global: global.clone(),
+        command,
+    };
     // Commands that must work even when the configuration is broken come first.
     match &cli.command {
         Command::Config(ConfigCommand::Check { file, json }) => {
@@ -83,7 +177,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Dev(DevCommand::Append(args)) => {
                     runtime()?.block_on(commands::dev::append(&settings, args))
                 }
-                Command::Run | Command::Provision | Command::Config(_) => Ok(()),
+                _ => Ok(()),
             }
         }
     }

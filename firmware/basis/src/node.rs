@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use basis_core::validate::validate;
-use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp};
+use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp, ValidEvent};
 use basis_net::{Federation, PeerSnapshot};
-use basis_store::{StoreError, StoreStats, WriterHandle};
+use basis_store::{Readers, StoreError, StoreStats, WriterHandle};
+use tokio::sync::watch;
 
 use crate::control::Status;
 
@@ -55,6 +56,8 @@ pub struct Node {
     /// Where the node listens (for status).
     pub listening: Vec<String>,
     writer: WriterHandle,
+    readers: Arc<Readers>,
+    committed: watch::Receiver<u64>,
     stats: Arc<StoreStats>,
     federation: Option<Arc<Federation>>,
     clock: Mutex<Clock>,
@@ -86,6 +89,8 @@ impl Node {
             data_dir,
             listening,
             writer: store.writer(),
+            readers: store.readers(),
+            committed: store.committed(),
             stats: store.stats(),
             federation,
             clock: Mutex::new(Clock::new()),
@@ -107,12 +112,28 @@ impl Node {
         &self.writer
     }
 
+    /// The store's reader connections.
+    pub fn readers(&self) -> &Arc<Readers> {
+        &self.readers
+    }
+
+    /// The highest event `seq` committed; changes after every commit that stored something.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
     /// Validates event bytes and stores them; returns once they are durable.
     pub async fn append(&self, bytes: &[u8]) -> Result<Stored, AppendError> {
         let event = validate(bytes).inspect_err(|e| {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            log::info!("refused an event from the control socket: {e}");
+            log::info!("refused an event from a local client: {e}");
         })?;
+        self.store_valid(event).await
+    }
+
+    /// Stores an event already validated (the client API checks room rules in between);
+    /// returns once it is durable, and offers it to the federation when it is new.
+    pub async fn store_valid(&self, event: ValidEvent) -> Result<Stored, AppendError> {
         self.clock
             .lock()
             .unwrap_or_else(|p| p.into_inner())

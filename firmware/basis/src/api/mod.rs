@@ -1,0 +1,178 @@
+//! The client API: HTTP/JSON and a WebSocket under `/v1/`, for phones, laptops and the
+//! `basis` chat commands. `docs/CLIENT-API.md` describes it for client writers; the node
+//! serves the OpenAPI document at `/v1/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod index;
+pub mod limit;
+pub mod node_info;
+pub mod openapi;
+pub mod rooms;
+pub mod sign_in;
+pub mod stream;
+pub mod sync;
+pub mod types;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use basis_config::ApiConfig;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+pub use error::ApiError;
+use index::RoomIndex;
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Rooms and profiles.
+    pub index: Arc<RoomIndex>,
+    /// Challenges and sessions.
+    pub auth: auth::Auth,
+    /// Rate limit per client address.
+    pub limiter: limit::Limiter,
+    /// Ephemeral notices between the WebSocket clients of this node.
+    pub notices: broadcast::Sender<stream::Relayed>,
+    /// Cancelled when the node stops.
+    pub stop: CancellationToken,
+}
+
+/// Runs blocking work (SQLite reads) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            format!("a worker task failed: {e}"),
+        )
+    })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no_such_path",
+        "no such API path; the list is at /v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method; see /v1/openapi.json",
+    )
+}
+
+/// The router with every route, limit and fallback.
+pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/status", get(node_info::status))
+        .route("/v1/peers", get(node_info::peers))
+        .route("/v1/auth/challenge", post(sign_in::challenge))
+        .route(
+            "/v1/auth/session",
+            post(sign_in::session).delete(sign_in::sign_out),
+        )
+        .route("/v1/events", post(events::post_event))
+        .route("/v1/sync", get(sync::sync))
+        .route("/v1/stream", get(stream::stream))
+        .route(
+            "/v1/rooms",
+            get(rooms::list_rooms).post(events::create_room),
+        )
+        .route("/v1/rooms/{room}", get(rooms::get_room))
+        .route("/v1/rooms/{room}/events", get(rooms::history))
+        .route("/v1/rooms/{room}/state", get(rooms::room_state))
+        .route("/v1/rooms/{room}/members", post(events::post_membership))
+        .route("/v1/users/{user}", get(users::get_user))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Binds the API's TCP listener. `[::]` falls back to `0.0.0.0` where IPv6 is off.
+pub async fn bind(config: &ApiConfig) -> Result<TcpListener> {
+    let addr: SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("api.listen {:?} is not ip:port", config.listen))?;
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            log::warn!("api: cannot listen on {addr} ({e}); IPv6 may be off, using {v4}");
+            TcpListener::bind(v4)
+                .await
+                .with_context(|| format!("cannot listen for the client API on {v4}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen for the client API on {addr}")),
+    }
+}
+
+/// Serves the API until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    config: ApiConfig,
+    stop: CancellationToken,
+) {
+    let index = Arc::new(RoomIndex::new(node.readers().clone(), node.committed()));
+    let warm = index.clone();
+    match tokio::task::spawn_blocking(move || warm.catch_up()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!("api: cannot read rooms from the store: {e}"),
+        Err(e) => log::error!("api: the room index task failed: {e}"),
+    }
+    let (notices, _) = broadcast::channel(256);
+    let state = Arc::new(ApiState {
+        auth: auth::Auth::new(node.id, Duration::from_secs(config.session_secs)),
+        limiter: limit::Limiter::new(config.rate_per_sec, config.rate_burst),
+        node,
+        index,
+        notices,
+        stop: stop.clone(),
+    });
+    let max_body = usize::try_from(config.max_body_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
+    let app = router(state.clone(), max_body);
+    let forget = state.clone();
+    let forget_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = forget_stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(60)) => forget.limiter.forget_idle(),
+            }
+        }
+    });
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await;
+    if let Err(e) = served {
+        log::error!("api: the server stopped: {e}");
+    }
+}

@@ -1,0 +1,72 @@
+//! The OpenAPI document the node serves at `/v1/openapi.json`, generated from the handlers.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+use super::stream::Notice;
+use super::types::*;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Basis client API",
+        description = "The API a Basis node serves to phones, laptops and the `basis` CLI. Sign in by signing a challenge with your user key; post events you signed yourself; read rooms, history, a sync feed and a live WebSocket stream. Errors are JSON objects with a `code` and a `message`.",
+    ),
+    paths(
+        super::sign_in::challenge,
+        super::sign_in::session,
+        super::sign_in::sign_out,
+        super::events::post_event,
+        super::events::create_room,
+        super::events::post_membership,
+        super::rooms::list_rooms,
+        super::rooms::get_room,
+        super::rooms::history,
+        super::rooms::room_state,
+        super::sync::sync,
+        super::stream::stream,
+        super::users::get_user,
+        super::node_info::status,
+        super::node_info::peers,
+        document,
+    ),
+    components(schemas(
+        ErrorBody, ChallengeRequest, ChallengeReply, SessionRequest, SessionReply, PostEvent,
+        Posted, ApiEvent, HistoryReply, StateReply, SyncReply, MemberInfo, RoomInfo, RoomList, UserInfo,
+        PeerInfo, PeerList, NodeInfo, Notice,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign in and out"),
+        (name = "events", description = "Post events and follow new ones"),
+        (name = "rooms", description = "Rooms, members and history"),
+        (name = "users", description = "Published profiles and keys"),
+        (name = "node", description = "The node itself"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document, as JSON.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node",
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json"),
+        (status = 429, description = "Too many requests", body = ErrorBody),
+    ))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

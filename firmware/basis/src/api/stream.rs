@@ -1,0 +1,231 @@
+//! `/v1/stream`: a WebSocket that pushes new events of the user's rooms as they arrive, and
+//! carries ephemeral notices (typing, presence) that are relayed, never stored.
+//!
+//! Server → client, one JSON object per text message:
+//! `{"type":"event","event":{..ApiEvent..}}` and
+//! `{"type":"notice","notice":{"kind":"typing","user":..,"room":..,"typing":true}}`.
+//! Client → server: `{"type":"typing","room":"<id>","typing":true}` or
+//! `{"type":"presence","status":"online"}` (`online`, `away` or `offline`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use basis_core::room::Standing;
+use basis_core::{RoomId, UserId};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::auth::SignedIn;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
+use super::sync::read_feed;
+use super::types::ApiEvent;
+
+/// Most notices a connection may send per second; more are dropped.
+const NOTICES_PER_SEC: u32 = 10;
+/// Largest message a client may send on the socket.
+const MAX_CLIENT_MESSAGE: usize = 4096;
+
+/// Where the stream starts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Start after this feed position (`next` of a sync); absent: only events from now on.
+    pub since: Option<u64>,
+}
+
+/// An ephemeral notice: typing in a room, or presence.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Notice {
+    /// `typing` or `presence`.
+    pub kind: String,
+    /// Who.
+    pub user: String,
+    /// The room, for typing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// For typing: started (true) or stopped (false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
+    /// For presence: `online`, `away` or `offline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// A notice as relayed inside the node, with parsed ids for filtering.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    user: UserId,
+    room: Option<RoomId>,
+    notice: Notice,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Outgoing<'a> {
+    Event { event: &'a ApiEvent },
+    Notice { notice: &'a Notice },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Incoming {
+    Typing { room: String, typing: bool },
+    Presence { status: String },
+}
+
+/// Open the live stream (WebSocket upgrade).
+#[utoipa::path(get, path = "/v1/stream", tag = "events", security(("bearer" = [])),
+    params(StreamQuery,
+        ("access_token" = Option<String>, Query, description = "The session token, for clients that cannot set an Authorization header")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade, or bad parameters", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 429, description = "Too many requests", body = ErrorBody),
+    ))]
+pub async fn stream(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+    me: SignedIn,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError::bad_request("not_websocket", e.body_text()))?;
+    let user = me.user;
+    Ok(ws
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| run(state, user, q.since, socket)))
+}
+
+fn shares_a_room(state: &ApiState, a: &UserId, b: &UserId) -> bool {
+    state
+        .index
+        .rooms_of(a)
+        .iter()
+        .any(|(_, rs)| rs.is_member(a) && rs.is_member(b))
+}
+
+fn parse_incoming(state: &ApiState, user: UserId, text: &str) -> Option<Relayed> {
+    match serde_json::from_str::<Incoming>(text).ok()? {
+        Incoming::Typing { room, typing } => {
+            let room_id: RoomId = room.parse().ok()?;
+            let rs = state.index.room(&room_id)?;
+            (rs.standing(&user) == Some(Standing::Joined)).then(|| Relayed {
+                user,
+                room: Some(room_id),
+                notice: Notice {
+                    kind: "typing".into(),
+                    user: user.to_string(),
+                    room: Some(room),
+                    typing: Some(typing),
+                    status: None,
+                },
+            })
+        }
+        Incoming::Presence { status } => matches!(status.as_str(), "online" | "away" | "offline")
+            .then(|| Relayed {
+                user,
+                room: None,
+                notice: Notice {
+                    kind: "presence".into(),
+                    user: user.to_string(),
+                    room: None,
+                    typing: None,
+                    status: Some(status),
+                },
+            }),
+    }
+}
+
+fn for_me(state: &ApiState, me: &UserId, n: &Relayed) -> bool {
+    if n.user == *me {
+        return false;
+    }
+    match n.room {
+        Some(room) => state.index.room(&room).is_some_and(|rs| rs.is_member(me)),
+        None => shares_a_room(state, me, &n.user),
+    }
+}
+
+async fn run(state: Arc<ApiState>, me: UserId, since: Option<u64>, socket: WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    let mut committed = state.node.committed();
+    let mut position = match since {
+        Some(s) => s,
+        None => *committed.borrow_and_update(),
+    };
+    let mut notices = state.notices.subscribe();
+    let mut window = (Instant::now(), 0u32);
+    // Events already waiting (when `since` was given) go out before anything else.
+    let mut pending = since.is_some();
+    loop {
+        if pending {
+            committed.borrow_and_update();
+            let page = match read_feed(&state, me, position, 500).await {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("api: stream of {} stopped: {}", me.short(), e.message);
+                    break;
+                }
+            };
+            position = page.next;
+            pending = page.more;
+            for event in &page.events {
+                let text = serde_json::to_string(&Outgoing::Event { event }).unwrap_or_default();
+                if tx.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            () = state.stop.cancelled() => {
+                let _ = tx.send(Message::Close(None)).await;
+                break;
+            }
+            changed = committed.changed() => {
+                if changed.is_err() { break; }
+                pending = true;
+            }
+            notice = notices.recv() => match notice {
+                Ok(n) if for_me(&state, &me, &n) => {
+                    let text = serde_json::to_string(&Outgoing::Notice { notice: &n.notice })
+                        .unwrap_or_default();
+                    if tx.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if window.0.elapsed() >= Duration::from_secs(1) {
+                        window = (Instant::now(), 0);
+                    }
+                    window.1 += 1;
+                    if window.1 > NOTICES_PER_SEC {
+                        continue;
+                    }
+                    match parse_incoming(&state, me, text.as_str()) {
+                        Some(n) => { let _ = state.notices.send(n); }
+                        None => {
+                            let err = serde_json::json!({"type": "error", "code": "bad_notice",
+                                "message": "expected {\"type\":\"typing\",\"room\":ROOM,\"typing\":BOOL} as a member, or {\"type\":\"presence\",\"status\":\"online|away|offline\"}"});
+                            if tx.send(Message::Text(Utf8Bytes::from(err.to_string()))).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

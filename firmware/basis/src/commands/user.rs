@@ -1,0 +1,151 @@
+//! `basis user ...` and `basis contacts ...`: the user key and contacts on this computer.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use basis_e2ee::UserSecrets;
+use basis_e2ee::keyfile;
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+
+use crate::cli::{ContactsCommand, UserCommand};
+use crate::client::contacts::{Contacts, parse_shared, share_text};
+use crate::client::profile::{ClientDir, load_secrets, save_secrets, write_private};
+use crate::client::session::{ClientOptions, Session};
+use crate::commands::print_json;
+use crate::node::wall_millis;
+
+/// Runs a `basis user` subcommand.
+pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
+    let dir = ClientDir::resolve(opts.profile.as_deref())?;
+    match command {
+        UserCommand::Create { name } => {
+            if dir.key_file().exists() {
+                bail!(
+                    "{} already holds a user key; use another --profile to make a second user",
+                    dir.key_file().display()
+                );
+            }
+            let secrets = UserSecrets::generate(wall_millis()).context("cannot make a key")?;
+            let pass = opts
+                .passphrase
+                .get("Passphrase to protect your new user key: ", true)?;
+            save_secrets(&dir, &secrets, &pass)?;
+            println!("made user {}", secrets.user_id());
+            println!("key file: {} (encrypted)", dir.key_file().display());
+            println!("share it as: {}", share_text(&secrets.user_id()));
+            if let Some(name) = name {
+                match Session::open(opts).await {
+                    Ok(s) => {
+                        s.publish_profile_if_needed(Some(&name)).await?;
+                        println!("display name {name:?} published");
+                    }
+                    Err(e) => println!(
+                        "the display name was not published ({e:#}); run `basis user name {name:?}` when a node is reachable"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Show { qr, json } => {
+            let text = fs::read_to_string(dir.key_file()).with_context(|| {
+                format!(
+                    "no user key in {}: make one with `basis user create`",
+                    dir.path().display()
+                )
+            })?;
+            let user = keyfile::peek_user_id(&text).context("the user key file is damaged")?;
+            let share = share_text(&user);
+            if json {
+                print_json(&serde_json::json!({"user": user.to_string(), "share": share}));
+                return Ok(());
+            }
+            println!("user id: {user}");
+            println!("share:   {share}");
+            if qr {
+                let code = QrCode::new(share.as_bytes()).context("cannot make a QR code")?;
+                println!("{}", code.render::<Dense1x2>().quiet_zone(true).build());
+            }
+            Ok(())
+        }
+        UserCommand::Export { file } => {
+            let text = fs::read_to_string(dir.key_file())
+                .with_context(|| format!("no user key in {}", dir.path().display()))?;
+            match file {
+                Some(f) => {
+                    write_private(&f, text.as_bytes())?;
+                    eprintln!(
+                        "wrote {} (still encrypted with your passphrase)",
+                        f.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        UserCommand::Import { file } => import(&dir, opts, &file),
+        UserCommand::Name { name } => {
+            let s = Session::open(opts).await?;
+            s.publish_profile_if_needed(Some(&name)).await?;
+            println!("display name {name:?} published");
+            Ok(())
+        }
+    }
+}
+
+fn import(dir: &ClientDir, opts: &ClientOptions, file: &Path) -> Result<()> {
+    let text =
+        fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let user = keyfile::peek_user_id(&text)
+        .with_context(|| format!("{} is not an exported Basis user key", file.display()))?;
+    if dir.key_file().exists() {
+        bail!(
+            "{} already holds a user key; import into another --profile",
+            dir.key_file().display()
+        );
+    }
+    dir.ensure()?;
+    // Check the passphrase opens it before taking it in.
+    write_private(&dir.key_file(), text.as_bytes())?;
+    if let Err(e) = load_secrets(dir, &opts.passphrase) {
+        let _ = fs::remove_file(dir.key_file());
+        return Err(e.context("nothing was imported"));
+    }
+    println!("imported user {user}");
+    Ok(())
+}
+
+/// Runs a `basis contacts` subcommand.
+pub fn contacts(opts: &ClientOptions, command: ContactsCommand) -> Result<()> {
+    let dir = ClientDir::resolve(opts.profile.as_deref())?;
+    let mut c = Contacts::load(&dir)?;
+    match command {
+        ContactsCommand::List { json } => {
+            if json {
+                print_json(&serde_json::to_value(&c.contacts)?);
+            } else if c.contacts.is_empty() {
+                println!("no contacts yet: add one with `basis contacts add NICKNAME KEY`");
+            } else {
+                for contact in &c.contacts {
+                    println!("{:<20} {}", contact.name, contact.user);
+                }
+            }
+            return Ok(());
+        }
+        ContactsCommand::Add { name, key } => {
+            let user = parse_shared(&key)?;
+            c.add(&name, user)?;
+            println!("added {name} ({})", user.short());
+        }
+        ContactsCommand::Remove { name } => {
+            let gone = c.remove(&name)?;
+            println!("removed {} ({})", gone.name, gone.user.short());
+        }
+        ContactsCommand::Rename { old, new } => {
+            c.rename(&old, &new)?;
+            println!("renamed {old} to {new}");
+        }
+    }
+    c.save(&dir)
+}

@@ -395,3 +395,135 @@ fn keys_rotated_during_a_partition_reach_the_member_after_it_heals() {
     assert!(!carol_texts.contains(&"lighthouse one".to_string()));
     assert!(carol_texts.contains(&"lighthouse two".to_string()));
 }
+
+/// A client command left running, its output read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(user: &User, at: &At, args: &[&str]) -> Running {
+        use std::io::BufRead;
+        let mut cmd = at.command();
+        cmd.env("BASIS_CLIENT_DIR", user.dir.path())
+            .env("BASIS_PASSPHRASE", PASSPHRASE)
+            .env("BASIS_KDF", "fast")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("start the client");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`; returns it.
+    fn expect(&mut self, text: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(text)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + SYNC;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?}; got:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("type into the client");
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the client did not end");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn chat_and_tail_follow_a_room_live() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let (alice, bob, carol) = (User::new(), User::new(), User::new());
+    alice.ok(&at, &["user", "create", "--name", "Alice"]);
+    bob.ok(&at, &["user", "create", "--name", "Bob"]);
+    carol.ok(&at, &["user", "create", "--name", "Carol"]);
+    let (bob_id, carol_id) = (bob.id(&at), carol.id(&at));
+    alice.ok(&at, &["room", "create", "ops"]);
+    alice.ok(&at, &["room", "invite", "ops", &bob_id, &carol_id]);
+    bob.ok(&at, &["room", "join", "ops"]);
+    carol.ok(&at, &["room", "join", "ops"]);
+
+    let mut tail = Running::spawn(&carol, &at, &["tail", "ops", "--json"]);
+    let mut bob_chat = Running::spawn(&bob, &at, &["chat", "ops"]);
+    bob_chat.expect("── ops");
+    let mut alice_chat = Running::spawn(&alice, &at, &["chat", "ops"]);
+    alice_chat.expect("── ops");
+    bob_chat.expect("is online");
+    // Alice types a message: Bob's chat and Carol's tail show it decrypted.
+    alice_chat.type_line("kettle on the stove");
+    let line = bob_chat.expect("kettle on the stove");
+    let id = line.split_whitespace().nth(2).unwrap().to_string();
+    let json = tail.expect("kettle on the stove");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["body"]["Text"]["text"], "kettle on the stove");
+    assert!(v["id"].as_str().unwrap().starts_with(&id), "{v} vs {id}");
+    // Edits and reactions arrive and are shown as such.
+    alice_chat.expect(&id);
+    alice_chat.type_line(&format!("/edit {id} kettle is boiling"));
+    bob_chat.expect(&format!("edited {id}: kettle is boiling"));
+    bob_chat.type_line(&format!("/react {id} 🔥"));
+    alice_chat.expect(&format!("reacted 🔥 to {id}"));
+    // Bob's chat marks what he saw read; Carol's tail acknowledges delivery.
+    alice_chat.expect("read up to");
+    alice_chat.expect("received up to");
+    alice_chat.type_line("/quit");
+    bob_chat.expect("is offline");
+    alice_chat.finish();
+    bob_chat.finish();
+    let _ = tail.child.kill();
+    let _ = tail.child.wait();
+    // What the chats did is in the room for anyone to read later.
+    let h = bob.json(&at, &["history", "ops", "--json"]);
+    let line = h["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"].as_str().unwrap().starts_with(&id))
+        .cloned()
+        .unwrap();
+    assert_eq!(line["shown"]["text"], "kettle is boiling");
+    assert_eq!(line["reactions"]["🔥"][0], bob_id.as_str());
+    node.stop();
+}

@@ -159,7 +159,7 @@ pub async fn create_room(
 /// Invite, join, leave or remove: a signed membership event of this room.
 #[utoipa::path(post, path = "/v1/rooms/{room}/members", tag = "rooms", request_body = PostEvent,
     security(("bearer" = [])),
-    params(("room" = String, Path, description = "Room id, 64 hex characters")),
+    params(("room" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Room id, 64 hex characters")),
     responses(
         (status = 201, description = "Stored", body = Posted),
         (status = 200, description = "The node already held it", body = Posted),

@@ -78,7 +78,7 @@ pub async fn list_rooms(
 
 /// One room: name, members with their published keys, and the newest events' ids.
 #[utoipa::path(get, path = "/v1/rooms/{room}", tag = "rooms", security(("bearer" = [])),
-    params(("room" = String, Path, description = "Room id, 64 hex characters")),
+    params(("room" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Room id, 64 hex characters")),
     responses(
         (status = 200, description = "The room", body = RoomInfo),
         (status = 400, description = "Bad room id", body = ErrorBody),
@@ -98,7 +98,7 @@ pub async fn get_room(
 /// A page of a room's events, newest first; pass `older` back as `before` for the next.
 /// After leaving or removal a user reads up to the moment they left.
 #[utoipa::path(get, path = "/v1/rooms/{room}/events", tag = "rooms", security(("bearer" = [])),
-    params(("room" = String, Path, description = "Room id, 64 hex characters"), HistoryQuery),
+    params(("room" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Room id, 64 hex characters"), HistoryQuery),
     responses(
         (status = 200, description = "A page of events", body = HistoryReply),
         (status = 400, description = "Bad room id, cursor or limit", body = ErrorBody),
@@ -147,7 +147,7 @@ pub async fn history(
 /// The events that define the room: its create event and every membership and settings
 /// change, oldest first. Clients need them to show a page of history with the right members.
 #[utoipa::path(get, path = "/v1/rooms/{room}/state", tag = "rooms", security(("bearer" = [])),
-    params(("room" = String, Path, description = "Room id, 64 hex characters")),
+    params(("room" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Room id, 64 hex characters")),
     responses(
         (status = 200, description = "The room-defining events", body = StateReply),
         (status = 400, description = "Bad room id", body = ErrorBody),

@@ -95,11 +95,12 @@ pub async fn stream(
     me: SignedIn,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let since = super::sync::check_since(q.since)?;
     let ws = ws.map_err(|e| ApiError::bad_request("not_websocket", e.body_text()))?;
     let user = me.user;
     Ok(ws
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| run(state, user, q.since, socket)))
+        .on_upgrade(move |socket| run(state, user, since, socket)))
 }
 
 fn shares_a_room(state: &ApiState, a: &UserId, b: &UserId) -> bool {

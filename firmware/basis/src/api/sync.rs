@@ -17,6 +17,17 @@ use super::{ApiState, blocking};
 /// Longest a sync call may wait for news.
 const MAX_WAIT_MS: u64 = 30_000;
 
+/// Feed positions are SQLite row ids: 0 to 2^63 - 1.
+pub fn check_since(since: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match since {
+        Some(s) if i64::try_from(s).is_err() => Err(ApiError::bad_request(
+            "bad_query",
+            "since: a position from 0 to 9223372036854775807",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// One read of the feed after `since`, keeping what `user` may see.
 pub struct FeedPage {
     /// Visible events.
@@ -83,7 +94,7 @@ pub async fn sync(
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-    let mut since = q.since.unwrap_or(0);
+    let mut since = check_since(q.since)?.unwrap_or(0);
     let mut committed = state.node.committed();
     loop {
         committed.borrow_and_update();

@@ -15,6 +15,7 @@ use super::index::ProfileEntry;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeRequest {
     /// The user id (public key, 64 hex characters).
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub user: String,
 }
 
@@ -33,10 +34,13 @@ pub struct ChallengeReply {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionRequest {
     /// The user id, hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub user: String,
     /// The challenge, hex, as received.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub challenge: String,
     /// ed25519 signature of the sign-in message, 128 hex characters.
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub signature: String,
 }
 
@@ -55,6 +59,7 @@ pub struct SessionReply {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PostEvent {
     /// Standard base64 of the event's canonical wire bytes (see docs/PROTOCOL.md).
+    #[schema(pattern = "^[A-Za-z0-9+/]+={0,2}$", min_length = 4)]
     pub event: String,
 }
 
@@ -132,8 +137,10 @@ pub struct HistoryReply {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// A cursor from an earlier page's `older`; absent for the newest page.
+    #[param(pattern = "^[0-9]{1,19}-[0-9a-fA-F]{64}$")]
     pub before: Option<String>,
     /// Events per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -144,8 +151,10 @@ pub struct SyncQuery {
     /// `next` of the previous sync; 0 or absent for everything.
     pub since: Option<u64>,
     /// Most events to return, 1 to 1000 (default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// When nothing is new, wait up to this many milliseconds (0 to 30000, default 0).
+    #[param(minimum = 0, maximum = 30000)]
     pub wait_ms: Option<u64>,
 }
 

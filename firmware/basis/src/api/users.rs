@@ -14,7 +14,7 @@ use super::{ApiState, blocking};
 /// A user's newest profile as this node holds it. Publish your own by posting a profile event
 /// to `/v1/events`.
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
-    params(("user" = String, Path, description = "User id, 64 hex characters")),
+    params(("user" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "User id, 64 hex characters")),
     responses(
         (status = 200, description = "The profile", body = UserInfo),
         (status = 400, description = "Bad user id", body = ErrorBody),

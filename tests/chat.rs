@@ -249,6 +249,17 @@ fn two_users_on_two_nodes_chat_edit_react_delete_and_agree() {
     let texts = alice.texts(&at1, "ops");
     assert_eq!(texts, vec![words[2].to_string(), words[3].to_string()]);
 
+    // Presence crosses the federation: bob's chat on node 2 hears alice open hers on node 1.
+    let mut bob_chat = Running::spawn(&bob, &at2, &["chat", "ops"]);
+    bob_chat.expect("── ops");
+    let mut alice_chat = Running::spawn(&alice, &at1, &["chat", "ops"]);
+    alice_chat.expect("── ops");
+    bob_chat.expect("is online");
+    alice_chat.type_line("/quit");
+    bob_chat.expect("is offline");
+    alice_chat.finish();
+    bob_chat.finish();
+
     // Neither node's database holds a word of it.
     for (name, node) in [("node 1", &n1.node), ("node 2", &n2.node)] {
         let bytes = db_bytes(node);

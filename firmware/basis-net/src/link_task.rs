@@ -167,6 +167,7 @@ pub(crate) async fn run(
     let writer_task = tokio::spawn(writer(send, control_rx, bulk_rx));
     let mut frames = FramedRead::new(recv, codec());
     let mut events = shared.events.subscribe();
+    let mut notices = shared.notices_out.subscribe();
     let mut source = StoreItems(shared.readers.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut next_share = Instant::now();
@@ -213,6 +214,10 @@ pub(crate) async fn run(
                     log::debug!("link {}: {n} live events skipped; reconciliation will catch up", peer.short());
                     Vec::new()
                 }
+                Err(_) => Vec::new(),
+            },
+            notice = notices.recv() => match notice {
+                Ok(n) => link.notice(n).into_iter().collect(),
                 Err(_) => Vec::new(),
             },
             Some(ids) = sent_rx.recv() => {
@@ -326,6 +331,9 @@ impl Ctx<'_> {
                         let _ = self.control.send(Frame::Bye(why.clone()).encode());
                         self.closed = Some(why);
                     }
+                }
+                Action::Notice(n) => {
+                    let _ = self.shared.notices_in.send((self.peer, n));
                 }
                 Action::Close(reason) => {
                     if self.closed.is_none() {

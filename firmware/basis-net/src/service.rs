@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use basis_core::{EventId, NodeId, NodeKey};
 use basis_proto::link::LinkStats;
-use basis_proto::{FederationKey, LinkConfig, PeerInfo, Reputation, Role};
+use basis_proto::{FederationKey, LinkConfig, Notice, PeerInfo, Reputation, Role};
 use basis_store::{Readers, WriterHandle};
 use quinn::{Connection, Endpoint, TransportConfig};
 use tokio::sync::{broadcast, mpsc};
@@ -34,6 +34,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// New events waiting to be pushed per link before a slow link skips some (reconciliation
 /// then catches it up).
 const FANOUT_QUEUE: usize = 4096;
+/// Notices waiting to go out or to be read; older ones are dropped (they are ephemeral).
+const NOTICE_QUEUE: usize = 256;
 
 /// A peer named in the configuration.
 #[derive(Debug, Clone)]
@@ -127,6 +129,10 @@ pub(crate) struct Shared {
     pub writer: WriterHandle,
     pub readers: Arc<Readers>,
     pub events: broadcast::Sender<Arc<NewEvent>>,
+    /// Notices of this node's clients, for every link.
+    pub notices_out: broadcast::Sender<Notice>,
+    /// Notices from peers, for this node's clients.
+    pub notices_in: broadcast::Sender<(NodeId, Notice)>,
     pub stop: CancellationToken,
     tasks: TaskTracker,
     endpoint: Endpoint,
@@ -206,6 +212,8 @@ impl Federation {
             .unwrap_or_default();
         let (dial_tx, dial_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(FANOUT_QUEUE);
+        let (notices_out, _) = broadcast::channel(NOTICE_QUEUE);
+        let (notices_in, _) = broadcast::channel(NOTICE_QUEUE);
         let shared = Arc::new(Shared {
             local,
             link_config: LinkConfig {
@@ -218,6 +226,8 @@ impl Federation {
             writer,
             readers,
             events,
+            notices_out,
+            notices_in,
             stop: stop.clone(),
             tasks: tasks.clone(),
             endpoint,
@@ -276,6 +286,16 @@ impl Federation {
             bytes: bytes.to_vec(),
             origin: None,
         }));
+    }
+
+    /// Sends a notice of one of this node's clients (typing, presence) to every linked node.
+    pub fn send_notice(&self, notice: Notice) {
+        let _ = self.shared.notices_out.send(notice);
+    }
+
+    /// Notices from linked nodes for this node's clients, with the node that sent each.
+    pub fn notices(&self) -> broadcast::Receiver<(NodeId, Notice)> {
+        self.shared.notices_in.subscribe()
     }
 
     /// Every known peer, connected ones first.

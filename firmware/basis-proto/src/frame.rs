@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use basis_core::{EventId, NodeId};
+use basis_core::{EventId, NodeId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_FRAME;
@@ -15,6 +15,40 @@ pub struct PeerInfo {
     pub node: NodeId,
     /// Addresses it was reached at.
     pub addrs: Vec<SocketAddr>,
+}
+
+/// A user's presence, as their client reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    /// Using a client now.
+    Online,
+    /// Idle.
+    Away,
+    /// Closed their client.
+    Offline,
+}
+
+/// What an ephemeral notice says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoticeKind {
+    /// Started (true) or stopped (false) typing in the notice's room.
+    Typing(bool),
+    /// Presence changed.
+    Presence(Presence),
+}
+
+/// An ephemeral notice for clients (typing, presence), relayed from the node where the user
+/// is signed in to the nodes it is linked with. Never stored and never forwarded further:
+/// on a LAN every node links every other. It is vouched for by the admitted node that sends
+/// it, not signed by the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Whose notice.
+    pub user: UserId,
+    /// The room, for typing.
+    pub room: Option<RoomId>,
+    /// What it says.
+    pub kind: NoticeKind,
 }
 
 /// One message on a link. Variant order is wire format: append only.
@@ -45,6 +79,8 @@ pub enum Frame {
     Events(Vec<Vec<u8>>),
     /// The sender is closing the link, and why.
     Bye(String),
+    /// An ephemeral notice for clients (typing, presence).
+    Notice(Notice),
 }
 
 /// Why bytes are not a frame.
@@ -92,6 +128,7 @@ impl Frame {
             Frame::WantEnd => "want-end",
             Frame::Events(_) => "events",
             Frame::Bye(_) => "bye",
+            Frame::Notice(_) => "notice",
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod recon;
 pub mod reputation;
 
 pub use admission::{FederationKey, Proof, Role};
-pub use frame::{Frame, FrameError, PeerInfo};
+pub use frame::{Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence};
 pub use link::{Action, ItemSource, Link, LinkConfig};
 pub use reputation::Reputation;
 

@@ -19,3 +19,5 @@ pub const RECENT_IDS: usize = 8192;
 pub const MAX_PEERS_SHARED: usize = 64;
 /// Most addresses per shared peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// Most notices (typing, presence) taken from one peer per second; more are dropped.
+pub const NOTICES_PER_SEC: u32 = 50;

@@ -8,10 +8,10 @@ use basis_core::{EventId, NodeId};
 
 use crate::PROTOCOL_VERSION;
 use crate::admission::{FederationKey, Role};
-use crate::frame::{Frame, PeerInfo};
+use crate::frame::{Frame, Notice, PeerInfo};
 use crate::limits::{
-    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_WANTED, RECENT_IDS,
-    WANT_FRAME_IDS,
+    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_WANTED, NOTICES_PER_SEC,
+    RECENT_IDS, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
 
@@ -86,6 +86,8 @@ pub enum Action {
     },
     /// Close the link (a `Bye` was already queued when that makes sense).
     Close(String),
+    /// An ephemeral notice from the peer, for this node's clients.
+    Notice(Notice),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +150,8 @@ pub struct Link {
     recent: Recent,
     next_recon: Option<Instant>,
     stats: LinkStats,
+    /// Start of the current second of notices and how many came in it.
+    notices: Option<(Instant, u32)>,
 }
 
 impl Link {
@@ -183,6 +187,7 @@ impl Link {
             recent: Recent::default(),
             next_recon: None,
             stats: LinkStats::default(),
+            notices: None,
         };
         (link, vec![Action::Send(hello)])
     }
@@ -296,6 +301,11 @@ impl Link {
                 }
             }
             (State::Open, Frame::Events(events)) => self.on_events(events, &mut out),
+            (State::Open, Frame::Notice(notice)) => {
+                if self.notice_allowed(now) {
+                    out.push(Action::Notice(notice));
+                }
+            }
             (State::Closed, _) => {}
         }
         out
@@ -480,6 +490,23 @@ impl Link {
         self.recent.insert(id);
         self.stats.events_sent += 1;
         Some(Action::Send(Frame::Events(vec![bytes.to_vec()])))
+    }
+
+    /// A notice of this node's clients for the peer (nothing when the link is not open).
+    pub fn notice(&self, notice: Notice) -> Option<Action> {
+        (self.state == State::Open).then_some(Action::Send(Frame::Notice(notice)))
+    }
+
+    /// Counts an incoming notice; false when the peer is over [`NOTICES_PER_SEC`].
+    fn notice_allowed(&mut self, now: Instant) -> bool {
+        let (start, count) = match self.notices {
+            Some((start, count)) if now.duration_since(start) < Duration::from_secs(1) => {
+                (start, count)
+            }
+            _ => (now, 0),
+        };
+        self.notices = Some((start, count + 1));
+        count < NOTICES_PER_SEC
     }
 
     /// Records events the driver sent for [`Action::SendEvents`].

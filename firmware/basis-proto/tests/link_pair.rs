@@ -6,11 +6,15 @@ use std::time::{Duration, Instant};
 
 use basis_core::body::{Body, History, MessageBody, RoomCreate};
 use basis_core::validate::validate_event;
-use basis_core::{EventContent, EventId, NodeId, PROTOCOL_VERSION, Timestamp, UserKey};
+use basis_core::{
+    EventContent, EventId, NodeId, PROTOCOL_VERSION, RoomId, Timestamp, UserId, UserKey,
+};
 use basis_proto::frame::Frame;
 use basis_proto::link::event_frames;
 use basis_proto::recon::Items;
-use basis_proto::{Action, FederationKey, ItemSource, Link, LinkConfig, Role};
+use basis_proto::{
+    Action, FederationKey, ItemSource, Link, LinkConfig, Notice, NoticeKind, Presence, Role,
+};
 
 #[derive(Default)]
 struct Store {
@@ -34,6 +38,7 @@ struct Side {
     penalties: u32,
     admitted: bool,
     received_order: Vec<u64>,
+    notices: Vec<Notice>,
 }
 
 fn config(node: u8, secret: Option<&str>) -> LinkConfig {
@@ -102,6 +107,7 @@ fn side(
         penalties: 0,
         admitted: false,
         received_order: vec![],
+        notices: vec![],
     };
     apply(&mut s, initial, peer_inbox);
     s
@@ -134,6 +140,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::Learned(_) | Action::Reconciled { .. } => {}
             Action::Penalize { points, .. } => s.penalties += points,
             Action::Close(reason) => s.closed = Some(reason),
+            Action::Notice(n) => s.notices.push(n),
         }
     }
 }
@@ -305,4 +312,39 @@ fn live_push_is_not_echoed() {
     // b received it from a: b never pushes it back to a.
     assert!(b.link.push(ev.1, &ev.2).is_none());
     assert!(a.link.push(ev.1, &ev.2).is_none());
+}
+
+#[test]
+fn notices_cross_an_open_link_within_a_rate() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    let notice = Notice {
+        user: UserId([5; 32]),
+        room: Some(RoomId([6; 32])),
+        kind: NoticeKind::Typing(true),
+    };
+    // Nothing goes out before admission.
+    assert!(a.link.notice(notice.clone()).is_none());
+    run(&mut a, &mut b);
+    let send = a.link.notice(notice.clone()).expect("open link sends");
+    apply(&mut a, vec![send], &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(b.notices, vec![notice]);
+    // A flood is cut down to the per-second limit, without closing the link.
+    let presence = Notice {
+        user: UserId([5; 32]),
+        room: None,
+        kind: NoticeKind::Presence(Presence::Online),
+    };
+    for _ in 0..200 {
+        let send = a.link.notice(presence.clone()).unwrap();
+        apply(&mut a, vec![send], &mut b.inbox);
+    }
+    run(&mut a, &mut b);
+    assert_eq!(
+        b.notices.len() as u32,
+        basis_proto::limits::NOTICES_PER_SEC,
+        "one notice before, the rest up to the limit"
+    );
+    assert!(b.closed.is_none());
+    assert_eq!(b.penalties, 0);
 }

@@ -179,6 +179,11 @@ impl Node {
         }
     }
 
+    /// The federation service, when the node federates.
+    pub fn federation(&self) -> Option<&Arc<Federation>> {
+        self.federation.as_ref()
+    }
+
     /// Known peers (empty when the node does not federate).
     pub fn peers(&self) -> Vec<PeerSnapshot> {
         self.federation

@@ -131,6 +131,25 @@ pub async fn bind(config: &ApiConfig) -> Result<TcpListener> {
     }
 }
 
+/// Passes notices from linked nodes to this node's WebSocket clients.
+async fn relay_notices(
+    state: Arc<ApiState>,
+    mut from_peers: broadcast::Receiver<(basis_core::NodeId, basis_proto::Notice)>,
+) {
+    loop {
+        tokio::select! {
+            () = state.stop.cancelled() => return,
+            n = from_peers.recv() => match n {
+                Ok((_, n)) => {
+                    let _ = state.notices.send(stream::relayed(n.user, n.room, n.kind));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
 /// Serves the API until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
@@ -154,6 +173,9 @@ pub async fn serve(
         notices,
         stop: stop.clone(),
     });
+    if let Some(f) = state.node.federation() {
+        tokio::spawn(relay_notices(state.clone(), f.notices()));
+    }
     let max_body = usize::try_from(config.max_body_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
     let app = router(state.clone(), max_body);
     let forget = state.clone();

@@ -5,7 +5,8 @@
 //! `{"type":"event","event":{..ApiEvent..}}` and
 //! `{"type":"notice","notice":{"kind":"typing","user":..,"room":..,"typing":true}}`.
 //! Client → server: `{"type":"typing","room":"<id>","typing":true}` or
-//! `{"type":"presence","status":"online"}` (`online`, `away` or `offline`).
+//! `{"type":"presence","status":"online"}` (`online`, `away` or `offline`). Notices go to
+//! this node's other clients and, over federation, to the clients of linked nodes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use basis_core::room::Standing;
 use basis_core::{RoomId, UserId};
+use basis_proto::{NoticeKind, Presence};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -62,6 +64,7 @@ pub struct Notice {
 pub struct Relayed {
     user: UserId,
     room: Option<RoomId>,
+    kind: NoticeKind,
     notice: Notice,
 }
 
@@ -111,35 +114,58 @@ fn shares_a_room(state: &ApiState, a: &UserId, b: &UserId) -> bool {
         .any(|(_, rs)| rs.is_member(a) && rs.is_member(b))
 }
 
+/// A notice as this node's clients receive it.
+pub fn relayed(user: UserId, room: Option<RoomId>, kind: NoticeKind) -> Relayed {
+    let (typing, status) = match kind {
+        NoticeKind::Typing(t) => (Some(t), None),
+        NoticeKind::Presence(p) => (
+            None,
+            Some(
+                match p {
+                    Presence::Online => "online",
+                    Presence::Away => "away",
+                    Presence::Offline => "offline",
+                }
+                .to_string(),
+            ),
+        ),
+    };
+    Relayed {
+        user,
+        room,
+        kind,
+        notice: Notice {
+            kind: if typing.is_some() {
+                "typing"
+            } else {
+                "presence"
+            }
+            .into(),
+            user: user.to_string(),
+            room: room.map(|r| r.to_string()),
+            typing,
+            status,
+        },
+    }
+}
+
 fn parse_incoming(state: &ApiState, user: UserId, text: &str) -> Option<Relayed> {
     match serde_json::from_str::<Incoming>(text).ok()? {
         Incoming::Typing { room, typing } => {
-            let room_id: RoomId = room.parse().ok()?;
-            let rs = state.index.room(&room_id)?;
-            (rs.standing(&user) == Some(Standing::Joined)).then(|| Relayed {
-                user,
-                room: Some(room_id),
-                notice: Notice {
-                    kind: "typing".into(),
-                    user: user.to_string(),
-                    room: Some(room),
-                    typing: Some(typing),
-                    status: None,
-                },
-            })
+            let room: RoomId = room.parse().ok()?;
+            let rs = state.index.room(&room)?;
+            (rs.standing(&user) == Some(Standing::Joined))
+                .then(|| relayed(user, Some(room), NoticeKind::Typing(typing)))
         }
-        Incoming::Presence { status } => matches!(status.as_str(), "online" | "away" | "offline")
-            .then(|| Relayed {
-                user,
-                room: None,
-                notice: Notice {
-                    kind: "presence".into(),
-                    user: user.to_string(),
-                    room: None,
-                    typing: None,
-                    status: Some(status),
-                },
-            }),
+        Incoming::Presence { status } => {
+            let p = match status.as_str() {
+                "online" => Presence::Online,
+                "away" => Presence::Away,
+                "offline" => Presence::Offline,
+                _ => return None,
+            };
+            Some(relayed(user, None, NoticeKind::Presence(p)))
+        }
     }
 }
 
@@ -214,7 +240,13 @@ async fn run(state: Arc<ApiState>, me: UserId, since: Option<u64>, socket: WebSo
                         continue;
                     }
                     match parse_incoming(&state, me, text.as_str()) {
-                        Some(n) => { let _ = state.notices.send(n); }
+                        Some(n) => {
+                            // To this node's other clients, and to the clients of linked nodes.
+                            if let Some(f) = state.node.federation() {
+                                f.send_notice(basis_proto::Notice { user: n.user, room: n.room, kind: n.kind });
+                            }
+                            let _ = state.notices.send(n);
+                        }
                         None => {
                             let err = serde_json::json!({"type": "error", "code": "bad_notice",
                                 "message": "expected {\"type\":\"typing\",\"room\":ROOM,\"typing\":BOOL} as a member, or {\"type\":\"presence\",\"status\":\"online|away|offline\"}"});

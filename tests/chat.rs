@@ -538,3 +538,32 @@ fn chat_and_tail_follow_a_room_live() {
     assert_eq!(line["reactions"]["🔥"][0], bob_id.as_str());
     node.stop();
 }
+
+#[test]
+fn a_direct_message_is_readable_once_the_other_accepts() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let (alice, bob) = (User::new(), User::new());
+    alice.ok(&at, &["user", "create"]);
+    bob.ok(&at, &["user", "create"]);
+    let bob_id = bob.id(&at);
+    alice.ok(&at, &["contacts", "add", "bob", &bob_id]);
+    alice.ok(&at, &["dm", "bob", "are you at the school"]);
+    alice.ok(&at, &["dm", "bob", "bring the radio"]);
+    // One room, with bob invited, however many messages.
+    let rooms = bob.json(&at, &["rooms", "--json"]);
+    let rooms = rooms.as_array().unwrap();
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    assert_eq!(rooms[0]["standing"], "invited");
+    let room = rooms[0]["room"].as_str().unwrap().to_string();
+    bob.ok(&at, &["room", "join", &room[..12]]);
+    assert_eq!(
+        bob.texts(&at, &room[..12]),
+        vec![
+            "are you at the school".to_string(),
+            "bring the radio".to_string()
+        ]
+    );
+    node.stop();
+}

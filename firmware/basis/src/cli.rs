@@ -138,6 +138,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A direct message: the two-member room with WHO (made and WHO invited on first use).
+    Dm {
+        /// A contact's nickname or a user key.
+        who: String,
+        /// The text.
+        text: String,
+    },
     /// Replace the text of one of your messages.
     Edit {
         /// Room.

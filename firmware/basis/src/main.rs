@@ -61,6 +61,7 @@ fn client_command(global: &cli::Global, command: Command) -> Result<Option<Resul
         | Command::Rooms { .. }
         | Command::Room(_)
         | Command::Send { .. }
+        | Command::Dm { .. }
         | Command::Edit { .. }
         | Command::Delete { .. }
         | Command::React { .. }
@@ -89,6 +90,7 @@ fn client_command(global: &cli::Global, command: Command) -> Result<Option<Resul
             Command::Rooms { json } => rooms::list(&opts, json).await,
             Command::Room(c) => rooms::room(&opts, c).await,
             Command::Send { room, text, json } => messages::send(&opts, &room, text, json).await,
+            Command::Dm { who, text } => messages::dm(&opts, &who, text).await,
             Command::Edit { room, event, text } => {
                 messages::change(&opts, &room, &event, |target| MessageBody::Edit {
                     target,

@@ -93,9 +93,15 @@ impl<'a> RoomCrypto<'a> {
     ) -> Result<Body> {
         let room: RoomId = info.room.parse().context("the node sent a bad room id")?;
         let me = self.secrets.user_id();
-        // Members we can seal to: joined, with a published key (ourselves always).
+        // Members we can seal to: joined or invited, with a published key (ourselves always).
+        // Invitees get the keys from their invitation on, so the first messages of a direct
+        // room are readable once the other person accepts.
         let mut recipients: Vec<(UserId, [u8; 32])> = vec![(me, self.secrets.agreement_public())];
-        for m in info.members.iter().filter(|m| m.standing == "joined") {
+        for m in info
+            .members
+            .iter()
+            .filter(|m| m.standing == "joined" || m.standing == "invited")
+        {
             let Ok(user) = m.user.parse::<UserId>() else {
                 continue;
             };

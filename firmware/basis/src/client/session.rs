@@ -46,6 +46,15 @@ impl Session {
     pub async fn open(opts: &ClientOptions) -> Result<Session> {
         let dir = ClientDir::resolve(opts.profile.as_deref())?;
         let secrets = load_secrets(&dir, &opts.passphrase)?;
+        Session::connect(opts, dir, secrets).await
+    }
+
+    /// Like [`Session::open`], with the user key already unlocked.
+    pub async fn connect(
+        opts: &ClientOptions,
+        dir: ClientDir,
+        secrets: UserSecrets,
+    ) -> Result<Session> {
         let contacts = Contacts::load(&dir)?;
         let url = node_url(opts.node.as_deref())?;
         let client = NodeClient::sign_in(&url, &secrets).await?;

@@ -55,6 +55,61 @@ pub async fn send(opts: &ClientOptions, room: &str, text: String, json: bool) ->
     Ok(())
 }
 
+/// `basis dm`: the direct room with `who` is an encrypted room named `dm` holding exactly
+/// the two of you (invited or joined); made on first use.
+pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
+    let s = Session::open(opts).await?;
+    let other = s.contacts.resolve(who)?;
+    let (me, other_hex) = (s.secrets.user_id().to_string(), other.to_string());
+    let pair = |r: &RoomInfo| {
+        let active: Vec<&str> = r
+            .members
+            .iter()
+            .filter(|m| m.standing == "joined" || m.standing == "invited")
+            .map(|m| m.user.as_str())
+            .collect();
+        r.name == "dm"
+            && r.standing == "joined"
+            && active.len() == 2
+            && active.contains(&me.as_str())
+            && active.contains(&other_hex.as_str())
+    };
+    let existing = s.client.rooms().await?.into_iter().find(pair);
+    let info = match existing {
+        Some(r) => r,
+        None => {
+            let create = s.composer().sign(
+                None,
+                Vec::new(),
+                Body::Create(basis_core::RoomCreate {
+                    name: "dm".into(),
+                    encrypted: true,
+                    history: basis_core::History::SinceJoin,
+                }),
+            );
+            let room: RoomId = s.client.post_event(&create).await?.room.parse()?;
+            let info = s.client.room(&room).await?;
+            let invite = s.composer().sign_in_room(
+                &info,
+                Body::Membership {
+                    action: basis_core::MembershipAction::Invite,
+                    target: other,
+                },
+            );
+            s.client.post_event(&invite).await?;
+            println!(
+                "started a direct room with {who} ({}); they join it with `basis room join {}`",
+                other.short(),
+                &room.to_string()[..12]
+            );
+            s.client.room(&room).await?
+        }
+    };
+    let id = post_message(&s, &info, MessageBody::Text { text }).await?;
+    println!("sent {} to {who}", &id[..8]);
+    Ok(())
+}
+
 /// `basis edit`, `delete` and `react`.
 pub async fn change(
     opts: &ClientOptions,

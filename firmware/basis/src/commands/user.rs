@@ -35,16 +35,16 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             println!("made user {}", secrets.user_id());
             println!("key file: {} (encrypted)", dir.key_file().display());
             println!("share it as: {}", share_text(&secrets.user_id()));
-            if let Some(name) = name {
-                match Session::open(opts).await {
-                    Ok(s) => {
-                        s.publish_profile_if_needed(Some(&name)).await?;
-                        println!("display name {name:?} published");
-                    }
-                    Err(e) => println!(
-                        "the display name was not published ({e:#}); run `basis user name {name:?}` when a node is reachable"
-                    ),
+            // Publish the profile now, so that others can seal room keys to this user even
+            // before the user first opens a room.
+            match Session::connect(opts, dir.clone(), secrets).await {
+                Ok(s) => {
+                    s.publish_profile_if_needed(name.as_deref()).await?;
+                    println!("profile published through the node");
                 }
+                Err(e) => println!(
+                    "the profile is not published yet ({e:#}); that happens at the first command that reaches a node"
+                ),
             }
             Ok(())
         }

@@ -113,6 +113,20 @@ pub enum Command {
     /// Developer tools: put signed test events into a running node.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Measure this machine: durable ingest, backfill, reconciliation, latency across two
+    /// nodes, memory and idle CPU, each beside its limit. Starts its own temporary nodes
+    /// (nothing of a running node is touched). Quick by default (a couple of minutes).
+    Bench {
+        /// The full sizes (100k-event ingest and backfill, 1M-event sets): tens of minutes.
+        #[arg(long)]
+        full: bool,
+        /// Also write the figures as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Only these groups: ingest, recon, backfill, latency, resources (repeatable).
+        #[arg(long, value_name = "GROUP")]
+        only: Vec<String>,
+    },
     /// Your user key: create, show (as text and QR code), export, import, display name.
     #[command(subcommand)]
     User(UserCommand),

@@ -1,6 +1,7 @@
 //! `basis`: the node daemon (`basis run`) and its admin tools.
 
 mod api;
+mod bench;
 mod cli;
 mod client;
 mod commands;
@@ -128,6 +129,10 @@ fn client_command(global: &cli::Global, command: Command) -> Result<Option<Resul
 
 fn dispatch(cli: Cli) -> Result<()> {
     let global = cli.global;
+    if let Command::Bench { full, json, only } = cli.command {
+        logging::init(basis_config::LogLevel::Warn);
+        return runtime()?.block_on(bench::run(bench::BenchOptions { full, json, only }));
+    }
     // The chat client needs no node configuration (it may run on a laptop).
     let command = match client_command(&global, cli.command) {
         Ok(Some(result)) => {

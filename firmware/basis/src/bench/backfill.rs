@@ -1,0 +1,158 @@
+//! Backfill: an empty node catching up with one that holds N events, over QUIC on loopback,
+//! end to end (dial, admission, reconciliation, fetch, validation, durable store); beside the
+//! rate this machine verifies signatures at and raw quinn throughput for the same bytes.
+//! Also the peak memory of both nodes while they sync.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use basis_core::NodeKey;
+use basis_core::validate::{ValidEvent, validate};
+
+use super::nodes::{BenchNode, NodeSpec, fill, status_kib, written_bytes};
+use super::report::{Figure, Report};
+
+/// Events per second the signature check (full validation) runs at on one core.
+fn verify_rate(events: &[ValidEvent]) -> f64 {
+    let start = Instant::now();
+    let mut ok = 0usize;
+    for e in events {
+        ok += usize::from(validate(e.bytes()).is_ok());
+    }
+    ok as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Bytes per second one quinn stream carries on loopback with the nodes' TLS setup.
+async fn quinn_rate(total: usize) -> Result<f64> {
+    let server_key = NodeKey::generate()?;
+    let client_key = NodeKey::generate()?;
+    let server_tls = basis_net::tls::configs(&server_key, basis_proto::ALPN)?;
+    let client_tls = basis_net::tls::configs(&client_key, basis_proto::ALPN)?;
+    let server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(server_tls.server)),
+        "127.0.0.1:0".parse()?,
+    )?;
+    let addr = server.local_addr()?;
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(client_tls.client)));
+    let receiver = tokio::spawn(async move {
+        let conn = server.accept().await.context("no connection")?.await?;
+        let mut recv = conn.accept_uni().await?;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Some(n) = recv.read(&mut buf).await? {
+            got += n;
+        }
+        anyhow::Ok(got)
+    });
+    let conn = client.connect(addr, "basis")?.await?;
+    let mut send = conn.open_uni().await?;
+    let chunk = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.len().min(total - sent);
+        send.write_all(&chunk[..n]).await?;
+        sent += n;
+    }
+    send.finish()?;
+    let got = receiver.await??;
+    let secs = start.elapsed().as_secs_f64();
+    conn.close(0u32.into(), b"done");
+    if got != total {
+        bail!("quinn delivered {got} of {total} bytes");
+    }
+    Ok(total as f64 / secs)
+}
+
+/// Result of one backfill run.
+pub struct Backfill {
+    /// Events per second, start of the empty node to its last event stored.
+    pub rate: f64,
+    /// Peak resident memory of the full node, KiB.
+    pub source_peak_kib: u64,
+    /// Peak resident memory of the catching-up node, KiB.
+    pub sink_peak_kib: u64,
+    /// Bytes the catching-up node wrote to storage per event.
+    pub written_per_event: Option<f64>,
+}
+
+/// Runs one backfill of `events` from a full node to an empty one.
+pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
+    let spec = NodeSpec {
+        federate: true,
+        peers: vec![],
+    };
+    let mut source = BenchNode::prepare(&spec)?;
+    let to_fill = events.to_vec();
+    let db = source.db();
+    tokio::task::spawn_blocking(move || fill(&db, &to_fill)).await??;
+    source.start()?;
+    let mut sink = BenchNode::prepare(&NodeSpec {
+        federate: true,
+        peers: vec![source.peer_address().await?],
+    })?;
+    let n = events.len() as u64;
+    let start = Instant::now();
+    sink.start()?;
+    let pid = sink.pid().to_string();
+    let written_before = written_bytes(&pid);
+    let deadline = start + Duration::from_secs(3600);
+    loop {
+        if sink.status().await?.events >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the empty node did not catch up within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let written = written_bytes(&pid)
+        .zip(written_before)
+        .map(|(after, before)| after.saturating_sub(before) as f64 / n as f64);
+    Ok(Backfill {
+        rate: n as f64 / secs,
+        source_peak_kib: status_kib(source.pid(), "VmHWM:").unwrap_or(0),
+        sink_peak_kib: status_kib(sink.pid(), "VmHWM:").unwrap_or(0),
+        written_per_event: written,
+    })
+}
+
+/// The backfill figures over `events`.
+pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill> {
+    let n = events.len();
+    let b = backfill(events).await?;
+    let verify = verify_rate(events);
+    let bytes: usize = events.iter().map(|e| e.bytes().len()).sum();
+    let quinn = quinn_rate(bytes).await?;
+    let per_event = bytes as f64 / n as f64;
+    report.add(Figure::beside(
+        "backfill",
+        &format!("backfill of {n} events over QUIC, end to end"),
+        b.rate,
+        "events/s",
+        "signature check rate, one core",
+        verify,
+    ));
+    report.add(Figure::beside(
+        "backfill",
+        &format!("backfill of {n} events over QUIC, end to end"),
+        b.rate,
+        "events/s",
+        "raw quinn stream, same bytes",
+        quinn / per_event,
+    ));
+    if let Some(w) = b.written_per_event {
+        report.add(Figure::beside(
+            "backfill",
+            "bytes written to disk per event received",
+            w,
+            "bytes",
+            "event wire size",
+            per_event,
+        ));
+    }
+    Ok(b)
+}

@@ -1,0 +1,134 @@
+//! Durable ingest: events through the node's validate-and-store path (group commit, an
+//! acknowledgement only once on disk), beside a plain batched rusqlite insert of the same
+//! rows into the same schema with the same durability settings.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use basis_core::validate::{ValidEvent, validate};
+use basis_store::{Store, StoreOptions};
+
+use super::proc_io_written;
+use super::report::{Figure, Report};
+
+/// Clients sending at once, each waiting for its acknowledgement before the next event.
+const CLIENTS: usize = 64;
+
+async fn real_path(dir: &Path, events: &[ValidEvent]) -> Result<(f64, Option<u64>, u64)> {
+    let store = Store::open(&dir.join("basis.db"), &StoreOptions::default())?;
+    let writer = store.writer();
+    let raws: Arc<Vec<Vec<u8>>> = Arc::new(events.iter().map(|e| e.bytes().to_vec()).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let written_before = proc_io_written();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (writer, raws, next) = (writer.clone(), raws.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(raw) = raws.get(i) else { break };
+                // What Node::append does: validate, then wait for the durable insert.
+                let valid = validate(raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+                writer.insert(vec![valid]).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.context("an ingest task failed")??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let written = proc_io_written()
+        .zip(written_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let commits = store.stats().commits.load(Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || store.close()).await??;
+    Ok((events.len() as f64 / secs, written, commits))
+}
+
+fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
+    let path = dir.join("raw.db");
+    // The same schema and pragmas: let the store create the file, then write it directly.
+    Store::open(&path, &StoreOptions::default())?.close()?;
+    let mut conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let batch = StoreOptions::default().write_batch;
+    let start = Instant::now();
+    for chunk in events.chunks(batch) {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in chunk {
+                let c = &e.event().content;
+                stmt.execute(rusqlite::params![
+                    e.id().as_bytes(),
+                    e.room().as_bytes(),
+                    c.author.as_bytes(),
+                    c.body.kind_code(),
+                    i64::try_from(c.time.0).unwrap_or(i64::MAX),
+                    0i64,
+                    e.bytes(),
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(events.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Runs the ingest figures over `events`.
+pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (real, written, commits) = real_path(dir.path(), events).await?;
+    let owned: Vec<ValidEvent> = events.to_vec();
+    let raw_dir = dir.path().to_path_buf();
+    let raw = tokio::task::spawn_blocking(move || raw_path(&raw_dir, &owned)).await??;
+    let n = events.len() as f64;
+    report.add(Figure::beside(
+        "ingest",
+        &format!("durable ingest, {CLIENTS} clients"),
+        real,
+        "events/s",
+        "raw rusqlite batched insert, same rows",
+        raw,
+    ));
+    report.add(Figure::alone(
+        "ingest",
+        "events per commit (group commit)",
+        n / commits.max(1) as f64,
+        "events",
+    ));
+    let db_bytes: u64 = ["basis.db", "basis.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let wire: f64 = events.iter().map(|e| e.bytes().len() as f64).sum::<f64>() / n;
+    report.add(Figure::beside(
+        "ingest",
+        "database bytes per event",
+        db_bytes as f64 / n,
+        "bytes",
+        "event wire size",
+        wire,
+    ));
+    if let Some(w) = written {
+        report.add(Figure::beside(
+            "ingest",
+            "bytes written to disk per event",
+            w as f64 / n,
+            "bytes",
+            "event wire size",
+            wire,
+        ));
+    }
+    Ok(())
+}

@@ -2,9 +2,15 @@
 //!
 //! A room's retention comes from its latest settings event that sets `retention_secs`
 //! (latest by timestamp, then id: a deterministic function of the room's events); rooms
-//! without one use the node's default. Ages are measured against the node's hybrid clock,
-//! which has moved past every event it has seen, so a board that booted without a real-time
-//! clock does not take every event for new (or for ancient).
+//! without one use the node's default.
+//!
+//! An event expires by age only when two clocks agree that it is old: its author's timestamp
+//! is older than the limit by the node's hybrid clock, and it arrived here longer ago than
+//! the limit by the node's own wall clock. Boards without a real-time clock or NTP can be
+//! years apart: a node whose hybrid clock was pulled years ahead by one peer's event must not
+//! take its own fresh events for ancient, and an event written minutes ago by an author whose
+//! clock is years behind must not be dropped on arrival. Under quota pressure the oldest by
+//! timestamp still go first.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -20,8 +26,10 @@ use crate::writer::{StoreStats, ts_sql, used_bytes};
 /// What to expire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiryPolicy {
-    /// The node's clock now.
+    /// The node's hybrid clock now.
     pub now: Timestamp,
+    /// The node's wall clock now, milliseconds since the epoch (arrival times are on it).
+    pub wall_millis: u64,
     /// Default age limit of events, in milliseconds; `None` keeps events until the quota
     /// needs room.
     pub default_max_age_ms: Option<u64>,
@@ -84,6 +92,11 @@ fn cutoff(now: Timestamp, age_ms: u64) -> i64 {
     ts_sql(Timestamp::new(now.millis().saturating_sub(age_ms), 0))
 }
 
+/// Arrival times (local wall clock, ms) before which an event is old enough to go.
+fn arrived_before(policy: &ExpiryPolicy, age_ms: u64) -> i64 {
+    i64::try_from(policy.wall_millis.saturating_sub(age_ms)).unwrap_or(i64::MAX)
+}
+
 fn delete_returning(
     conn: &mut Connection,
     sql: &str,
@@ -119,14 +132,16 @@ fn expire_by_age(
         if *secs == 0 {
             continue;
         }
-        let limit = cutoff(policy.now, secs.saturating_mul(1000));
+        let age = secs.saturating_mul(1000);
+        let (limit, arrived) = (cutoff(policy.now, age), arrived_before(policy, age));
         loop {
             let n = delete_returning(
                 conn,
                 "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE room = ?1 AND ts < ?2 LIMIT ?3)
+                   (SELECT seq FROM events WHERE room = ?1 AND ts < ?2 AND received_at < ?3
+                    LIMIT ?4)
                  RETURNING length(raw)",
-                params![room.as_bytes(), limit, CHUNK],
+                params![room.as_bytes(), limit, arrived, CHUNK],
                 stats,
             )?;
             removed += n;
@@ -138,17 +153,17 @@ fn expire_by_age(
     let Some(age) = policy.default_max_age_ms else {
         return Ok(removed);
     };
-    let limit = cutoff(policy.now, age);
+    let (limit, arrived) = (cutoff(policy.now, age), arrived_before(policy, age));
     // Walk old events in (ts, seq) order, skipping rooms with their own retention.
     let mut after = (i64::MIN, i64::MIN);
     loop {
-        let rows: Vec<(i64, i64, Vec<u8>)> = {
+        let rows: Vec<(i64, i64, Vec<u8>, bool)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, ts, room FROM events WHERE ts < ?1 AND (ts, seq) > (?2, ?3)
-                 ORDER BY ts, seq LIMIT ?4",
+                "SELECT seq, ts, room, received_at < ?5 FROM events
+                 WHERE ts < ?1 AND (ts, seq) > (?2, ?3) ORDER BY ts, seq LIMIT ?4",
             )?;
-            stmt.query_map(params![limit, after.0, after.1, CHUNK], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            stmt.query_map(params![limit, after.0, after.1, CHUNK, arrived], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, bool>(3)?))
             })?
             .collect::<Result<_, _>>()?
         };
@@ -158,10 +173,11 @@ fn expire_by_age(
         after = (last.1, last.0);
         let doomed: Vec<i64> = rows
             .iter()
-            .filter(|(_, _, room)| {
-                RoomId::from_slice(room).is_none_or(|r| !overrides.contains_key(&r))
+            .filter(|(_, _, room, arrived_long_ago)| {
+                *arrived_long_ago
+                    && RoomId::from_slice(room).is_none_or(|r| !overrides.contains_key(&r))
             })
-            .map(|(seq, _, _)| *seq)
+            .map(|(seq, _, _, _)| *seq)
             .collect();
         if doomed.is_empty() {
             continue;

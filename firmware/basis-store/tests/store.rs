@@ -48,6 +48,13 @@ fn text(room: RoomId, millis: u64, text: &str) -> ValidEvent {
     )
 }
 
+fn wall_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("basis.db"), &StoreOptions::default()).unwrap()
 }
@@ -175,6 +182,8 @@ fn expiry_by_default_age_and_by_room_setting() {
         .writer()
         .expire_blocking(ExpiryPolicy {
             now: Timestamp::new(now, 0),
+            // Long after the events arrived: only their timestamps decide here.
+            wall_millis: wall_now() + 1000 * DAY_MS,
             default_max_age_ms: Some(60 * DAY_MS),
             quota_bytes: None,
         })
@@ -207,6 +216,7 @@ fn quota_removes_oldest_first_and_holds() {
         .writer()
         .expire_blocking(ExpiryPolicy {
             now: Timestamp::new(T0 + 10_000, 0),
+            wall_millis: wall_now(),
             default_max_age_ms: None,
             quota_bytes: Some(quota),
         })
@@ -392,4 +402,45 @@ fn the_feed_of_new_events_follows_commits_and_survives_reopen() {
     store.close().unwrap();
     let store = open(&dir);
     assert_eq!(*store.committed().borrow(), last);
+}
+
+#[test]
+fn clocks_years_apart_do_not_make_fresh_events_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    // An author whose clock is 7 years behind wrote this minutes ago; it arrives now.
+    let years = 7 * 365 * DAY_MS;
+    let skewed = text(rid, wall_now() - years, "from a board without a clock");
+    let fresh = text(rid, wall_now(), "now");
+    store
+        .writer()
+        .insert_blocking(vec![room, skewed.clone(), fresh.clone()])
+        .unwrap();
+    // The node's hybrid clock was pulled 7 years ahead by another peer's event.
+    let report = store
+        .writer()
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(wall_now() + years, 0),
+            wall_millis: wall_now(),
+            default_max_age_ms: Some(30 * DAY_MS),
+            quota_bytes: None,
+        })
+        .unwrap();
+    assert_eq!(report.by_age, 0, "nothing that just arrived is too old");
+    let r = store.readers();
+    assert!(r.get(&skewed.id()).unwrap().is_some());
+    assert!(r.get(&fresh.id()).unwrap().is_some());
+    // Once the events have been held longer than the limit too, they go.
+    let report = store
+        .writer()
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(wall_now() + years + 31 * DAY_MS, 0),
+            wall_millis: wall_now() + 31 * DAY_MS,
+            default_max_age_ms: Some(30 * DAY_MS),
+            quota_bytes: None,
+        })
+        .unwrap();
+    assert_eq!(report.by_age, 3);
 }

@@ -31,6 +31,7 @@ fn expiry_policy(settings: &Settings, node: &Node) -> ExpiryPolicy {
     let s = &settings.config.store;
     ExpiryPolicy {
         now: node.now(),
+        wall_millis: crate::node::wall_millis(),
         default_max_age_ms: (s.retention_days > 0)
             .then(|| u64::from(s.retention_days) * 24 * 3600 * 1000),
         quota_bytes: Some(s.quota_mib.saturating_mul(1024 * 1024)),

@@ -230,3 +230,153 @@ fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
         })
     });
 }
+
+/// Peak resident memory of a process, MiB.
+fn peak_rss_mib(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The most memory the node may take while it is flooded (a Pi Zero 2 W has 512 MB).
+const RSS_CAP_MIB: f64 = 160.0;
+
+#[test]
+fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Node::with_config_extra(&format!(
+        "[federation]\nsecret = \"{SECRET}\"\nport = {pa}\nmdns = false\nreconcile_secs = 5\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nrate_per_sec = 50\nrate_burst = 100\n"
+    ));
+    a.start();
+    let b = honest(pb, Some(pa));
+    let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
+    let api = a.api_url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let room = RoomId(
+        a.append_json(&["--count", "1"])[0]
+            .id
+            .parse::<basis_core::EventId>()
+            .unwrap()
+            .0,
+    );
+    let flood_for = Duration::from_secs(15);
+    let (liars, sent_mib, hammer, honest_ok, honest_total) = rt.block_on(async {
+        let until = Instant::now() + flood_for;
+        // Four liars at a time, each a fresh identity that knows the secret, pushing frames
+        // of forged events as fast as they can until cut off, then the next.
+        let mut liar_tasks = Vec::new();
+        for _ in 0..4 {
+            liar_tasks.push(tokio::spawn(async move {
+                let (mut links, mut bytes) = (0u64, 0u64);
+                let big = "x".repeat(60_000);
+                while Instant::now() < until {
+                    let key = NodeKey::generate().unwrap();
+                    let mut l = connect(&key, target, true).await;
+                    links += 1;
+                    let batch: Vec<Vec<u8>> = (0..15)
+                        .map(|i| forged_event(room, &format!("{i}{big}")).0)
+                        .collect();
+                    let frame = Frame::Events(batch).encode();
+                    while Instant::now() < until {
+                        bytes += frame.len() as u64;
+                        if l.tx.send(Bytes::from(frame.clone())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                (links, bytes)
+            }));
+        }
+        // A client hammering the API from 127.0.0.2, and an honest one from 127.0.0.1.
+        let hammer_client = reqwest::Client::builder()
+            .local_address(Some("127.0.0.2".parse().unwrap()))
+            .build()
+            .unwrap();
+        let mut hammers = Vec::new();
+        for _ in 0..8 {
+            let (c, api) = (hammer_client.clone(), api.clone());
+            hammers.push(tokio::spawn(async move {
+                let (mut total, mut limited) = (0u64, 0u64);
+                while Instant::now() < until {
+                    let r = c
+                        .post(format!("{api}/v1/events"))
+                        .header("content-type", "application/json")
+                        .body(vec![b'x'; 200_000])
+                        .send()
+                        .await;
+                    total += 1;
+                    match r {
+                        Ok(r) if r.status() == 429 => limited += 1,
+                        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+                        Err(_) => {}
+                    }
+                }
+                (total, limited)
+            }));
+        }
+        let honest_client = reqwest::Client::new();
+        let (mut ok, mut total) = (0u64, 0u64);
+        while Instant::now() < until {
+            total += 1;
+            if let Ok(r) = honest_client.get(format!("{api}/v1/status")).send().await
+                && r.status() == 200
+            {
+                ok += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (mut links, mut bytes) = (0, 0);
+        for t in liar_tasks {
+            let (l, b) = t.await.unwrap();
+            links += l;
+            bytes += b;
+        }
+        let (mut h_total, mut h_limited) = (0, 0);
+        for h in hammers {
+            let (t, l) = h.await.unwrap();
+            h_total += t;
+            h_limited += l;
+        }
+        (
+            links,
+            bytes as f64 / 1048576.0,
+            (h_total, h_limited),
+            ok,
+            total,
+        )
+    });
+    let peak = peak_rss_mib(a.pid());
+    eprintln!(
+        "flood of {flood_for:?}: {liars} liar links pushed {sent_mib:.0} MiB of forged events; \
+         the API hammer sent {} requests, {} refused with 429; honest API requests {honest_ok}/{honest_total} \
+         answered; node peak RSS {peak:.1} MiB (cap {RSS_CAP_MIB})",
+        hammer.0, hammer.1
+    );
+    assert!(peak < RSS_CAP_MIB, "peak RSS {peak:.1} MiB over the cap");
+    assert!(liars >= 4, "the liars were not cut off and replaced");
+    assert!(
+        hammer.1 * 10 >= hammer.0 * 8,
+        "the hammer was not rate-limited: {hammer:?}"
+    );
+    assert_eq!(honest_ok, honest_total, "honest API requests were refused");
+    assert!(a.is_running());
+    // Nothing forged was stored, and honest replication still works at once.
+    let conn = open_db_ro(&a.db_path());
+    assert_eq!(count_events(&conn), 2, "only the honest room's two events");
+    drop(conn);
+    let from_b = b.append_json(&["--room", &room.to_string(), "--count", "5"]);
+    wait_for("honest events to replicate after the flood", || {
+        let ca = open_db_ro(&a.db_path());
+        from_b
+            .iter()
+            .all(|ack| common::count_id(&ca, &common::id_bytes(&ack.id)) == 1)
+    });
+    assert!(!a.log_text().contains("panicked"));
+}

@@ -360,7 +360,7 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
         hammer.0, hammer.1
     );
     assert!(peak < RSS_CAP_MIB, "peak RSS {peak:.1} MiB over the cap");
-    assert!(liars >= 4, "the liars were not cut off and replaced");
+    assert!(liars > 4, "the liars were not cut off and replaced");
     assert!(
         hammer.1 * 10 >= hammer.0 * 8,
         "the hammer was not rate-limited: {hammer:?}"

@@ -196,13 +196,16 @@ pub(crate) async fn run(
                     }
                     link.on_frame(&bytes, Instant::now(), &mut source)
                 }
-                Some(Err(e)) => {
+                // A frame over the size limit is the peer's fault; a connection that broke
+                // (a partition, a peer that went away) is nobody's and costs no score.
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                     let reason = format!("unreadable frame from the peer: {e}");
                     let mut out = vec![Action::Send(Frame::Bye(reason.clone()))];
                     out.push(Action::Penalize { points: basis_proto::link::PENALTY_VIOLATION, reason: reason.clone() });
                     out.push(Action::Close(reason));
                     out
                 }
+                Some(Err(e)) => vec![Action::Close(format!("the link broke: {e}"))],
                 None => vec![Action::Close(match conn.close_reason() {
                     Some(reason) => closed_reason(&reason),
                     None => "the peer ended the stream".into(),

@@ -12,7 +12,12 @@ pub const MAX_WANTED: usize = 4_000_000;
 /// Limit negentropy messages to this many bytes (it splits its work across more rounds).
 pub const RECON_FRAME_BYTES: u64 = 60_000;
 /// Most reconciliation round trips in one session before it is given up as misbehaving.
-pub const MAX_RECON_ROUNDS: u32 = 64;
+/// An empty node catching up needs every id of its peer, 32 bytes each, at most
+/// [`RECON_FRAME_BYTES`] a message: about one round per 1 800 events, so 8 192 rounds cover a
+/// peer with some 15 million events. (It was 64, which banned an honest newcomer to a node
+/// of 120 000 events or more; `basis bench --full` found it.) A peer that drags a session
+/// out is still bounded: each round is one message of at most 60 kB.
+pub const MAX_RECON_ROUNDS: u32 = 8192;
 /// Ids remembered per link as known to the peer, so live pushes are not echoed.
 pub const RECENT_IDS: usize = 8192;
 /// Most peers listed in one peer-exchange frame.

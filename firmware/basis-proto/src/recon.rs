@@ -177,6 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_node_catches_up_with_a_large_one() {
+        // 300 000 ids are 9.6 MB of ids: far more rounds than a small difference needs.
+        let (have, need, rounds) = run(Vec::new(), items(0..300_000));
+        assert!(have.is_empty());
+        assert_eq!(need.len(), 300_000);
+        assert!(rounds > 64, "{rounds} rounds");
+    }
+
+    #[test]
     fn finds_both_differences() {
         let mut a = items(0..5000);
         let mut b = items(0..5000);

@@ -4,7 +4,7 @@
 //! acknowledged. Prints the seed and the time to converge.
 //!
 //! `BASIS_CHAOS_SEED` replays a schedule; `BASIS_CHAOS_SECS` sets how long the chaos lasts
-//! (default 40 s; the full run is 240). Needs root (skips otherwise).
+//! (default 30 s; the full run is 240). Needs root (skips otherwise).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -34,7 +34,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn five_nodes_through_partitions_flaps_loss_and_slow_links_converge_to_the_union() {
     let lab = lab_or_skip!();
     let seed = env_u64("BASIS_CHAOS_SEED").unwrap_or_else(rand::random);
-    let secs = env_u64("BASIS_CHAOS_SECS").unwrap_or(40);
+    let secs = env_u64("BASIS_CHAOS_SECS").unwrap_or(30);
     println!("chaos: {secs} s, BASIS_CHAOS_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let fed = format!("secret = \"{SECRET}\"\nreconcile_secs = 5");

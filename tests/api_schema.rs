@@ -2,100 +2,41 @@
 //! every operation, signed in, must never get a server error or a reply that breaks the
 //! document. Bounded in time; `tests/run` installs schemathesis.
 
+#[path = "api_client.rs"]
+mod api_client;
 #[path = "common/mod.rs"]
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use basis_core::auth::challenge_message;
-use basis_core::{
-    Body, EventContent, History, PROTOCOL_VERSION, Profile, RoomCreate, Timestamp, UserKey,
-    profile_room,
-};
+use api_client::{Api, create, rt, sign};
+use basis_core::{Body, Profile, UserKey, profile_room};
 use common::{Node, describe, run_with_timeout};
-use serde_json::{Value, json};
 
 /// Generated examples per operation and phase: enough to walk every parameter and error
 /// path while keeping the run to a minute or two.
 const MAX_EXAMPLES: &str = "40";
 
 /// Signs in, creates a room and publishes a profile; returns the token and the room id.
-fn prepare(base: &str, key: &UserKey) -> (String, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let http = reqwest::Client::new();
-        let c: Value = http
-            .post(format!("{base}/v1/auth/challenge"))
-            .json(&json!({"user": key.id().to_string()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let challenge: [u8; 32] = hex::decode(c["challenge"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let node = c["node_id"].as_str().unwrap().parse().unwrap();
-        let sig = key.sign(&challenge_message(&node, &challenge));
-        let s: Value = http
-            .post(format!("{base}/v1/auth/session"))
-            .json(&json!({
-                "user": key.id().to_string(),
-                "challenge": c["challenge"],
-                "signature": hex::encode(sig),
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = s["token"].as_str().unwrap().to_string();
-        let sign = |room, body| {
-            EventContent {
-                version: PROTOCOL_VERSION,
-                room,
-                author: key.id(),
-                parents: vec![],
-                time: Timestamp::new(1_800_000_000_000, 0),
-                body,
-            }
-            .sign(key)
-        };
-        let create = sign(
-            None,
-            Body::Create(RoomCreate {
-                name: "schema".into(),
-                encrypted: true,
-                history: History::SinceJoin,
-            }),
-        );
+fn prepare(node: &Node, key: &UserKey) -> (String, String) {
+    rt().block_on(async {
+        let api = Api::new(node);
+        let token = api.sign_in(key).await;
+        let room = create(key, true);
         let profile = sign(
+            key,
             Some(profile_room(&key.id())),
+            1,
             Body::Profile(Profile {
                 name: "Schema".into(),
                 agreement_key: [9; 32],
             }),
         );
-        for (path, event) in [("/v1/rooms", &create), ("/v1/events", &profile)] {
-            let r = http
-                .post(format!("{base}{path}"))
-                .bearer_auth(&token)
-                .json(&json!({"event": STANDARD.encode(event.to_bytes())}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 201, "{path}");
+        for event in [&room, &profile] {
+            assert_eq!(api.post_event(&token, event).await.status, 201);
         }
-        (token, create.id().to_string())
+        (token, room.id().to_string())
     })
 }
 
@@ -117,7 +58,7 @@ fn schemathesis_finds_no_server_error_and_no_reply_outside_the_document() {
     node.start();
     let base = node.api_url();
     let user = UserKey::from_secret([7; 32]);
-    let (token, room) = prepare(&base, &user);
+    let (token, room) = prepare(&node, &user);
     let report = node.root().join("schemathesis.xml");
     let mut cmd = Command::new("python3");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/api_schema.toml");

@@ -10,7 +10,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Node, clean_command, count_events, describe, open_db_ro, run_with_timeout};
+use common::{
+    Node, clean_command, count_events, describe, free_udp_port, open_db_ro, run_with_timeout,
+};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "clock test passphrase";
@@ -82,15 +84,8 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
         eprintln!("skipped: libfaketime is not installed (apt install faketime)");
         return;
     };
-    let port = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let secret = "[federation]\nsecret = \"skewed clocks 99\"\nmdns = false\n";
-    let past_port = port();
+    let past_port = free_udp_port();
     // A board stuck in 2019, and one that believes it is 2031.
     let past = node_at(
         &lib,
@@ -103,7 +98,7 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
         "2031-09-01 00:00:00",
         &format!(
             "{secret}port = {}\npeers = [\"{past_id}@127.0.0.1:{past_port}\"]\n",
-            port()
+            free_udp_port()
         ),
     );
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

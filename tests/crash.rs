@@ -175,14 +175,6 @@ fn acknowledged_events_survive_sigkill() {
     node.store_check_ok();
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Posts events to the API from `tasks` concurrent clients until the node dies; returns the
 /// ids of every event acknowledged (201 or 200).
 fn post_until_dead(node: &Node, room: basis_core::RoomId, tasks: usize, start: u64) -> Vec<String> {

@@ -15,18 +15,11 @@ use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::frame::Frame;
 use basis_proto::{FederationKey, Role};
 use bytes::Bytes;
-use common::{Node, count_events, open_db_ro};
+use common::{Node, count_events, free_udp_port, open_db_ro};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const SECRET: &str = "blue river 42";
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
 
 fn honest(port: u16, peer_port: Option<u16>) -> Node {
     let peers = peer_port
@@ -143,7 +136,7 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 #[test]
 fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_udp_port(), free_udp_port());
     let a = honest(pa, None);
     let b = honest(pb, Some(pa));
     let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
@@ -249,7 +242,7 @@ const RSS_CAP_MIB: f64 = 160.0;
 
 #[test]
 fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_udp_port(), free_udp_port());
     let mut a = Node::with_config_extra(&format!(
         "[federation]\nsecret = \"{SECRET}\"\nport = {pa}\nmdns = false\nreconcile_secs = 5\n\
          [api]\nlisten = \"127.0.0.1:0\"\nrate_per_sec = 50\nrate_burst = 100\n"

@@ -8,14 +8,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Node, count_events, open_db_ro};
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
+use common::{Node, count_events, free_udp_port, open_db_ro};
 
 fn config(port: u16, peers: &str) -> String {
     format!(
@@ -25,7 +18,7 @@ fn config(port: u16, peers: &str) -> String {
 
 #[test]
 fn a_restarted_node_dials_the_peers_it_remembers() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_udp_port(), free_udp_port());
     let mut a = Node::with_config_extra(&config(pa, ""));
     a.start();
     let mut b = Node::with_config_extra(&config(pb, &format!("\"127.0.0.1:{pa}\"")));

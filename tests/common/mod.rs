@@ -52,6 +52,14 @@ const SYSTEMD_VARS: &[&str] = &[
 ];
 
 /// A `basis` command with a clean environment and no stdin.
+/// A UDP port free on loopback right now (for a node's federation port).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
 pub fn clean_command() -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars_os() {

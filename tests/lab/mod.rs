@@ -120,6 +120,8 @@ pub struct Host {
     ipv4: Ipv4Addr,
     /// The switch-side end of the veth pair, in the switch namespace.
     port: String,
+    /// The interface inside the host: `eth0`, or the one [`Lab::attach`] made.
+    iface: String,
     tools: Arc<Tools>,
 }
 
@@ -257,6 +259,7 @@ impl Lab {
             name: name.to_owned(),
             ipv4: Ipv4Addr::new(10, x, y, index),
             port: format!("b{:04x}v{index}", self.id),
+            iface: "eth0".into(),
             netns,
             tools: self.tools.clone(),
         };
@@ -318,6 +321,81 @@ impl Lab {
         host
     }
 
+    /// Plugs a host of another lab into this lab's bridge too, as interface `iface` holding
+    /// the next address of this lab's /24: a host on two networks, such as a gateway with a
+    /// WAN side. Returns the host as this lab sees it: [`Host::ipv4`] is the new address, and
+    /// [`Lab::set_link`], [`Lab::set_loss`] and [`Lab::set_rate`] act on `iface` and its port.
+    /// Its namespace stays the other lab's. Panics if a command fails.
+    pub fn attach(&self, host: &Host, iface: &str) -> Host {
+        let name = format!("{}-{iface}", host.name);
+        let index = {
+            let mut state = self.state();
+            assert!(state.hosts.insert(name.clone()), "{name} attached twice");
+            let index = state.hosts.len();
+            assert!(index <= 253, "a lab holds at most 253 hosts");
+            index as u8
+        };
+        let [x, y] = self.id.to_be_bytes();
+        let attached = Host {
+            name,
+            netns: host.netns.clone(),
+            ipv4: Ipv4Addr::new(10, x, y, index),
+            port: format!("b{:04x}v{index}", self.id),
+            iface: iface.to_owned(),
+            tools: self.tools.clone(),
+        };
+        let ip = &self.tools.ip;
+        let steps: [(&str, Vec<String>); 4] = [
+            (
+                host.netns.as_str(),
+                [
+                    "link",
+                    "add",
+                    iface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &attached.port,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["netns".to_string(), self.switch.clone()])
+                .collect(),
+            ),
+            (
+                self.switch.as_str(),
+                ["link", "set", &attached.port, "master", &self.bridge, "up"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            (
+                host.netns.as_str(),
+                ["link", "set", iface, "up"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            (
+                host.netns.as_str(),
+                vec![
+                    "addr".into(),
+                    "add".into(),
+                    format!("{}/24", attached.ipv4),
+                    "dev".into(),
+                    iface.into(),
+                ],
+            ),
+        ];
+        for (netns, args) in steps {
+            if let Err(e) = run(Command::new(ip).args(["-n", netns]).args(&args)) {
+                panic!("attaching {} to lab {}: {e}", host.name, self.prefix);
+            }
+        }
+        attached
+    }
+
     /// Plugs (`up`) or unplugs (`!up`) `host` from the bridge by setting the switch-side end
     /// of its veth pair up or down: a partition and its healing. Panics if a command fails.
     pub fn set_link(&self, host: &Host, up: bool) {
@@ -337,6 +415,7 @@ impl Lab {
         assert!(percent <= 100, "loss of {percent} %");
         // Declaring the table before deleting it makes the delete succeed when it is absent;
         // `nft -f` applies the whole script atomically.
+        let iface = &host.iface;
         let mut script = format!("table inet {LOSS_TABLE}\ndelete table inet {LOSS_TABLE}\n");
         if percent > 0 {
             let drop = if percent >= 100 {
@@ -348,11 +427,11 @@ impl Lab {
                 "table inet {LOSS_TABLE} {{\n\
                  \tchain input {{\n\
                  \t\ttype filter hook input priority -300; policy accept;\n\
-                 \t\tiifname \"eth0\" {drop}\n\
+                 \t\tiifname \"{iface}\" {drop}\n\
                  \t}}\n\
                  \tchain output {{\n\
                  \t\ttype filter hook output priority -300; policy accept;\n\
-                 \t\toifname \"eth0\" {drop}\n\
+                 \t\toifname \"{iface}\" {drop}\n\
                  \t}}\n\
                  }}\n"
             ));
@@ -376,7 +455,7 @@ impl Lab {
         );
     }
 
-    /// Limits what `host` sends on `eth0` to `kbit` kbit/s with a token-bucket filter
+    /// Limits what `host` sends on `eth0` (or its attached interface) to `kbit` kbit/s with a token-bucket filter
     /// (`tc qdisc replace dev eth0 root tbf ...`); 0 removes the limit. Panics if `tc` is
     /// missing or fails.
     pub fn set_rate(&self, host: &Host, kbit: u32) {
@@ -386,12 +465,12 @@ impl Lab {
         if kbit == 0 {
             let shown = host
                 .command(&tc)
-                .args(["qdisc", "show", "dev", "eth0"])
+                .args(["qdisc", "show", "dev", &host.iface])
                 .output();
             if expect_ok(shown, &what).contains("tbf") {
                 let deleted = host
                     .command(&tc)
-                    .args(["qdisc", "del", "dev", "eth0", "root"])
+                    .args(["qdisc", "del", "dev", &host.iface, "root"])
                     .output();
                 expect_ok(deleted, &what);
             }
@@ -401,7 +480,7 @@ impl Lab {
         let burst = (u64::from(kbit) * 1000 / 8 / 50).max(4500);
         let set = host
             .command(&tc)
-            .args(["qdisc", "replace", "dev", "eth0", "root", "tbf"])
+            .args(["qdisc", "replace", "dev", &host.iface, "root", "tbf"])
             .args(["rate", &format!("{kbit}kbit"), "burst", &burst.to_string()])
             .args(["latency", "400ms"])
             .output();
@@ -410,7 +489,7 @@ impl Lab {
 
     fn check_host(&self, host: &Host) {
         assert!(
-            host.netns.starts_with(&self.prefix),
+            host.netns.starts_with(&self.prefix) || self.state().hosts.contains(&host.name),
             "host {} ({}) is not of the lab {}",
             host.name,
             host.netns,

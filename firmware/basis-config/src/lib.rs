@@ -20,5 +20,5 @@ pub use load::{DEFAULT_MAIN, Loaded, Sources, check_file, load, parse_str};
 pub use merge::Origin;
 pub use schema::{
     ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel,
-    NodeConfig, SECTIONS, Secret, StoreConfig,
+    NodeConfig, RoomPolicyConfig, SECTIONS, Secret, StoreConfig, UpstreamConfig,
 };

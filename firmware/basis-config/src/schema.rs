@@ -1,5 +1,6 @@
 //! The configuration schema: what a node can be told, with its built-in defaults.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,15 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// The sections of the configuration, in the order the defaults file lists them.
-pub const SECTIONS: [&str; 6] = ["node", "store", "federation", "api", "control", "log"];
+pub const SECTIONS: [&str; 7] = [
+    "node",
+    "store",
+    "federation",
+    "upstream",
+    "api",
+    "control",
+    "log",
+];
 
 /// Where the node's data lives when run as root outside systemd.
 const ROOT_DATA_DIR: &str = "/var/lib/basis";
@@ -25,6 +34,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[federation]`: which nodes this node replicates with, and how.
     pub federation: FederationConfig,
+    /// `[upstream]`: the bridge to upstream nodes over a WAN link, and which rooms cross it.
+    pub upstream: UpstreamConfig,
     /// `[api]`: the client API (HTTP/JSON and WebSocket) phones and laptops use.
     pub api: ApiConfig,
     /// `[control]`: the local admin socket.
@@ -136,6 +147,59 @@ impl Default for FederationConfig {
             reconcile_secs: 60,
             max_peers: 32,
             peer_rate_kib: 8192,
+        }
+    }
+}
+
+/// `[upstream]`: the bridge to upstream nodes over a WAN link (satellite, LTE, a site's
+/// Internet line), and which rooms cross it in which direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Upstream nodes, as `NODEID@host:port`: the key is required, since an upstream node is
+    /// reached over networks this node does not control.
+    pub peers: Vec<String>,
+    /// The interface that counts as the WAN, or `auto`: whichever interface the route to the
+    /// upstream nodes leaves by.
+    pub wan_interface: String,
+    /// How often the bridge reconciles its rooms again while linked, seconds.
+    pub reconcile_secs: u64,
+    /// The rooms bridged, by room id; a room not listed never leaves the LAN.
+    pub rooms: BTreeMap<String, RoomPolicyConfig>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            wan_interface: "auto".into(),
+            reconcile_secs: 30,
+            rooms: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[upstream.rooms.<room id>]`: what one room may do over the WAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomPolicyConfig {
+    /// Events written on the LAN go upstream.
+    pub uplink: bool,
+    /// Events written upstream come down to the LAN.
+    pub downlink: bool,
+    /// Most bytes of this room's events per hour over the WAN, both directions; 0: no limit.
+    pub budget_bytes_per_hour: u64,
+    /// Rooms with a higher priority go first when the link or the budget is short.
+    pub priority: i32,
+}
+
+impl Default for RoomPolicyConfig {
+    fn default() -> Self {
+        Self {
+            uplink: true,
+            downlink: true,
+            budget_bytes_per_hour: 0,
+            priority: 0,
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
         ));
     }
     validate_federation(config)?;
+    validate_upstream(config)?;
     validate_api(config)?;
     let socket = config.control.socket.as_os_str().len();
     if socket > MAX_SOCKET_PATH_BYTES {
@@ -136,6 +137,53 @@ fn validate_federation(config: &Config) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Most characters in an interface name (`IFNAMSIZ` less its NUL).
+const MAX_IFNAME: usize = 15;
+
+fn validate_upstream(config: &Config) -> Result<(), Invalid> {
+    let u = &config.upstream;
+    for peer in &u.peers {
+        check_peer(peer).map_err(|reason| invalid("upstream.peers", reason))?;
+        if !peer.contains('@') {
+            return Err(invalid(
+                "upstream.peers",
+                format!(
+                    "{peer:?}: an upstream peer needs its node id, as NODEID@host:port \
+                     (run `basis id` on the upstream node)"
+                ),
+            ));
+        }
+    }
+    let name = &u.wan_interface;
+    if name.is_empty()
+        || name.len() > MAX_IFNAME
+        || name.contains(['/', ' ', '\0'])
+        || name == "."
+        || name == ".."
+    {
+        return Err(invalid(
+            "upstream.wan_interface",
+            format!("{name:?}: expected \"auto\" or an interface name such as \"wwan0\""),
+        ));
+    }
+    in_range("upstream.reconcile_secs", u.reconcile_secs, 5..=86_400)?;
+    if let Some(bad) = u.rooms.keys().find(|id| !is_node_id(id)) {
+        return Err(invalid(
+            "upstream.rooms",
+            format!("{bad:?} is not a room id (64 hex characters, see `basis rooms`)"),
+        ));
+    }
+    if let Some((room, _)) = u.rooms.iter().find(|(_, p)| !p.uplink && !p.downlink) {
+        return Err(invalid(
+            "upstream.rooms",
+            format!(
+                "room {room}: uplink and downlink are both off; remove the room to keep it on the LAN"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_api(config: &Config) -> Result<(), Invalid> {
     let a = &config.api;
     if a.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -191,6 +239,40 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(validate(&Config::default()), Ok(()));
+    }
+
+    #[test]
+    fn upstream_needs_pinned_peers_and_room_ids() {
+        let id = "ab".repeat(32);
+        assert_eq!(
+            check(|c| c.upstream.peers = vec![format!("{id}@sat.example.org:7464")]),
+            Ok(())
+        );
+        let err = check(|c| c.upstream.peers = vec!["sat.example.org:7464".into()]).unwrap_err();
+        assert_eq!(err.field, "upstream.peers");
+        assert!(err.reason.contains("needs its node id"), "{}", err.reason);
+        let err = check(|c| c.upstream.wan_interface = "eth0/../x".into()).unwrap_err();
+        assert_eq!(err.field, "upstream.wan_interface");
+        let err = check(|c| {
+            c.upstream
+                .rooms
+                .insert("general".into(), crate::RoomPolicyConfig::default());
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "upstream.rooms");
+        assert!(err.reason.contains("\"general\" is not a room id"));
+        let err = check(|c| {
+            c.upstream.rooms.insert(
+                id.clone(),
+                crate::RoomPolicyConfig {
+                    uplink: false,
+                    downlink: false,
+                    ..Default::default()
+                },
+            );
+        })
+        .unwrap_err();
+        assert!(err.reason.contains("both off"), "{}", err.reason);
     }
 
     #[test]

@@ -12,8 +12,12 @@ mod link_task;
 mod peers;
 mod service;
 pub mod tls;
+mod upstream;
+mod wan;
 
 pub use discovery::SERVICE_TYPE;
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot};
 pub use service::{Federation, FederationSettings, StaticPeer};
+pub use upstream::{BridgeSnapshot, RoomSnapshot, UpstreamSettings, UpstreamSnapshot};
+pub use wan::WanView;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use basis_core::{EventId, NodeId};
+use basis_core::{EventId, NodeId, RoomId};
 use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::frame::Frame;
 use basis_proto::limits::MAX_FRAME;
@@ -61,29 +61,32 @@ impl RateLimit {
     }
 }
 
-struct StoreItems(Arc<Readers>);
+/// The store as the set a link reconciles over.
+pub(crate) struct StoreItems(pub Arc<Readers>);
 
 impl ItemSource for StoreItems {
-    fn items(&mut self, items: &mut Items) -> Result<(), String> {
+    fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
+        // Pushing fails only on a sealed set; this one is being built.
+        let visit = |ts, id| {
+            let _ = items.push(ts, id);
+        };
         // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
-        tokio::task::block_in_place(|| {
-            self.0.for_each_item(|ts, id| {
-                // Pushing fails only on a sealed set; this one is being built.
-                let _ = items.push(ts, id);
-            })
+        tokio::task::block_in_place(|| match scope {
+            Some(rooms) => self.0.for_each_item_in(rooms, visit),
+            None => self.0.for_each_item(visit),
         })
         .map_err(|e| e.to_string())
     }
 }
 
-fn codec() -> LengthDelimitedCodec {
+pub(crate) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_codec()
 }
 
 /// Writes frames to the stream: small control frames first, bulk event frames when idle.
-async fn writer(
+pub(crate) async fn writer(
     send: SendStream,
     mut control: mpsc::UnboundedReceiver<Vec<u8>>,
     mut bulk: mpsc::Receiver<Vec<u8>>,
@@ -262,10 +265,10 @@ fn push(link: &mut Link, ev: &NewEvent, peer: NodeId) -> Vec<Action> {
     if ev.origin == Some(peer) {
         return Vec::new();
     }
-    link.push(ev.id, &ev.bytes).into_iter().collect()
+    link.push(ev.room, ev.id, &ev.bytes).into_iter().collect()
 }
 
-fn closed_reason(e: &quinn::ConnectionError) -> String {
+pub(crate) fn closed_reason(e: &quinn::ConnectionError) -> String {
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => {
             format!(
@@ -338,6 +341,8 @@ impl Ctx<'_> {
                 Action::Notice(n) => {
                     let _ = self.shared.notices_in.send((self.peer, n));
                 }
+                // Only an upstream link reconciles by scope; its driver is `upstream`.
+                Action::Differences { .. } => {}
                 Action::Close(reason) => {
                     if self.closed.is_none() {
                         self.closed = Some(reason);
@@ -348,25 +353,34 @@ impl Ctx<'_> {
     }
 
     async fn store(&mut self, events: Vec<basis_core::ValidEvent>) {
-        let keep: Vec<(EventId, Vec<u8>)> = events
-            .iter()
-            .map(|e| (e.id(), e.bytes().to_vec()))
-            .collect();
-        match self.shared.writer.insert(events).await {
-            Ok(results) => {
-                for (inserted, (id, bytes)) in results.iter().zip(keep) {
-                    if inserted.new {
-                        let _ = self.shared.events.send(Arc::new(NewEvent {
-                            id,
-                            bytes,
-                            origin: Some(self.peer),
-                        }));
-                    }
-                }
-            }
-            Err(e) => log::error!("cannot store events from node {}: {e}", self.peer.short()),
+        if let Err(e) = store_from(self.shared, self.peer, events).await {
+            log::error!("cannot store events from node {}: {e}", self.peer.short());
         }
     }
+}
+
+/// Stores valid events from `peer` and offers the new ones to the other links.
+pub(crate) async fn store_from(
+    shared: &Shared,
+    peer: NodeId,
+    events: Vec<basis_core::ValidEvent>,
+) -> Result<(), basis_store::StoreError> {
+    let keep: Vec<(EventId, RoomId, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.id(), e.room(), e.bytes().to_vec()))
+        .collect();
+    let results = shared.writer.insert(events).await?;
+    for (inserted, (id, room, bytes)) in results.iter().zip(keep) {
+        if inserted.new {
+            let _ = shared.events.send(Arc::new(NewEvent {
+                id,
+                room,
+                bytes,
+                origin: Some(peer),
+            }));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use basis_core::{EventId, NodeId, NodeKey};
+use basis_core::{EventId, NodeId, NodeKey, RoomId};
 use basis_proto::link::LinkStats;
 use basis_proto::{FederationKey, LinkConfig, Notice, PeerInfo, Reputation, Role};
 use basis_store::{Readers, WriterHandle};
@@ -20,6 +20,8 @@ use crate::error::NetError;
 use crate::link_task;
 use crate::peers::{Found, PeerSnapshot, PeerTable};
 use crate::tls;
+use crate::upstream::{self, Bridge, BridgeSnapshot, UpstreamSettings};
+use crate::wan;
 
 /// QUIC keep-alive: well inside the idle timeout, so a quiet link stays up.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -96,12 +98,15 @@ pub struct FederationSettings {
     pub peer_rate: u64,
     /// TCP port of the node's client API, announced over mDNS for clients (None: off).
     pub api_port: Option<u16>,
+    /// The bridge to upstream nodes over the WAN (None: no bridge).
+    pub upstream: Option<UpstreamSettings>,
 }
 
 /// A newly stored event, fanned out to links.
 #[derive(Debug)]
 pub(crate) struct NewEvent {
     pub id: EventId,
+    pub room: RoomId,
     pub bytes: Vec<u8>,
     /// The peer it came from (not pushed back there).
     pub origin: Option<NodeId>,
@@ -134,8 +139,8 @@ pub(crate) struct Shared {
     /// Notices from peers, for this node's clients.
     pub notices_in: broadcast::Sender<(NodeId, Notice)>,
     pub stop: CancellationToken,
-    tasks: TaskTracker,
-    endpoint: Endpoint,
+    pub tasks: TaskTracker,
+    pub endpoint: Endpoint,
     client: quinn::ClientConfig,
     tag: String,
     max_peers: usize,
@@ -161,15 +166,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The running federation of a node.
 pub struct Federation {
     shared: Arc<Shared>,
+    bridge: Option<Arc<Bridge>>,
     local_addr: SocketAddr,
     discovery: Mutex<Option<Discovery>>,
 }
 
+/// Keep-alive on an upstream link: a WAN may be metered, yet a dead upstream node (one that
+/// restarted without saying goodbye) must be noticed well before the LAN's timeout.
+const UPSTREAM_KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// An upstream link silent this long is dead.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn transport() -> Arc<TransportConfig> {
+    transport_with(KEEP_ALIVE, IDLE_TIMEOUT)
+}
+
+fn transport_with(keep_alive: Duration, idle: Duration) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    // 30 s fits in a VarInt, so the conversion cannot fail.
-    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    t.keep_alive_interval(Some(keep_alive));
+    // Seconds fit in a VarInt, so the conversion cannot fail.
+    t.max_idle_timeout(idle.try_into().ok());
     t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(0u32.into());
     Arc::new(t)
@@ -222,6 +238,7 @@ impl Federation {
                 federation: settings.federation.clone(),
                 allow: settings.allow.clone(),
                 reconcile_every: settings.reconcile_every,
+                upstream: false,
             },
             writer,
             readers,
@@ -248,6 +265,24 @@ impl Federation {
             tasks.spawn(static_peer_loop(shared.clone(), peer));
         }
         tasks.spawn(redial_loop(shared.clone()));
+        let bridge = match settings.upstream {
+            Some(up) if !up.peers.is_empty() => {
+                let wan = wan::start(
+                    up.peers.clone(),
+                    up.wan_interface.clone(),
+                    stop.clone(),
+                    &tasks,
+                );
+                let bridge = Arc::new(Bridge::new(up, wan));
+                let mut client = quinn::ClientConfig::new(Arc::new(
+                    tls::configs(&settings.key, basis_proto::ALPN)?.client,
+                ));
+                client.transport_config(transport_with(UPSTREAM_KEEP_ALIVE, UPSTREAM_IDLE_TIMEOUT));
+                upstream::start(&shared, &bridge, client);
+                Some(bridge)
+            }
+            _ => None,
+        };
         tasks.spawn(dial_known_peers(shared.clone()));
         let discovery = if settings.mdns {
             let (discovery, sightings) = Discovery::start(
@@ -264,6 +299,7 @@ impl Federation {
         };
         Ok(Federation {
             shared,
+            bridge,
             local_addr,
             discovery: Mutex::new(discovery),
         })
@@ -279,10 +315,11 @@ impl Federation {
         &self.shared.tag
     }
 
-    /// Offers an event this node just stored (from a client) to every link.
-    pub fn announce(&self, id: EventId, bytes: &[u8]) {
+    /// Offers an event of `room` this node just stored (from a client) to every link.
+    pub fn announce(&self, id: EventId, room: RoomId, bytes: &[u8]) {
         let _ = self.shared.events.send(Arc::new(NewEvent {
             id,
+            room,
             bytes: bytes.to_vec(),
             origin: None,
         }));
@@ -303,8 +340,20 @@ impl Federation {
         lock(&self.shared.peers).snapshot()
     }
 
+    /// The upstream bridge as `basis status` shows it (None: no bridge configured).
+    pub async fn bridge_status(&self) -> Option<BridgeSnapshot> {
+        let bridge = self.bridge.clone()?;
+        let readers = self.shared.readers.clone();
+        tokio::task::spawn_blocking(move || bridge.snapshot(&readers))
+            .await
+            .ok()
+    }
+
     /// Withdraws the mDNS announcement and closes the endpoint (after links said goodbye).
     pub fn shutdown(&self) {
+        if let Some(bridge) = &self.bridge {
+            bridge.save();
+        }
         if let Some(d) = lock(&self.discovery).take() {
             d.stop();
         }
@@ -321,16 +370,23 @@ impl Shared {
         if let Some(existing) = links.get(&peer)
             && existing.conn.close_reason().is_none()
         {
-            // Both ends apply the same rule: keep the link dialled by the smaller node id.
-            let keep_new = if self.local < peer {
-                dialled_by_me
+            if existing.dialled_by_me == dialled_by_me {
+                // The same side dialled again, which it does only once its link is gone (a
+                // partition, a restart, a WAN that came back) even if this side has not
+                // noticed yet: the new link replaces the old one.
+                existing.conn.close(2u32.into(), b"duplicate link");
             } else {
-                !dialled_by_me
-            };
-            if !keep_new || existing.dialled_by_me == dialled_by_me {
-                return false;
+                // Both ends apply the same rule: keep the link dialled by the smaller node id.
+                let keep_new = if self.local < peer {
+                    dialled_by_me
+                } else {
+                    !dialled_by_me
+                };
+                if !keep_new {
+                    return false;
+                }
+                existing.conn.close(2u32.into(), b"duplicate link");
             }
-            existing.conn.close(2u32.into(), b"duplicate link");
         }
         links.insert(
             peer,
@@ -475,7 +531,7 @@ impl Shared {
     }
 }
 
-fn peer_of(conn: &Connection) -> Option<NodeId> {
+pub(crate) fn peer_of(conn: &Connection) -> Option<NodeId> {
     let identity = conn.peer_identity()?;
     let certs = identity
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()

@@ -81,6 +81,12 @@ pub enum Frame {
     Bye(String),
     /// An ephemeral notice for clients (typing, presence).
     Notice(Notice),
+    /// The sender wants live pushes only of events in these rooms (an upstream bridge sends
+    /// it); a link that never receives one pushes every event. A later one replaces it.
+    Subscribe(Vec<RoomId>),
+    /// The next reconciliation session, until `ReconEnd`, covers only events of these rooms
+    /// (sent by the initiator before its first `Recon`).
+    Scope(Vec<RoomId>),
 }
 
 /// Why bytes are not a frame.
@@ -129,6 +135,8 @@ impl Frame {
             Frame::Events(_) => "events",
             Frame::Bye(_) => "bye",
             Frame::Notice(_) => "notice",
+            Frame::Subscribe(_) => "subscribe",
+            Frame::Scope(_) => "scope",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! QUIC. See `docs/FEDERATION.md` for the protocol.
 
 pub mod admission;
+pub mod bridge;
 pub mod frame;
 pub mod limits;
 pub mod link;

@@ -26,3 +26,5 @@ pub const MAX_PEERS_SHARED: usize = 64;
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 /// Most notices (typing, presence) taken from one peer per second; more are dropped.
 pub const NOTICES_PER_SEC: u32 = 50;
+/// Most rooms named in one `Subscribe` or `Scope` frame.
+pub const MAX_SCOPE_ROOMS: usize = 1024;

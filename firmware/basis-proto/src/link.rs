@@ -4,14 +4,14 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use basis_core::validate::{ValidEvent, validate};
-use basis_core::{EventId, NodeId};
+use basis_core::{EventId, NodeId, RoomId};
 
 use crate::PROTOCOL_VERSION;
 use crate::admission::{FederationKey, Role};
 use crate::frame::{Frame, Notice, PeerInfo};
 use crate::limits::{
-    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_WANTED, NOTICES_PER_SEC,
-    RECENT_IDS, WANT_FRAME_IDS,
+    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS, MAX_WANTED,
+    NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
 
@@ -33,19 +33,24 @@ pub struct LinkConfig {
     pub allow: Vec<NodeId>,
     /// How often the dialing side reconciles again while the link is up.
     pub reconcile_every: Duration,
+    /// This link is an upstream bridge (this node dialled an upstream node): nothing is
+    /// reconciled, sent, asked for or shared unless the driver says so (see
+    /// [`Link::reconcile_rooms`]); the peer's wants, peer lists and notices are ignored.
+    pub upstream: bool,
 }
 
 /// Where a link gets the items it reconciles over.
 pub trait ItemSource {
-    /// `(timestamp, id)` of every event in the reconciled set, added to `items`.
-    fn items(&mut self, items: &mut Items) -> Result<(), String>;
+    /// `(timestamp, id)` of every event in the reconciled set, added to `items`: every event
+    /// held, or only those of the rooms in `scope` when it is given.
+    fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String>;
 }
 
 /// The items of `source`, or the reason to close the link.
-fn collect(source: &mut dyn ItemSource) -> Result<Items, String> {
+fn collect(source: &mut dyn ItemSource, scope: Option<&[RoomId]>) -> Result<Items, String> {
     let mut items = Items::default();
     source
-        .items(&mut items)
+        .items(scope, &mut items)
         .map_err(|e| format!("cannot read the store to reconcile: {e}"))?;
     Ok(items)
 }
@@ -88,6 +93,16 @@ pub enum Action {
     Close(String),
     /// An ephemeral notice from the peer, for this node's clients.
     Notice(Notice),
+    /// An upstream link's scoped reconciliation (see [`Link::reconcile_rooms`]) finished;
+    /// the driver decides what to send and what to ask for.
+    Differences {
+        /// The rooms the session covered.
+        rooms: Vec<RoomId>,
+        /// Ids this node holds that the peer lacks.
+        have: Vec<EventId>,
+        /// Ids the peer holds that this node lacks.
+        need: Vec<EventId>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +167,12 @@ pub struct Link {
     stats: LinkStats,
     /// Start of the current second of notices and how many came in it.
     notices: Option<(Instant, u32)>,
+    /// Rooms the peer asked live pushes for (`None`: every room).
+    subscription: Option<HashSet<RoomId>>,
+    /// The scope the peer set for its next (or current) reconciliation session.
+    peer_scope: Option<Vec<RoomId>>,
+    /// The scope of this node's current session, on an upstream link.
+    own_scope: Option<Vec<RoomId>>,
 }
 
 impl Link {
@@ -188,6 +209,9 @@ impl Link {
             next_recon: None,
             stats: LinkStats::default(),
             notices: None,
+            subscription: None,
+            peer_scope: None,
+            own_scope: None,
         };
         (link, vec![Action::Send(hello)])
     }
@@ -273,6 +297,11 @@ impl Link {
             (State::Open, Frame::Hello { .. }) => {
                 self.close("a second hello".into(), PENALTY_VIOLATION, &mut out)
             }
+            (State::Open, Frame::Peers(_) | Frame::Want(_) | Frame::WantEnd | Frame::Notice(_))
+                if self.config.upstream =>
+            {
+                // An upstream link shares, serves and relays nothing the driver did not choose.
+            }
             (State::Open, Frame::Peers(peers)) => {
                 let peers: Vec<PeerInfo> = peers
                     .into_iter()
@@ -286,7 +315,26 @@ impl Link {
                 out.push(Action::Learned(peers));
             }
             (State::Open, Frame::Recon(message)) => self.on_recon(&message, now, source, &mut out),
-            (State::Open, Frame::ReconEnd) => self.responder = None,
+            (State::Open, Frame::ReconEnd) => {
+                self.responder = None;
+                self.peer_scope = None;
+            }
+            (State::Open, Frame::Scope(rooms)) => {
+                if rooms.len() > MAX_SCOPE_ROOMS {
+                    self.close("scope too long".into(), PENALTY_VIOLATION, &mut out);
+                } else {
+                    // A new scope starts a new session.
+                    self.responder = None;
+                    self.peer_scope = Some(rooms);
+                }
+            }
+            (State::Open, Frame::Subscribe(rooms)) => {
+                if rooms.len() > MAX_SCOPE_ROOMS {
+                    self.close("subscription too long".into(), PENALTY_VIOLATION, &mut out);
+                } else {
+                    self.subscription = Some(rooms.into_iter().collect());
+                }
+            }
             (State::Open, Frame::Want(ids)) => {
                 if self.wanted.len() + ids.len() > MAX_WANTED {
                     self.close("want list too long".into(), PENALTY_VIOLATION, &mut out);
@@ -356,14 +404,14 @@ impl Link {
             peer: node,
             name: self.peer_name.clone(),
         });
-        if self.role == Role::Dialer {
+        if self.role == Role::Dialer && !self.config.upstream {
             self.start_recon(now, source, out);
         }
     }
 
     fn start_recon(&mut self, now: Instant, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
         self.next_recon = Some(now + self.config.reconcile_every);
-        let items = match collect(source) {
+        let items = match collect(source, self.own_scope.as_deref()) {
             Ok(items) => items,
             Err(reason) => return out.push(Action::Close(reason)),
         };
@@ -404,6 +452,10 @@ impl Link {
                         need: need.len(),
                         rounds,
                     });
+                    if let Some(rooms) = self.own_scope.take() {
+                        out.push(Action::Differences { rooms, have, need });
+                        return;
+                    }
                     if !have.is_empty() {
                         out.push(Action::SendEvents(have));
                     }
@@ -423,7 +475,7 @@ impl Link {
             return;
         }
         if self.responder.is_none() {
-            let items = match collect(source) {
+            let items = match collect(source, self.peer_scope.as_deref()) {
                 Ok(items) => items,
                 Err(reason) => return out.push(Action::Close(reason)),
             };
@@ -473,7 +525,7 @@ impl Link {
     /// Time-driven work: starts the periodic reconciliation on the dialing side.
     pub fn on_tick(&mut self, now: Instant, source: &mut dyn ItemSource) -> Vec<Action> {
         let mut out = Vec::new();
-        let due = self.next_recon.is_some_and(|t| now >= t);
+        let due = self.next_recon.is_some_and(|t| now >= t) && !self.config.upstream;
         if self.state == State::Open && self.role == Role::Dialer && self.initiator.is_none() && due
         {
             self.start_recon(now, source, &mut out);
@@ -481,10 +533,16 @@ impl Link {
         out
     }
 
-    /// Offers a newly stored event for live push; returns the frame to send, unless the peer
-    /// is known to have it or the link is not open.
-    pub fn push(&mut self, id: EventId, bytes: &[u8]) -> Option<Action> {
-        if self.state != State::Open || self.recent.contains(&id) {
+    /// Offers a newly stored event of `room` for live push; returns the frame to send, unless
+    /// the peer is known to have it, did not subscribe to the room, or the link is not open.
+    pub fn push(&mut self, room: RoomId, id: EventId, bytes: &[u8]) -> Option<Action> {
+        if self.state != State::Open
+            || self.recent.contains(&id)
+            || self
+                .subscription
+                .as_ref()
+                .is_some_and(|s| !s.contains(&room))
+        {
             return None;
         }
         self.recent.insert(id);
@@ -492,9 +550,56 @@ impl Link {
         Some(Action::Send(Frame::Events(vec![bytes.to_vec()])))
     }
 
-    /// A notice of this node's clients for the peer (nothing when the link is not open).
+    /// A notice of this node's clients for the peer (nothing when the link is not open, and
+    /// nothing on an upstream link: notices stay on the LAN).
     pub fn notice(&self, notice: Notice) -> Option<Action> {
-        (self.state == State::Open).then_some(Action::Send(Frame::Notice(notice)))
+        (self.state == State::Open && !self.config.upstream)
+            .then_some(Action::Send(Frame::Notice(notice)))
+    }
+
+    /// Whether a reconciliation session this node started is still running.
+    pub fn reconciling(&self) -> bool {
+        self.initiator.is_some()
+    }
+
+    /// On an upstream link: reconciles the events of `rooms` only. Ends in
+    /// [`Action::Differences`]; nothing is sent or asked for until the driver does it. Does
+    /// nothing while the link is not open or a session is running.
+    pub fn reconcile_rooms(
+        &mut self,
+        rooms: Vec<RoomId>,
+        now: Instant,
+        source: &mut dyn ItemSource,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state != State::Open || self.role != Role::Dialer || self.initiator.is_some() {
+            return out;
+        }
+        out.push(Action::Send(Frame::Scope(rooms.clone())));
+        self.own_scope = Some(rooms);
+        self.start_recon(now, source, &mut out);
+        if self.initiator.is_none() {
+            self.own_scope = None;
+        }
+        out
+    }
+
+    /// Asks the peer for these events (it sends them newest first).
+    pub fn want(&self, ids: &[EventId]) -> Vec<Action> {
+        if self.state != State::Open || ids.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<Action> = ids
+            .chunks(WANT_FRAME_IDS)
+            .map(|chunk| Action::Send(Frame::Want(chunk.to_vec())))
+            .collect();
+        out.push(Action::Send(Frame::WantEnd));
+        out
+    }
+
+    /// Asks the peer to push live only events of `rooms` from now on.
+    pub fn subscribe(&self, rooms: Vec<RoomId>) -> Option<Action> {
+        (self.state == State::Open).then_some(Action::Send(Frame::Subscribe(rooms)))
     }
 
     /// Counts an incoming notice; false when the peer is over [`NOTICES_PER_SEC`].
@@ -519,7 +624,7 @@ impl Link {
 
     /// The peer-exchange frame listing `peers` (without the peer itself).
     pub fn share_peers(&self, peers: &[PeerInfo]) -> Option<Action> {
-        if self.state != State::Open {
+        if self.state != State::Open || self.config.upstream {
             return None;
         }
         let list: Vec<PeerInfo> = peers

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use basis_core::body::{Body, History, MessageBody, RoomCreate};
-use basis_core::validate::validate_event;
+use basis_core::validate::{validate, validate_event};
 use basis_core::{
     EventContent, EventId, NodeId, PROTOCOL_VERSION, RoomId, Timestamp, UserId, UserKey,
 };
@@ -22,9 +22,12 @@ struct Store {
 }
 
 impl ItemSource for Store {
-    fn items(&mut self, items: &mut Items) -> Result<(), String> {
-        for (id, (ts, _)) in &self.events {
-            items.push(*ts, *id).map_err(|e| e.to_string())?;
+    fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
+        for (id, (ts, raw)) in &self.events {
+            let room = validate(raw).map_err(|e| e.to_string())?.room();
+            if scope.is_none_or(|rooms| rooms.contains(&room)) {
+                items.push(*ts, *id).map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }
@@ -39,6 +42,7 @@ struct Side {
     admitted: bool,
     received_order: Vec<u64>,
     notices: Vec<Notice>,
+    differences: Vec<(Vec<EventId>, Vec<EventId>)>,
 }
 
 fn config(node: u8, secret: Option<&str>) -> LinkConfig {
@@ -48,6 +52,7 @@ fn config(node: u8, secret: Option<&str>) -> LinkConfig {
         federation: secret.map(|s| FederationKey::from_secret(s.as_bytes())),
         allow: vec![],
         reconcile_every: Duration::from_secs(60),
+        upstream: false,
     }
 }
 
@@ -108,6 +113,7 @@ fn side(
         admitted: false,
         received_order: vec![],
         notices: vec![],
+        differences: vec![],
     };
     apply(&mut s, initial, peer_inbox);
     s
@@ -141,6 +147,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::Penalize { points, .. } => s.penalties += points,
             Action::Close(reason) => s.closed = Some(reason),
             Action::Notice(n) => s.notices.push(n),
+            Action::Differences { have, need, .. } => s.differences.push((have, need)),
         }
     }
 }
@@ -151,14 +158,19 @@ fn pair(
     a_evs: &[(u64, EventId, Vec<u8>)],
     b_evs: &[(u64, EventId, Vec<u8>)],
 ) -> (Side, Side) {
+    pair_with(config(1, a_secret), config(2, b_secret), a_evs, b_evs)
+}
+
+/// Node 1 (`a`, dialling) and node 2 (`b`) with these link configurations.
+fn pair_with(
+    a_config: LinkConfig,
+    b_config: LinkConfig,
+    a_evs: &[(u64, EventId, Vec<u8>)],
+    b_evs: &[(u64, EventId, Vec<u8>)],
+) -> (Side, Side) {
     let exporter = [42u8; 32];
-    let (la, acts_a) = Link::new(config(1, a_secret), Role::Dialer, NodeId([2; 32]), exporter);
-    let (lb, acts_b) = Link::new(
-        config(2, b_secret),
-        Role::Acceptor,
-        NodeId([1; 32]),
-        exporter,
-    );
+    let (la, acts_a) = Link::new(a_config, Role::Dialer, NodeId([2; 32]), exporter);
+    let (lb, acts_b) = Link::new(b_config, Role::Acceptor, NodeId([1; 32]), exporter);
     let mut to_b = VecDeque::new();
     let mut to_a = VecDeque::new();
     let mut a = side(la, acts_a, a_evs, &mut to_b);
@@ -305,13 +317,14 @@ fn live_push_is_not_echoed() {
     let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
     run(&mut a, &mut b);
     let ev = &events(0, 4)[0];
-    let push = a.link.push(ev.1, &ev.2).expect("first push goes out");
+    let room = validate(&ev.2).unwrap().room();
+    let push = a.link.push(room, ev.1, &ev.2).expect("first push goes out");
     apply(&mut a, vec![push], &mut b.inbox);
     run(&mut a, &mut b);
     assert_eq!(b.store.events.len(), 1);
     // b received it from a: b never pushes it back to a.
-    assert!(b.link.push(ev.1, &ev.2).is_none());
-    assert!(a.link.push(ev.1, &ev.2).is_none());
+    assert!(b.link.push(room, ev.1, &ev.2).is_none());
+    assert!(a.link.push(room, ev.1, &ev.2).is_none());
 }
 
 #[test]
@@ -347,4 +360,101 @@ fn notices_cross_an_open_link_within_a_rate() {
     );
     assert!(b.closed.is_none());
     assert_eq!(b.penalties, 0);
+}
+
+fn upstream_pair(
+    a_evs: &[(u64, EventId, Vec<u8>)],
+    b_evs: &[(u64, EventId, Vec<u8>)],
+) -> (Side, Side) {
+    let mut bridge = config(1, Some("s"));
+    bridge.upstream = true;
+    pair_with(bridge, config(2, Some("s")), a_evs, b_evs)
+}
+
+fn room_of(evs: &[(u64, EventId, Vec<u8>)]) -> RoomId {
+    validate(&evs[0].2).unwrap().room()
+}
+
+fn ids(evs: &[(u64, EventId, Vec<u8>)]) -> Vec<EventId> {
+    let mut ids: Vec<EventId> = evs.iter().map(|e| e.1).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn an_upstream_link_reconciles_only_its_scope_and_sends_nothing_by_itself() {
+    let room1 = events(40, 1);
+    let room2 = events(10, 2);
+    let room3 = events(10, 3);
+    // The bridge holds rooms 1 and 2; upstream holds the first half of room 1, and room 3.
+    let a_evs: Vec<_> = room1.iter().chain(&room2).cloned().collect();
+    let b_evs: Vec<_> = room1[..20].iter().chain(&room3).cloned().collect();
+    let (mut a, mut b) = upstream_pair(&a_evs, &b_evs);
+    run(&mut a, &mut b);
+    assert!(a.admitted && b.admitted && a.closed.is_none() && b.closed.is_none());
+    // Admission alone moves nothing.
+    assert!(a.differences.is_empty());
+    assert_eq!(b.store.events.len(), b_evs.len());
+    assert_eq!(a.store.events.len(), a_evs.len());
+
+    let acts = a
+        .link
+        .reconcile_rooms(vec![room_of(&room1)], Instant::now(), &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(a.differences.len(), 1);
+    let (mut have, need) = a.differences[0].clone();
+    have.sort();
+    assert_eq!(have, ids(&room1[20..]), "only room 1's missing half");
+    assert!(need.is_empty(), "room 3 is outside the scope: {need:?}");
+    // The driver decides what to send: nothing went yet.
+    assert_eq!(b.store.events.len(), b_evs.len());
+
+    // Room 3 only: the bridge learns what it lacks there, and room 1's surplus is not listed.
+    let acts = a
+        .link
+        .reconcile_rooms(vec![room_of(&room3)], Instant::now(), &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run(&mut a, &mut b);
+    let (have, mut need) = a.differences[1].clone();
+    need.sort();
+    assert!(have.is_empty());
+    assert_eq!(need, ids(&room3));
+    assert_eq!(a.penalties + b.penalties, 0);
+}
+
+#[test]
+fn an_upstream_link_serves_no_wants_and_a_subscription_limits_pushes() {
+    let room1 = events(3, 1);
+    let room2 = events(3, 2);
+    let a_evs: Vec<_> = room1.iter().chain(&room2).cloned().collect();
+    let (mut a, mut b) = upstream_pair(&a_evs, &[]);
+    run(&mut a, &mut b);
+    // The upstream asks the bridge for everything: the bridge sends nothing.
+    let wants = vec![
+        Frame::Want(a_evs.iter().map(|e| e.1).collect()).encode(),
+        Frame::WantEnd.encode(),
+    ];
+    for w in wants {
+        let acts = a.link.on_frame(&w, Instant::now(), &mut a.store);
+        assert!(
+            !acts.iter().any(|x| matches!(x, Action::SendEvents(_))),
+            "{acts:?}"
+        );
+    }
+    // The bridge subscribes to room 1: upstream pushes only room 1's events.
+    let sub = a.link.subscribe(vec![room_of(&room1)]).unwrap();
+    apply(&mut a, vec![sub], &mut b.inbox);
+    run(&mut a, &mut b);
+    let fresh1 = &events(5, 1)[4];
+    let fresh2 = &events(5, 2)[4];
+    assert!(b.link.push(room_of(&room2), fresh2.1, &fresh2.2).is_none());
+    assert!(b.link.push(room_of(&room1), fresh1.1, &fresh1.2).is_some());
+    // The bridge never passes on notices.
+    let notice = Notice {
+        user: UserId([1; 32]),
+        room: None,
+        kind: NoticeKind::Presence(Presence::Online),
+    };
+    assert!(a.link.notice(notice).is_none());
 }

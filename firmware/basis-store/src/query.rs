@@ -207,6 +207,69 @@ impl Readers {
         })
     }
 
+    /// Like [`Readers::for_each_item`], for the events of `rooms` only (room by room).
+    pub fn for_each_item_in(
+        &self,
+        rooms: &[RoomId],
+        mut visit: impl FnMut(u64, EventId),
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT ts, id FROM events WHERE room = ?1 ORDER BY ts, id")?;
+            for room in rooms {
+                let mut rows = stmt.query(params![room.as_bytes()])?;
+                while let Some(row) = rows.next()? {
+                    visit(
+                        row.get::<_, i64>(0)?.max(0) as u64,
+                        blob32(row, 1, EventId)?,
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The held events among `ids`, in the order of `ids` (ids not held are left out).
+    pub fn get_many(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let mut rows = stmt.query_map(params![id.as_bytes()], stored)?;
+                if let Some(ev) = rows.next().transpose()? {
+                    out.push(ev);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The `seq` of the newest event stored (0 for an empty store).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?;
+            Ok(stmt.query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))?)
+        })
+    }
+
+    /// Events of `room` stored after `seq` (see [`Readers::since`]): how many, and their bytes.
+    pub fn room_since(&self, room: &RoomId, seq: u64) -> Result<(u64, u64), StoreError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events
+                 WHERE room = ?1 AND seq > ?2",
+            )?;
+            Ok(stmt.query_row(params![room.as_bytes(), seq], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })?)
+        })
+    }
+
     /// Timestamps of the held events among `ids`, newest first (ids not held are left out).
     pub fn newest_first(&self, ids: &[EventId]) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());

@@ -444,3 +444,47 @@ fn clocks_years_apart_do_not_make_fresh_events_expire() {
         .unwrap();
     assert_eq!(report.by_age, 3);
 }
+
+#[test]
+fn per_room_items_events_and_backlog_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (a, b) = (create("a"), create("b"));
+    let (ra, rb) = (a.room(), b.room());
+    let w = store.writer();
+    w.insert_blocking(vec![a.clone(), b.clone()]).unwrap();
+    let readers = store.readers();
+    let mark = readers.last_seq().unwrap();
+    let msgs: Vec<ValidEvent> = (0..5).map(|i| text(ra, T0 + 10 + i, "in a")).collect();
+    w.insert_blocking(msgs.clone()).unwrap();
+    w.insert_blocking(vec![text(rb, T0 + 20, "in b")]).unwrap();
+
+    let mut items = Vec::new();
+    readers
+        .for_each_item_in(&[ra], |ts, id| items.push((ts, id)))
+        .unwrap();
+    assert_eq!(items.len(), 6, "room a's creation and its 5 messages only");
+    assert!(items.windows(2).all(|w| w[0] <= w[1]), "ascending");
+
+    let (count, bytes) = readers.room_since(&ra, mark).unwrap();
+    assert_eq!(count, 5);
+    assert_eq!(
+        bytes,
+        msgs.iter().map(|m| m.bytes().len() as u64).sum::<u64>()
+    );
+    assert_eq!(
+        readers
+            .room_since(&rb, readers.last_seq().unwrap())
+            .unwrap(),
+        (0, 0)
+    );
+
+    let missing = text(rb, T0 + 99, "never stored").id();
+    let got = readers.get_many(&[msgs[3].id(), missing, b.id()]).unwrap();
+    let ids: Vec<_> = got.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        vec![msgs[3].id(), b.id()],
+        "held ones, in the order asked"
+    );
+}

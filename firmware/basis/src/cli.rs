@@ -97,6 +97,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the running node's figures as Prometheus text: events, store, peers, and the
+    /// upstream bridge (WAN state, links, backlog and budget per room). For node_exporter's
+    /// textfile collector: `basis metrics > /var/lib/node_exporter/basis.prom`.
+    Metrics,
     /// List the other nodes this node knows: how each was found, link state, round-trip
     /// time, last reconciliation, events sent and received, reputation score.
     Peers {

@@ -147,7 +147,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         log::info!("the client API is off (api.enabled = false)");
     }
     tasks.spawn(expiry_loop(settings.clone(), node.clone(), stop.clone()));
-    let status = node.status();
+    let status = node.status().await;
     log::info!(
         "basis {} node {} ({}) started",
         status.version,

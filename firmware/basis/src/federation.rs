@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use basis_core::{NodeId, NodeKey};
-use basis_net::{FederationSettings, StaticPeer};
+use std::collections::BTreeMap;
+
+use basis_core::{NodeId, NodeKey, RoomId};
+use basis_net::{FederationSettings, StaticPeer, UpstreamSettings};
 use basis_proto::FederationKey;
+use basis_proto::bridge::RoomPolicy;
 
 use crate::settings::Settings;
 
@@ -34,7 +37,48 @@ fn secret(settings: &Settings) -> Result<Option<String>> {
     Ok(Some(line))
 }
 
-/// The federation settings, or `None` when the node has neither a secret nor an allow list.
+/// Peers as `host:port` or `NODEID@host:port`, from the configuration key `key`.
+fn parse_peers(list: &[String], key: &'static str) -> Result<Vec<StaticPeer>> {
+    list.iter()
+        .map(|p| p.parse::<StaticPeer>().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()
+        .context(key)
+}
+
+/// The upstream bridge settings, or `None` when no upstream peer is configured.
+fn upstream(settings: &Settings) -> Result<Option<UpstreamSettings>> {
+    let u = &settings.config.upstream;
+    if u.peers.is_empty() {
+        return Ok(None);
+    }
+    let peers = parse_peers(&u.peers, "upstream.peers")?;
+    let mut rooms = BTreeMap::new();
+    for (id, policy) in &u.rooms {
+        let room: RoomId = id
+            .parse()
+            .with_context(|| format!("upstream.rooms: {id:?} is not a room id"))?;
+        rooms.insert(
+            room,
+            RoomPolicy {
+                uplink: policy.uplink,
+                downlink: policy.downlink,
+                budget_per_hour: (policy.budget_bytes_per_hour > 0)
+                    .then_some(policy.budget_bytes_per_hour),
+                priority: policy.priority,
+            },
+        );
+    }
+    Ok(Some(UpstreamSettings {
+        peers,
+        wan_interface: (u.wan_interface != "auto").then(|| u.wan_interface.clone()),
+        reconcile_every: Duration::from_secs(u.reconcile_secs),
+        rooms,
+        state_file: Some(settings.data_dir.join("bridge.json")),
+    }))
+}
+
+/// The federation settings, or `None` when the node has neither a secret, nor an allow list,
+/// nor an upstream peer.
 pub fn settings(
     settings: &Settings,
     key: NodeKey,
@@ -48,15 +92,11 @@ pub fn settings(
         .map(|id| id.parse::<NodeId>())
         .collect::<Result<Vec<_>, _>>()
         .context("federation.allow holds something that is not a node id")?;
-    if federation.is_none() && allow.is_empty() {
+    let upstream = upstream(settings)?;
+    if federation.is_none() && allow.is_empty() && upstream.is_none() {
         return Ok(None);
     }
-    let static_peers = f
-        .peers
-        .iter()
-        .map(|p| p.parse::<StaticPeer>().map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()
-        .context("federation.peers")?;
+    let static_peers = parse_peers(&f.peers, "federation.peers")?;
     Ok(Some(FederationSettings {
         key,
         name: name.to_string(),
@@ -69,5 +109,6 @@ pub fn settings(
         max_peers: f.max_peers,
         peer_rate: f.peer_rate_kib.saturating_mul(1024),
         api_port: None,
+        upstream,
     }))
 }

@@ -175,6 +175,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Status { json } => {
                     runtime()?.block_on(commands::status::run(&settings, json))
                 }
+                Command::Metrics => runtime()?.block_on(commands::metrics::run(&settings)),
                 Command::Peers { json } => {
                     runtime()?.block_on(commands::peers::run(&settings, json))
                 }

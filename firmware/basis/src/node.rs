@@ -143,13 +143,17 @@ impl Node {
         let inserted = self.writer.insert(vec![event]).await?;
         let new = inserted.first().is_some_and(|i| i.new);
         if new && let Some(f) = &self.federation {
-            f.announce(id, &bytes);
+            f.announce(id, room, &bytes);
         }
         Ok(Stored { id, room, new })
     }
 
     /// What `basis status` shows.
-    pub fn status(&self) -> Status {
+    pub async fn status(&self) -> Status {
+        let bridge = match &self.federation {
+            Some(f) => f.bridge_status().await,
+            None => None,
+        };
         let file_size = |suffix: &str| {
             std::fs::metadata(self.data_dir.join(format!("basis.db{suffix}")))
                 .map(|m| m.len())
@@ -176,6 +180,7 @@ impl Node {
                 .iter()
                 .filter(|p| p.state == "connected")
                 .count(),
+            bridge,
         }
     }
 

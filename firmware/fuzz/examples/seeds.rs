@@ -218,7 +218,11 @@ fn recon_session() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 struct Store(BTreeMap<EventId, (u64, Vec<u8>)>);
 
 impl ItemSource for Store {
-    fn items(&mut self, items: &mut basis_proto::recon::Items) -> Result<(), String> {
+    fn items(
+        &mut self,
+        _scope: Option<&[basis_core::RoomId]>,
+        items: &mut basis_proto::recon::Items,
+    ) -> Result<(), String> {
         for (id, (ts, _)) in &self.0 {
             items.push(*ts, *id).map_err(|e| e.to_string())?;
         }

@@ -96,7 +96,11 @@ pub fn peer_items() -> Vec<(u64, EventId)> {
 pub struct FixedItems(pub Vec<(u64, EventId)>);
 
 impl ItemSource for FixedItems {
-    fn items(&mut self, items: &mut Items) -> Result<(), String> {
+    fn items(
+        &mut self,
+        _scope: Option<&[basis_core::RoomId]>,
+        items: &mut Items,
+    ) -> Result<(), String> {
         for (ts, id) in &self.0 {
             items.push(*ts, *id).map_err(|e| e.to_string())?;
         }
@@ -112,6 +116,7 @@ pub fn config(local: NodeId) -> LinkConfig {
         federation: Some(FederationKey::from_secret(SECRET)),
         allow: vec![],
         reconcile_every: Duration::from_secs(60),
+        upstream: false,
     }
 }
 

@@ -17,7 +17,7 @@ use super::types::{NodeInfo, PeerInfo, PeerList};
         (status = 429, description = "Too many requests", body = ErrorBody),
     ))]
 pub async fn status(State(state): State<Arc<ApiState>>) -> ApiJson<NodeInfo> {
-    let s = state.node.status();
+    let s = state.node.status().await;
     ApiJson(NodeInfo {
         node_id: s.node_id,
         name: s.name,

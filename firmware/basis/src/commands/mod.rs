@@ -5,6 +5,7 @@ pub mod dev;
 pub mod id;
 pub mod live;
 pub mod messages;
+pub mod metrics;
 pub mod peers;
 pub mod rooms;
 pub mod status;

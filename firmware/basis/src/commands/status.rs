@@ -52,7 +52,96 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     for address in &status.listening {
         println!("listening   {address}");
     }
+    if let Some(bridge) = &status.bridge {
+        print_bridge(bridge);
+    }
     Ok(())
+}
+
+fn ago(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{} s ago", now.saturating_sub(unix))
+}
+
+fn print_bridge(bridge: &basis_net::BridgeSnapshot) {
+    let wan = &bridge.wan;
+    println!(
+        "wan         {} since {} ({})",
+        if wan.up { "up" } else { "down" },
+        ago(wan.since),
+        wan.detail
+    );
+    for up in &bridge.upstreams {
+        let mut line = format!(
+            "upstream    {} {} {} since {}",
+            &up.node_id[..up.node_id.len().min(8)],
+            up.host,
+            up.state,
+            ago(up.since)
+        );
+        if let Some(rtt) = up.rtt_ms {
+            line.push_str(&format!(", rtt {rtt:.0} ms"));
+        }
+        line.push_str(&format!(
+            ", {} events sent, {} received",
+            up.events_sent, up.events_received
+        ));
+        if up.state != "linked"
+            && let Some(e) = &up.last_error
+        {
+            line.push_str(&format!(" (last error: {e})"));
+        }
+        println!("{line}");
+    }
+    if bridge.rooms.is_empty() {
+        println!("bridged     no rooms (add [upstream.rooms.<room id>] to the configuration)");
+    }
+    for room in &bridge.rooms {
+        let direction = match (room.uplink, room.downlink) {
+            (true, true) => "up+down",
+            (true, false) => "up only",
+            _ => "down only",
+        };
+        let budget = match room.budget_bytes_per_hour {
+            Some(limit) => {
+                let mut b = format!(
+                    "budget {} of {}/h used",
+                    human_bytes(room.budget_used_bytes),
+                    human_bytes(limit)
+                );
+                if room.budget_exhausted {
+                    b.push_str(", SPENT");
+                    if let Some(secs) = room.budget_frees_in_secs {
+                        b.push_str(&format!(", more in {secs} s"));
+                    }
+                }
+                b
+            }
+            None => format!(
+                "no budget, {} in the last hour",
+                human_bytes(room.budget_used_bytes)
+            ),
+        };
+        let backlog = if room.uplink {
+            format!(
+                "{}{} events ({}) waiting to go up",
+                if room.backlog_exact { "" } else { "at most " },
+                room.backlog_events,
+                human_bytes(room.backlog_bytes)
+            )
+        } else {
+            "nothing goes up".into()
+        };
+        println!(
+            "bridged     room {} {direction}, priority {}, {budget}; {backlog}; {} to come down",
+            &room.room[..room.room.len().min(8)],
+            room.priority,
+            room.downlink_backlog_events
+        );
+    }
 }
 
 #[cfg(test)]

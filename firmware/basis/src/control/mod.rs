@@ -56,6 +56,9 @@ pub struct Status {
     /// Peers linked now.
     #[serde(default)]
     pub peers_connected: usize,
+    /// The upstream bridge, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<basis_net::BridgeSnapshot>,
 }
 
 /// A reply: `{"ok":true,...}` or `{"ok":false,"code":...,"message":...}`.

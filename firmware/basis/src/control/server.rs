@@ -104,7 +104,7 @@ async fn handle(line: &str, node: &Node) -> Reply {
     match request {
         Request::Status => {
             let mut reply = Reply::ok();
-            reply.status = Some(node.status());
+            reply.status = Some(node.status().await);
             reply
         }
         Request::Peers => {

@@ -1,0 +1,488 @@
+//! The upstream bridge in the netns lab: a LAN of nodes, one of which (the gateway) also has
+//! an interface on a "WAN" network where an upstream node runs. The WAN comes and goes by
+//! unplugging the gateway's WAN port. Checks that allowed rooms end identical on both sides,
+//! rooms not allowed stay where they were written, a sync cut halfway completes without
+//! duplicates, the hourly byte budget holds with messages going before files, and a restarted
+//! upstream node is found again quickly. Needs root (skips otherwise).
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "lab/mod.rs"]
+mod lab;
+#[path = "lab_node.rs"]
+mod lab_node;
+
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{id_bytes, open_db_ro};
+use lab::{Host, Lab, lab_or_skip};
+use lab_node::LabNode;
+use serde_json::Value;
+
+const SECRET: &str = "the lan secret 123";
+const PORT: u16 = 7464;
+
+/// Ids of the events of `room` a node holds.
+fn room_ids(node: &LabNode, room: &str) -> BTreeSet<Vec<u8>> {
+    let Ok(conn) = std::panic::catch_unwind(|| open_db_ro(&node.node.db_path())) else {
+        return BTreeSet::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT id FROM events WHERE room = ?1") else {
+        return BTreeSet::new();
+    };
+    stmt.query_map([id_bytes(room)], |r| r.get::<_, Vec<u8>>(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Bytes of the events of `room` a node holds.
+fn room_bytes(node: &LabNode, room: &str) -> i64 {
+    let conn = open_db_ro(&node.node.db_path());
+    conn.query_row(
+        "SELECT coalesce(sum(length(raw)), 0) FROM events WHERE room = ?1",
+        [id_bytes(room)],
+        |r| r.get(0),
+    )
+    .expect("sum the room's bytes")
+}
+
+/// Appends `count` messages with `text` to `room` (a new room when `None`); returns the room
+/// and the acknowledged ids (the create event first for a new room).
+fn append(node: &LabNode, room: Option<&str>, count: usize, text: &str) -> (String, Vec<String>) {
+    let n = count.to_string();
+    let mut args = vec!["--count", &n, "--text", text];
+    if let Some(room) = room {
+        args.extend(["--room", room]);
+    }
+    let acks = node.node.append_json(&args);
+    let room = acks.first().expect("acknowledged events").room.clone();
+    (room, acks.into_iter().map(|a| a.id).collect())
+}
+
+fn bridge_status(node: &LabNode) -> Value {
+    node.node.status_json()["bridge"].clone()
+}
+
+fn room_status(status: &Value, room: &str) -> Value {
+    status["rooms"]
+        .as_array()
+        .and_then(|rooms| rooms.iter().find(|r| r["room"] == room))
+        .cloned()
+        .unwrap_or_else(|| panic!("room {room} not in the bridge status: {status}"))
+}
+
+/// Waits until `done` holds, polling; fails with `what` and the gateway's log after `limit`.
+fn wait_until(
+    limit: Duration,
+    what: &str,
+    gateway: &LabNode,
+    mut done: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            let others: String =
+                std::fs::read_dir(gateway.node.root().parent().unwrap_or(gateway.node.root()))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("basis"))
+                    .filter_map(|e| {
+                        let log = e.path().join("run-1.log");
+                        std::fs::read_to_string(&log)
+                            .ok()
+                            .map(|t| format!("--- {} ---\n{t}", log.display()))
+                    })
+                    .collect();
+            panic!(
+                "{what}: not within {limit:?}\n--- gateway log ---\n{}\n{others}",
+                gateway.node.log_text()
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// The upstream node: in its own host on the WAN lab, admitting the gateway by id.
+fn upstream_node(wan: &Lab, gateway_id: &str) -> LabNode {
+    LabNode::new(
+        wan,
+        "up",
+        &format!("allow = [\"{gateway_id}\"]\nport = {PORT}\nmdns = false"),
+    )
+}
+
+/// A gateway node on `lan` (on the LAN's federation) with a second interface `eth1` on
+/// `wan`, unplugged. Its key exists at once (the upstream node pins it); its `[upstream]`
+/// table comes later with [`bridge_to`].
+fn gateway(lan: &Lab, wan: &Lab) -> (LabNode, Host, String) {
+    let gw = LabNode::new(lan, "gw", &format!("secret = \"{SECRET}\"\nport = {PORT}"));
+    let port = wan.attach(&gw.host, "eth1");
+    wan.set_link(&port, false);
+    // The kernel reports a lost carrier up to a second later (linkwatch).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while operstate(&gw.host, "eth1") != "down" {
+        assert!(Instant::now() < deadline, "eth1 never went down");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let id = gw.node.node_id();
+    (gw, port, id)
+}
+
+/// The kernel's `operstate` of an interface in a lab host.
+fn operstate(host: &Host, iface: &str) -> String {
+    let out = host
+        .command("cat")
+        .arg(format!("/sys/class/net/{iface}/operstate"))
+        .output()
+        .expect("read operstate");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Adds the `[upstream]` table to the gateway's configuration: bridge `rooms` (TOML tables)
+/// to `upstream` over `eth1`.
+fn bridge_to(gw: &LabNode, upstream_id: &str, upstream: &Host, rooms: &str) {
+    let mut text = std::fs::read_to_string(&gw.node.config).expect("read the gateway's config");
+    text.push_str(&format!(
+        "\n[upstream]\npeers = [\"{upstream_id}@{}:{PORT}\"]\n\
+         wan_interface = \"eth1\"\nreconcile_secs = 5\n{rooms}",
+        upstream.ipv4()
+    ));
+    std::fs::write(&gw.node.config, text).expect("write the gateway's config");
+}
+
+/// The lab site: LAN nodes (started), a gateway (not started yet) whose WAN port is
+/// unplugged, and the upstream node on the WAN (started). Nodes drop before the labs.
+struct Site {
+    nodes: Vec<LabNode>,
+    gw: LabNode,
+    wan_port: Host,
+    up: LabNode,
+    up_id: String,
+    wan: Lab,
+    _lan: Lab,
+}
+
+fn site(lan: Lab, lan_nodes: usize) -> Site {
+    let wan = Lab::new().expect("a second lab for the WAN");
+    let fed = format!("secret = \"{SECRET}\"\nport = {PORT}");
+    let nodes: Vec<LabNode> = (1..=lan_nodes)
+        .map(|i| {
+            let mut n = LabNode::new(&lan, &format!("n{i}"), &fed);
+            n.start();
+            n
+        })
+        .collect();
+    let (gw, wan_port, gw_id) = gateway(&lan, &wan);
+    let mut up = upstream_node(&wan, &gw_id);
+    let up_id = up.node.node_id();
+    up.start();
+    Site {
+        nodes,
+        gw,
+        wan_port,
+        up,
+        up_id,
+        wan,
+        _lan: lan,
+    }
+}
+
+#[test]
+fn allowed_rooms_cross_when_the_wan_comes_up_and_survive_cuts_and_restarts() {
+    let Site {
+        nodes,
+        mut gw,
+        wan_port,
+        mut up,
+        up_id,
+        wan,
+        _lan,
+    } = site(lab_or_skip!(), 2);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+
+    // Rooms: A (LAN, both ways), U (upstream, both ways), P (LAN, not listed), X (upstream,
+    // not listed).
+    let (room_a, _) = append(n1, None, 50, "lan message in A");
+    append(n2, Some(&room_a), 30, "more from n2 in A");
+    let (room_p, _) = append(n1, None, 50, "private LAN message");
+    let (room_u, _) = append(&up, None, 40, "upstream message in U");
+    let (room_x, _) = append(&up, None, 20, "upstream-only message");
+
+    let rooms = format!("[upstream.rooms.{room_a}]\npriority = 1\n[upstream.rooms.{room_u}]\n");
+    bridge_to(&gw, &up_id, &up.host, &rooms);
+    gw.start();
+
+    // WAN down: the LAN syncs; the bridge waits and shows a backlog.
+    // Room A: its creation, 50 messages from n1 and 30 from n2; room P: 51.
+    wait_until(
+        Duration::from_secs(30),
+        "the gateway gets the LAN's rooms",
+        &gw,
+        || room_ids(&gw, &room_a).len() == 81 && room_ids(&gw, &room_p).len() == 51,
+    );
+    let a_lan = room_ids(&gw, &room_a);
+    let status = bridge_status(&gw);
+    assert_eq!(status["wan"]["up"], false, "{status}");
+    assert_eq!(
+        status["upstreams"][0]["state"], "waiting for the WAN",
+        "{status}"
+    );
+    let a_status = room_status(&status, &room_a);
+    assert!(
+        a_status["backlog_events"].as_u64().unwrap_or(0) >= a_lan.len() as u64,
+        "room A's backlog while the WAN is down: {a_status}"
+    );
+    assert!(room_ids(&up, &room_a).is_empty());
+
+    // WAN up: within seconds, A and U are identical on both sides; P and X stay put.
+    wan.set_link(&wan_port, true);
+    let took = wait_until(
+        Duration::from_secs(30),
+        "allowed rooms identical",
+        &gw,
+        || {
+            let a_up = room_ids(&up, &room_a);
+            let u_up = room_ids(&up, &room_u);
+            a_up == room_ids(n1, &room_a)
+                && a_up == room_ids(n2, &room_a)
+                && !u_up.is_empty()
+                && u_up == room_ids(n1, &room_u)
+                && u_up == room_ids(n2, &room_u)
+        },
+    );
+    println!("bridge: WAN up to allowed rooms identical on both sides: {took:?}");
+    thread::sleep(Duration::from_secs(2));
+    assert!(
+        room_ids(&up, &room_p).is_empty(),
+        "a room not allowed went upstream"
+    );
+    for n in [n1, n2, &gw] {
+        assert!(
+            room_ids(n, &room_x).is_empty(),
+            "a room not allowed came down"
+        );
+    }
+    let status = bridge_status(&gw);
+    assert_eq!(status["wan"]["up"], true, "{status}");
+    assert_eq!(status["wan"]["interface"], "eth1", "{status}");
+    assert_eq!(status["upstreams"][0]["state"], "linked", "{status}");
+
+    // Live: a new message on n2 in A reaches upstream, and one upstream in U reaches n2.
+    let (_, fresh) = append(n2, Some(&room_a), 1, "live up");
+    let (_, fresh_down) = append(&up, Some(&room_u), 1, "live down");
+    let took = wait_until(Duration::from_secs(20), "live events cross", &gw, || {
+        room_ids(&up, &room_a).contains(&id_bytes(&fresh[0]))
+            && room_ids(n2, &room_u).contains(&id_bytes(&fresh_down[0]))
+    });
+    println!("bridge: live events crossed both ways in {took:?}");
+
+    // Cut the WAN in the middle of a large backlog, then bring it back.
+    wan.set_rate(&wan_port, 1000);
+    let before = room_ids(&up, &room_a).len();
+    append(n1, Some(&room_a), 4000, "backlog");
+    wait_until(
+        Duration::from_secs(60),
+        "the backlog starts going up",
+        &gw,
+        || room_ids(&up, &room_a).len() > before + 200,
+    );
+    wan.set_link(&wan_port, false);
+    thread::sleep(Duration::from_secs(2));
+    let at_cut = room_ids(&up, &room_a).len();
+    let total = room_ids(n1, &room_a).len();
+    println!(
+        "bridge: WAN cut with {} of {} backlog events up",
+        at_cut - before,
+        total - before
+    );
+    assert!(
+        at_cut < total,
+        "the backlog finished before the cut; nothing was tested"
+    );
+    let status = bridge_status(&gw);
+    assert_eq!(status["wan"]["up"], false, "{status}");
+    wan.set_rate(&wan_port, 0);
+    wan.set_link(&wan_port, true);
+    let took = wait_until(
+        Duration::from_secs(60),
+        "the backlog completes",
+        &gw,
+        || room_ids(&up, &room_a) == room_ids(n1, &room_a),
+    );
+    println!("bridge: the rest of the backlog went up in {took:?} after the WAN came back");
+    let up_conn = open_db_ro(&up.node.db_path());
+    let (rows, distinct): (i64, i64) = up_conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT id) FROM events WHERE room = ?1",
+            [id_bytes(&room_a)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count upstream's events");
+    assert_eq!(rows, distinct);
+    assert_eq!(
+        rows as usize, total,
+        "upstream holds exactly room A's events"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the backlog shows empty",
+        &gw,
+        || {
+            let a = room_status(&bridge_status(&gw), &room_a);
+            a["backlog_exact"] == true && a["backlog_events"] == 0
+        },
+    );
+
+    // Upstream restarts while the WAN is up: the bridge is linked again within seconds.
+    up.node.stop();
+    wait_until(Duration::from_secs(20), "the bridge notices", &gw, || {
+        bridge_status(&gw)["upstreams"][0]["state"] != "linked"
+    });
+    let restarted = Instant::now();
+    up.start();
+    wait_until(
+        Duration::from_secs(20),
+        "the bridge links again",
+        &gw,
+        || bridge_status(&gw)["upstreams"][0]["state"] == "linked",
+    );
+    println!(
+        "bridge: linked again {:?} after upstream restarted",
+        restarted.elapsed()
+    );
+    let (_, after) = append(n1, Some(&room_a), 1, "after the restart");
+    wait_until(
+        Duration::from_secs(20),
+        "events cross after the restart",
+        &gw,
+        || room_ids(&up, &room_a).contains(&id_bytes(&after[0])),
+    );
+    assert!(
+        room_ids(&up, &room_p).is_empty(),
+        "a room not allowed went upstream"
+    );
+    let text = String::from_utf8_lossy(&gw.node.cli_ok(&["status"]).stdout).to_string();
+    assert!(text.contains("wan         up"), "{text}");
+    assert!(text.contains("linked"), "{text}");
+    let metrics = String::from_utf8_lossy(&gw.node.cli_ok(&["metrics"]).stdout).to_string();
+    let linked = format!("basis_upstream_linked{{node=\"{up_id}\"}} 1");
+    assert!(
+        metrics.lines().any(|l| l == linked),
+        "no `{linked}` in\n{metrics}"
+    );
+}
+
+#[test]
+fn the_hourly_budget_holds_and_messages_go_before_files() {
+    let Site {
+        nodes,
+        mut gw,
+        wan_port,
+        up,
+        up_id,
+        wan,
+        _lan,
+    } = site(lab_or_skip!(), 1);
+    let n1 = &nodes[0];
+
+    // Messages first, then file-sized events (newer, so newest-first alone would send them
+    // first): 40 messages of ~300 bytes, then 20 events of ~5 KiB.
+    let (room, messages) = append(n1, None, 40, "a short message");
+    let big = "file ".repeat(1000);
+    let (_, files) = append(n1, Some(&room), 20, &big);
+    const BUDGET: i64 = 30_000;
+    let rooms = format!("[upstream.rooms.{room}]\nbudget_bytes_per_hour = {BUDGET}\n");
+    bridge_to(&gw, &up_id, &up.host, &rooms);
+    gw.start();
+    wait_until(
+        Duration::from_secs(30),
+        "the gateway gets the room",
+        &gw,
+        || room_ids(&gw, &room).len() == 61,
+    );
+    wan.set_link(&wan_port, true);
+
+    // Every message (and the room's creation) goes up; then files until the budget is spent.
+    wait_until(Duration::from_secs(30), "the messages go up", &gw, || {
+        let held = room_ids(&up, &room);
+        messages.iter().all(|m| held.contains(&id_bytes(m)))
+    });
+    wait_until(
+        Duration::from_secs(30),
+        "the bridge says the budget is spent",
+        &gw,
+        || room_status(&bridge_status(&gw), &room)["budget_exhausted"] == true,
+    );
+    // Give it time to overspend if it were going to.
+    thread::sleep(Duration::from_secs(6));
+    let held = room_ids(&up, &room);
+    let files_up = files.iter().filter(|f| held.contains(&id_bytes(f))).count();
+    let bytes_up = room_bytes(&up, &room);
+    println!(
+        "bridge: budget {BUDGET} B/h: {bytes_up} B went up: the room's creation, {} messages, {files_up} of {} files",
+        messages.len() - 1,
+        files.len()
+    );
+    assert!(
+        bytes_up <= BUDGET,
+        "{bytes_up} bytes went up, over the budget of {BUDGET}"
+    );
+    assert!(
+        files_up < files.len(),
+        "every file went up despite the budget"
+    );
+    let status = room_status(&bridge_status(&gw), &room);
+    let used = status["budget_used_bytes"].as_i64().unwrap_or(-1);
+    assert!(
+        used <= BUDGET && used >= bytes_up,
+        "budget used {used}, bytes up {bytes_up}: {status}"
+    );
+    assert_eq!(
+        status["backlog_events"].as_u64(),
+        Some((files.len() - files_up) as u64),
+        "the files left wait in the backlog: {status}"
+    );
+    assert!(
+        status["budget_frees_in_secs"]
+            .as_u64()
+            .is_some_and(|s| s <= 3600),
+        "{status}"
+    );
+    let text = String::from_utf8_lossy(&gw.node.cli_ok(&["status"]).stdout).to_string();
+    assert!(text.contains("SPENT"), "{text}");
+    let metrics = String::from_utf8_lossy(&gw.node.cli_ok(&["metrics"]).stdout).to_string();
+    for line in [
+        format!("basis_bridge_budget_exhausted{{room=\"{room}\"}} 1"),
+        format!("basis_bridge_budget_bytes_per_hour{{room=\"{room}\"}} {BUDGET}"),
+        format!(
+            "basis_bridge_backlog_events{{room=\"{room}\"}} {}",
+            files.len() - files_up
+        ),
+        "basis_wan_up 1".to_string(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+
+    // A restart does not reset the budget: still nothing more goes up.
+    gw.node.stop();
+    gw.start();
+    wait_until(
+        Duration::from_secs(30),
+        "the bridge links again",
+        &gw,
+        || bridge_status(&gw)["upstreams"][0]["state"] == "linked",
+    );
+    thread::sleep(Duration::from_secs(7));
+    assert_eq!(
+        room_bytes(&up, &room),
+        bytes_up,
+        "a restart reset the budget"
+    );
+}

@@ -160,6 +160,7 @@ struct Site {
     nodes: Vec<LabNode>,
     gw: LabNode,
     wan_port: Host,
+    gw_id: String,
     up: LabNode,
     up_id: String,
     wan: Lab,
@@ -184,6 +185,7 @@ fn site(lan: Lab, lan_nodes: usize) -> Site {
         nodes,
         gw,
         wan_port,
+        gw_id,
         up,
         up_id,
         wan,
@@ -197,11 +199,12 @@ fn allowed_rooms_cross_when_the_wan_comes_up_and_survive_cuts_and_restarts() {
         nodes,
         mut gw,
         wan_port,
+        gw_id,
         mut up,
         up_id,
         wan,
         _lan,
-    } = site(lab_or_skip!(), 2);
+    } = site(lab_or_skip!(lab::python_module("zeroconf")), 2);
     let (n1, n2) = (&nodes[0], &nodes[1]);
 
     // Rooms: A (LAN, both ways), U (upstream, both ways), P (LAN, not listed), X (upstream,
@@ -266,6 +269,24 @@ fn allowed_rooms_cross_when_the_wan_comes_up_and_survive_cuts_and_restarts() {
             "a room not allowed came down"
         );
     }
+    // mDNS announces the gateway on the LAN and not on the WAN (an independent browser on
+    // each side, for the same 4 seconds).
+    let browse = |host: &Host| {
+        host.command("python3")
+            .arg(lab::script("mdns_browse.py"))
+            .args(["--ipv4-only", "_basis._udp.local.", "4"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mdns_browse.py")
+    };
+    let (on_lan, on_wan) = (browse(&n1.host), browse(&up.host));
+    let seen = |child: std::process::Child| {
+        let out = child.wait_with_output().expect("mdns_browse.py output");
+        String::from_utf8_lossy(&out.stdout).contains(&gw_id)
+    };
+    assert!(seen(on_lan), "the gateway is not announced on the LAN");
+    assert!(!seen(on_wan), "the gateway announced itself on the WAN");
+
     let status = bridge_status(&gw);
     assert_eq!(status["wan"]["up"], true, "{status}");
     assert_eq!(status["wan"]["interface"], "eth1", "{status}");
@@ -386,6 +407,7 @@ fn the_hourly_budget_holds_and_messages_go_before_files() {
         up_id,
         wan,
         _lan,
+        ..
     } = site(lab_or_skip!(), 1);
     let n1 = &nodes[0];
 

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use basis_core::NodeId;
-use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::mpsc;
 
 use crate::error::NetError;
@@ -33,17 +33,24 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Announces this node and starts browsing; sightings of other nodes arrive on the
-    /// returned channel.
+    /// Announces this node and starts browsing, on every interface but `quiet_on` (the WAN:
+    /// a node is not announced to the networks beyond its LAN); sightings of other nodes
+    /// arrive on the returned channel.
     pub fn start(
         local: NodeId,
         name: &str,
         tag: &str,
         port: u16,
         api_port: Option<u16>,
+        quiet_on: Option<&str>,
     ) -> Result<(Discovery, mpsc::Receiver<Sighting>), NetError> {
         let mdns = |e: mdns_sd::Error| NetError::Mdns(e.to_string());
         let daemon = ServiceDaemon::new().map_err(mdns)?;
+        if let Some(iface) = quiet_on {
+            daemon
+                .disable_interface(IfKind::Name(iface.to_string()))
+                .map_err(mdns)?;
+        }
         let instance = format!("basis-{}", local.short());
         let host = format!("basis-{}.local.", local.short());
         let id = local.to_string();

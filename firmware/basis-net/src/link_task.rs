@@ -258,7 +258,7 @@ pub(crate) async fn run(
     let mut text = reason.clone();
     text.truncate(200);
     conn.close(0u32.into(), text.as_bytes());
-    shared.link_ended(peer, &conn, &reason, link.is_open());
+    shared.link_ended(peer, &conn, &reason, link.was_admitted(), link.refused());
 }
 
 fn push(link: &mut Link, ev: &NewEvent, peer: NodeId) -> Vec<Action> {

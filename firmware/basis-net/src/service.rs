@@ -33,6 +33,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials of a static peer that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A link in the same direction as a live one replaces it only when the live one is older
+/// than this: longer than any handshake of the same burst of dials can take.
+const REPLACE_AFTER: Duration = Duration::from_secs(15);
 /// New events waiting to be pushed per link before a slow link skips some (reconciliation
 /// then catches it up).
 const FANOUT_QUEUE: usize = 4096;
@@ -116,6 +119,7 @@ struct LinkHandle {
     conn: Connection,
     dialled_by_me: bool,
     remote: SocketAddr,
+    since: Instant,
 }
 
 enum Dial {
@@ -265,6 +269,11 @@ impl Federation {
             tasks.spawn(static_peer_loop(shared.clone(), peer));
         }
         tasks.spawn(redial_loop(shared.clone()));
+        // The named WAN interface hears no mDNS from this node.
+        let wan_interface = settings
+            .upstream
+            .as_ref()
+            .and_then(|u| u.wan_interface.clone());
         let bridge = match settings.upstream {
             Some(up) if !up.peers.is_empty() => {
                 let wan = wan::start(
@@ -291,6 +300,7 @@ impl Federation {
                 &tag,
                 local_addr.port(),
                 settings.api_port,
+                wan_interface.as_deref(),
             )?;
             tasks.spawn(sighting_loop(shared.clone(), sightings));
             Some(discovery)
@@ -371,9 +381,14 @@ impl Shared {
             && existing.conn.close_reason().is_none()
         {
             if existing.dialled_by_me == dialled_by_me {
-                // The same side dialled again, which it does only once its link is gone (a
-                // partition, a restart, a WAN that came back) even if this side has not
-                // noticed yet: the new link replaces the old one.
+                // The same side dialled again. Within a handshake's time of the first link it
+                // is one burst of dials (a peer known at several addresses): keep the first.
+                // Later, the dialler lost its link (a partition, a restart, a WAN that came
+                // back) before this side noticed: the new link replaces the old one at once
+                // instead of after the old one's idle timeout.
+                if existing.since.elapsed() < REPLACE_AFTER {
+                    return false;
+                }
                 existing.conn.close(2u32.into(), b"duplicate link");
             } else {
                 // Both ends apply the same rule: keep the link dialled by the smaller node id.
@@ -394,9 +409,17 @@ impl Shared {
                 conn: conn.clone(),
                 dialled_by_me,
                 remote: canonical(conn.remote_address()),
+                since: Instant::now(),
             },
         );
         true
+    }
+
+    /// Whether a live link runs to this address.
+    fn linked_at(&self, addr: SocketAddr) -> bool {
+        lock(&self.links)
+            .values()
+            .any(|l| l.remote == addr && l.conn.close_reason().is_none())
     }
 
     fn connected(&self, peer: &NodeId) -> bool {
@@ -498,7 +521,17 @@ impl Shared {
         }
     }
 
-    pub(crate) fn link_ended(&self, peer: NodeId, conn: &Connection, reason: &str, was_open: bool) {
+    /// A link ended: `was_open` when the peer had been admitted on it, `refused` when
+    /// admission failed (a refused peer is not redialled; one whose connection merely broke
+    /// is).
+    pub(crate) fn link_ended(
+        &self,
+        peer: NodeId,
+        conn: &Connection,
+        reason: &str,
+        was_open: bool,
+        refused: bool,
+    ) {
         {
             let mut links = lock(&self.links);
             if links
@@ -513,7 +546,7 @@ impl Shared {
         let mut peers = lock(&self.peers);
         let e = peers.entry(peer);
         if !still_linked {
-            e.state = if was_open { "disconnected" } else { "refused" };
+            e.state = if refused { "refused" } else { "disconnected" };
             e.last_error = Some(reason.to_string());
         }
         drop(peers);
@@ -602,6 +635,10 @@ async fn dial_loop(shared: Arc<Shared>, mut dials: mpsc::UnboundedReceiver<Dial>
         if expected.is_some_and(|p| {
             p == shared.local || shared.connected(&p) || shared.banned(&p).is_some()
         }) {
+            continue;
+        }
+        // A static peer without a pinned id is dialled by address: not while linked there.
+        if shared.linked_at(canonical(addr)) {
             continue;
         }
         if !lock(&shared.dialling).insert(addr) {

@@ -173,6 +173,10 @@ pub struct Link {
     peer_scope: Option<Vec<RoomId>>,
     /// The scope of this node's current session, on an upstream link.
     own_scope: Option<Vec<RoomId>>,
+    /// Admission failed (see [`Link::refused`]).
+    refused: bool,
+    /// The peer was admitted (see [`Link::was_admitted`]).
+    admitted: bool,
 }
 
 impl Link {
@@ -212,6 +216,8 @@ impl Link {
             subscription: None,
             peer_scope: None,
             own_scope: None,
+            refused: false,
+            admitted: false,
         };
         (link, vec![Action::Send(hello)])
     }
@@ -229,6 +235,18 @@ impl Link {
     /// Whether the peer was admitted and the link is open.
     pub fn is_open(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// Whether the peer was admitted at some point (the link may have closed since).
+    pub fn was_admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// Whether admission failed: this node refused the peer's hello, or the peer refused
+    /// this node's. A connection that merely broke before the hellos crossed is not a
+    /// refusal, and the peer is worth dialling again.
+    pub fn refused(&self) -> bool {
+        self.refused
     }
 
     /// Counters of this link.
@@ -274,6 +292,11 @@ impl Link {
         };
         match (self.state, frame) {
             (_, Frame::Bye(reason)) => {
+                // Refused by the peer: its reason says so (see `on_hello`, and bans).
+                self.refused = self.state == State::Hello
+                    && ["not admitted", "banned", "speaks federation protocol"]
+                        .iter()
+                        .any(|r| reason.contains(r));
                 self.state = State::Closed;
                 let reason: String = reason.chars().take(200).collect();
                 out.push(Action::Close(format!("the peer closed the link: {reason}")));
@@ -370,6 +393,8 @@ impl Link {
         source: &mut dyn ItemSource,
         out: &mut Vec<Action>,
     ) {
+        // Every early return below refuses the peer.
+        self.refused = true;
         if version != PROTOCOL_VERSION {
             let reason = format!(
                 "the peer speaks federation protocol {version}, this node speaks {PROTOCOL_VERSION}"
@@ -398,6 +423,8 @@ impl Link {
             };
             return self.close(reason.into(), 0, out);
         }
+        self.refused = false;
+        self.admitted = true;
         self.state = State::Open;
         self.peer_name = name.chars().take(64).collect();
         out.push(Action::Admitted {

@@ -208,6 +208,7 @@ fn same_secret_admits_and_converges_both_ways() {
     let (mut a, mut b) = pair(Some("s3cret"), Some("s3cret"), &a_evs, &b_evs);
     run(&mut a, &mut b);
     assert!(a.admitted && b.admitted);
+    assert!(a.link.was_admitted() && !a.link.refused());
     assert!(
         a.closed.is_none() && b.closed.is_none(),
         "{:?} {:?}",
@@ -243,6 +244,18 @@ fn wrong_secret_is_refused_and_nothing_is_exchanged() {
     assert!(b.closed.is_some());
     assert_eq!(a.store.events.len(), 21);
     assert_eq!(b.store.events.len(), 21);
+    // Both know it was a refusal (not worth redialling), not a broken connection.
+    assert!(a.link.refused() && b.link.refused());
+    assert!(!a.link.was_admitted() && !b.link.was_admitted());
+}
+
+#[test]
+fn a_goodbye_before_admission_for_another_reason_is_not_a_refusal() {
+    let (mut a, _b) = pair(Some("s"), Some("s"), &[], &[]);
+    let bye = Frame::Bye("the node is shutting down".into()).encode();
+    let acts = a.link.on_frame(&bye, Instant::now(), &mut a.store);
+    assert!(acts.iter().any(|x| matches!(x, Action::Close(_))));
+    assert!(!a.link.refused() && !a.link.was_admitted());
 }
 
 #[test]

@@ -479,8 +479,10 @@ async fn peer_loop(
     };
     let mut wan = bridge.wan.clone();
     let mut backoff = FIRST_BACKOFF;
+    let mut last_failure: Option<String> = None;
     loop {
         if !wan.borrow_and_update().up {
+            last_failure = None;
             bridge.set_upstream(id, "waiting for the WAN", None);
             tokio::select! {
                 () = shared.stop.cancelled() => return,
@@ -489,7 +491,10 @@ async fn peer_loop(
             backoff = FIRST_BACKOFF;
             continue;
         }
-        bridge.set_upstream(id, "connecting", None);
+        // While retrying an upstream node that does not answer, status keeps saying so.
+        if last_failure.is_none() {
+            bridge.set_upstream(id, "connecting", None);
+        }
         let (linked, reason) = match connect(&shared, &peer, id, &client).await {
             Ok(conn) => run_link(&shared, &bridge, id, conn, &mut wan).await,
             Err(reason) => (false, reason),
@@ -500,9 +505,20 @@ async fn peer_loop(
             log::info!("upstream node {} unlinked: {reason}", id.short());
             bridge.set_upstream(id, "disconnected", Some(reason));
             backoff = FIRST_BACKOFF;
+            last_failure = None;
         } else {
-            log::info!("upstream node {} unreachable: {reason}", id.short());
-            bridge.set_upstream(id, "unreachable", Some(reason));
+            // Said once per cause, not every few seconds for as long as it lasts.
+            if last_failure.as_deref() != Some(reason.as_str()) {
+                log::info!(
+                    "upstream node {} unreachable: {reason} (retrying every {} s at most)",
+                    id.short(),
+                    MAX_BACKOFF.as_secs()
+                );
+            } else {
+                log::debug!("upstream node {} still unreachable: {reason}", id.short());
+            }
+            bridge.set_upstream(id, "unreachable", Some(reason.clone()));
+            last_failure = Some(reason);
         }
         tokio::select! {
             () = shared.stop.cancelled() => return,

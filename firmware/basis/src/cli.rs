@@ -91,7 +91,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the running node: id, events held, store size, where it listens.
+    /// Show the running node: id, events held, store size, where it listens, and, with an
+    /// upstream bridge, the WAN, each upstream link, and each bridged room's backlog and
+    /// budget.
     Status {
         /// Print JSON.
         #[arg(long)]

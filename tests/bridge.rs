@@ -83,21 +83,8 @@ fn wait_until(
     let start = Instant::now();
     while !done() {
         if start.elapsed() > limit {
-            let others: String =
-                std::fs::read_dir(gateway.node.root().parent().unwrap_or(gateway.node.root()))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("basis"))
-                    .filter_map(|e| {
-                        let log = e.path().join("run-1.log");
-                        std::fs::read_to_string(&log)
-                            .ok()
-                            .map(|t| format!("--- {} ---\n{t}", log.display()))
-                    })
-                    .collect();
             panic!(
-                "{what}: not within {limit:?}\n--- gateway log ---\n{}\n{others}",
+                "{what}: not within {limit:?}\n--- gateway log ---\n{}",
                 gateway.node.log_text()
             );
         }

@@ -325,10 +325,16 @@ impl Bridge {
         f(lock(&self.state).upstreams.entry(id).or_default())
     }
 
+    /// Runs `f` on a room's state. What is saved to disk changes only through
+    /// [`Bridge::try_spend`] and [`Bridge::mark_changed`], so figures kept in memory only
+    /// (backlogs, counters) never cause a write.
     fn room<T>(&self, room: &RoomId, f: impl FnOnce(&mut RoomState) -> T) -> Option<T> {
-        let mut s = lock(&self.state);
-        s.changed = true;
-        s.rooms.get_mut(room).map(f)
+        lock(&self.state).rooms.get_mut(room).map(f)
+    }
+
+    /// The saved part of the state changed: write it at the next save.
+    fn mark_changed(&self) {
+        lock(&self.state).changed = true;
     }
 
     /// A link ended: the exact backlogs it found are no longer known.
@@ -803,6 +809,9 @@ impl Run<'_> {
             });
             keep.push(ev);
         }
+        if !keep.is_empty() {
+            self.bridge.mark_changed();
+        }
         if dropped > 0 {
             log::debug!(
                 "dropped {dropped} events from upstream node {} in rooms not bridged down",
@@ -934,12 +943,19 @@ impl Run<'_> {
     fn mark_synced(&self, rooms: &[RoomId], seq: u64) {
         let now = unix_now();
         for room in rooms {
-            self.bridge.room(room, |r| {
+            // A cycle that finds nothing new writes nothing: the sync time alone is not worth
+            // a write to the card every cycle (it goes with the next write).
+            let advanced = self.bridge.room(room, |r| {
+                let advanced = seq > r.saved.synced_seq;
                 r.saved.synced_seq = r.saved.synced_seq.max(seq);
                 r.saved.last_synced = Some(now);
                 r.up_backlog = Some((0, 0));
                 r.exhausted = false;
+                advanced
             });
+            if advanced == Some(true) {
+                self.bridge.mark_changed();
+            }
         }
     }
 

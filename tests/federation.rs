@@ -267,3 +267,216 @@ fn an_independent_mdns_browser_sees_the_node() {
     // The secret itself is nowhere in what the node announces.
     assert!(!stdout.contains(SECRET));
 }
+
+/// Every other node of `nodes` as `node` sees it in `basis peers --json`: (node id, state).
+fn peer_states(node: &LabNode) -> Vec<(String, String)> {
+    let out = node.node.cli_ok(&["peers", "--json"]);
+    let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["node_id"].as_str().unwrap_or_default().to_string(),
+                p["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether every node shows every other as connected.
+fn fully_linked(nodes: &[LabNode]) -> bool {
+    let ids: Vec<String> = nodes.iter().map(|n| n.node.node_id()).collect();
+    nodes.iter().enumerate().all(|(i, n)| {
+        let states = peer_states(n);
+        ids.iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .all(|(_, id)| {
+                states
+                    .iter()
+                    .any(|(peer, state)| peer == id && state == "connected")
+            })
+    })
+}
+
+/// Kills the node `pick` chooses with SIGKILL once the three are linked, restarts it, and
+/// checks that within 3 s of `ready` every node shows every other linked and an event
+/// appended on the restarted node right after is on all three.
+fn restart_after_kill9_relinks_at_once(pick: fn(&[(usize, String)]) -> usize) {
+    let lab = lab_or_skip!();
+    let mut nodes = three(&lab, "");
+    nodes[0].append(3, "before the crash");
+    converge(&nodes.iter().collect::<Vec<_>>(), 4);
+    let deadline = Instant::now() + CONVERGE;
+    while !fully_linked(&nodes) {
+        assert!(
+            Instant::now() < deadline,
+            "the three nodes never all linked"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut ids: Vec<(usize, String)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i, n.node.node_id()))
+        .collect();
+    ids.sort_by(|a, b| a.1.cmp(&b.1));
+    let victim = pick(&ids);
+    nodes[victim].node.kill9();
+    thread::sleep(Duration::from_millis(500));
+    nodes[victim].start();
+    let ready = Instant::now();
+    let appended = nodes[victim].append(1, "right after the restart");
+    let deadline = ready + Duration::from_secs(3);
+    loop {
+        let linked = fully_linked(&nodes);
+        let everywhere = nodes.iter().all(|n| n.ids().len() == 6);
+        if linked && everywhere {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let mut report = String::new();
+            for n in &nodes {
+                report.push_str(&format!(
+                    "\n--- {} holds {} events; peers {:?}\n{}",
+                    n.host.name(),
+                    n.ids().len(),
+                    peer_states(n),
+                    n.node.log_text()
+                ));
+            }
+            panic!(
+                "3 s after the restarted node was ready: linked everywhere {linked}, its event {appended:?} everywhere {everywhere}{report}"
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "restarted node {victim} linked with both peers and its event everywhere {:?} after ready",
+        ready.elapsed()
+    );
+}
+
+#[test]
+fn restart_of_the_node_with_the_largest_id_relinks_within_3_s() {
+    restart_after_kill9_relinks_at_once(|sorted| sorted[2].0);
+}
+
+#[test]
+fn restart_of_the_node_with_the_smallest_id_relinks_within_3_s() {
+    restart_after_kill9_relinks_at_once(|sorted| sorted[0].0);
+}
+
+#[test]
+fn a_node_with_a_wrong_secret_is_shown_refused_on_both_sides_and_nothing_of_either_secret_leaks() {
+    let lab = lab_or_skip!();
+    let mut good = LabNode::new(&lab, "n1", &format!("secret = \"{SECRET}\""));
+    good.start();
+    good.append(2, "federation only");
+    const WRONG: &str = "blue rivr 42";
+    let target = format!("{}:7464", good.host.ipv4());
+    // The typo'd node also names the good one, so a link is tried and refused both ways.
+    let mut typo = LabNode::new(
+        &lab,
+        "n2",
+        &format!("secret = \"{WRONG}\"\npeers = [\"{target}\"]"),
+    );
+    typo.start();
+    typo.append(2, "typo side");
+    let (good_id, typo_id) = (good.node.node_id(), typo.node.node_id());
+    let refused_for_secret = |node: &LabNode, other: &str| -> Option<serde_json::Value> {
+        let out = node.node.cli_ok(&["peers", "--json"]);
+        let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        peers.as_array().unwrap().iter().find_map(|p| {
+            (p["node_id"] == other
+                && p["state"] == "refused"
+                && p["hint"]
+                    .as_str()
+                    .is_some_and(|h| h.contains("federation secret")))
+            .then(|| p.clone())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = (
+            refused_for_secret(&good, &typo_id),
+            refused_for_secret(&typo, &good_id),
+        );
+        if let (Some(a), Some(b)) = seen {
+            eprintln!("good node shows {a}\ntypo node shows {b}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both shown refused for the secret: {seen:?}\n--- good ---\n{}\n--- typo ---\n{}",
+            good.node.log_text(),
+            typo.node.log_text()
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    // `basis status` says it too, with the hint.
+    for (node, other) in [(&good, &typo_id), (&typo, &good_id)] {
+        let out = node.node.cli_ok(&["status"]);
+        let status = text(&out.stdout);
+        assert!(
+            status.lines().any(|l| l.starts_with("refused     node")
+                && l.contains(&other[..8])
+                && l.contains("federation secret")),
+            "{status}"
+        );
+    }
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(good.ids().len(), 3, "the typo'd node's events crossed");
+    assert_eq!(typo.ids().len(), 3, "federation events crossed");
+    // Logged once per peer, not per attempt (the static peer is dialled again and again).
+    thread::sleep(Duration::from_secs(4));
+    let good_log = good.node.log_text();
+    let typo_log = typo.node.log_text();
+    let warnings = |log: &str, id: &str| {
+        log.lines()
+            .filter(|l| l.contains(&id[..8]) && l.contains("federation secret"))
+            .count()
+    };
+    assert!(
+        (1..=2).contains(&warnings(&good_log, &typo_id)),
+        "{good_log}"
+    );
+    assert!(
+        (1..=2).contains(&warnings(&typo_log, &good_id)),
+        "{typo_log}"
+    );
+    // Nothing of either secret in the other node's logs or files.
+    for (node, foreign) in [(&good, WRONG), (&typo, SECRET)] {
+        let log = node.node.log_text();
+        assert!(!log.contains(foreign), "{log}");
+        for entry in walk(node.node.root()) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(foreign.len())
+                    .any(|w| w == foreign.as_bytes()),
+                "{} holds the other node's secret",
+                entry.display()
+            );
+        }
+    }
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -75,10 +75,12 @@ async fn connect(key: &NodeKey, target: SocketAddr, hello: bool) -> Liar {
         let proof =
             FederationKey::from_secret(SECRET.as_bytes()).prove(&exporter, Role::Dialer, &key.id());
         let hello = Frame::Hello {
-            version: 1,
+            version: basis_proto::PROTOCOL_VERSION,
             node: key.id(),
             name: "liar".into(),
             proof,
+            boot: 1,
+            dial: 1,
         };
         liar.send(hello.encode()).await;
         // The node answers with its own hello: admitted.

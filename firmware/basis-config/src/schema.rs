@@ -51,7 +51,8 @@ pub struct NodeConfig {
     /// Where the node keeps its key, database and control socket; empty means the default
     /// (see [`Config::resolve_data_dir`]).
     pub data_dir: PathBuf,
-    /// Human-readable name shown in status and to peers; empty means the host name.
+    /// Human-readable name shown in status and to peers; empty means the host name (made
+    /// unique with the start of the node id when the host name is a common default).
     pub name: String,
 }
 

@@ -22,6 +22,8 @@ pub struct Sighting {
     pub node: NodeId,
     /// Its federation tag (empty when it has none).
     pub tag: String,
+    /// Its human name, as announced.
+    pub name: String,
     /// Where to dial it.
     pub addrs: Vec<SocketAddr>,
 }
@@ -96,6 +98,11 @@ impl Discovery {
                         .get_property_val_str("fed")
                         .unwrap_or_default()
                         .to_string();
+                    let name = service
+                        .txt_properties
+                        .get_property_val_str("name")
+                        .unwrap_or_default()
+                        .to_string();
                     // IPv4 first; IPv6 only when global (link-local needs a scope id).
                     let mut ips: Vec<IpAddr> = service
                         .addresses
@@ -113,7 +120,15 @@ impl Discovery {
                         .into_iter()
                         .map(|ip| SocketAddr::new(ip, service.port))
                         .collect();
-                    if tx.blocking_send(Sighting { node, tag, addrs }).is_err() {
+                    if tx
+                        .blocking_send(Sighting {
+                            node,
+                            tag,
+                            name,
+                            addrs,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }

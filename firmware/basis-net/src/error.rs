@@ -17,6 +17,9 @@ pub enum NetError {
     /// mDNS could not start.
     #[error("mDNS discovery failed: {0}")]
     Mdns(String),
+    /// The system's random number source failed.
+    #[error("cannot draw random numbers: {0}")]
+    Random(String),
     /// A connection failed.
     #[error("connection failed: {0}")]
     Connect(String),

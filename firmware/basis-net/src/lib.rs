@@ -6,6 +6,7 @@
 //! what it receives through the store's writer, streams what it is asked for, discovers
 //! nodes with mDNS and keeps the table that `basis peers` shows.
 
+mod closing;
 mod discovery;
 mod error;
 mod link_task;
@@ -17,7 +18,7 @@ mod wan;
 
 pub use discovery::SERVICE_TYPE;
 pub use error::NetError;
-pub use peers::{Found, PeerSnapshot};
+pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
 pub use service::{Federation, FederationSettings, StaticPeer};
 pub use upstream::{BridgeSnapshot, RoomSnapshot, UpstreamSettings, UpstreamSnapshot};
 pub use wan::WanView;

@@ -11,7 +11,7 @@ use basis_proto::frame::Frame;
 use basis_proto::limits::MAX_FRAME;
 use basis_proto::link::{Action, Link, event_frames};
 use basis_proto::recon::Items;
-use basis_proto::{ItemSource, Role};
+use basis_proto::{CloseCode, ItemSource, LinkFacts, Role};
 use basis_store::Readers;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -19,6 +19,8 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use crate::closing::{Outcome, close, read_close, refusal_by_peer};
+use crate::peers::Refusal;
 use crate::service::{NewEvent, Shared};
 
 /// How often a link shares the node's peers when nothing changed (it also shares at once
@@ -160,10 +162,14 @@ pub(crate) async fn run(
         .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
         .is_err()
     {
-        conn.close(1u32.into(), b"no keying material");
+        close(&conn, CloseCode::Unusable, "no keying material");
         return;
     }
-    let (mut link, first) = Link::new(shared.link_config.clone(), role, peer, exporter);
+    let mut config = shared.link_config.clone();
+    if role == Role::Dialer {
+        config.dial = shared.next_dial();
+    }
+    let (mut link, first) = Link::new(config, role, peer, exporter);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (bulk_tx, bulk_rx) = mpsc::channel(8);
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
@@ -179,12 +185,16 @@ pub(crate) async fn run(
     let stop = shared.stop.clone();
     let mut ctx = Ctx {
         shared: &shared,
+        conn: &conn,
         peer,
         remote,
         control: &control_tx,
         bulk: &bulk_tx,
         sent: &sent_tx,
+        facts: None,
         closed: None,
+        duplicate: false,
+        banned: false,
     };
     ctx.apply(first).await;
 
@@ -197,7 +207,9 @@ pub(crate) async fn run(
                         ctx.shared.note_throttled(peer, wait);
                         tokio::time::sleep(wait).await;
                     }
-                    link.on_frame(&bytes, Instant::now(), &mut source)
+                    let out = link.on_frame(&bytes, Instant::now(), &mut source);
+                    ctx.facts = link.facts(Duration::ZERO);
+                    out
                 }
                 // A frame over the size limit is the peer's fault; a connection that broke
                 // (a partition, a peer that went away) is nobody's and costs no score.
@@ -208,9 +220,12 @@ pub(crate) async fn run(
                     out.push(Action::Close(reason));
                     out
                 }
-                Some(Err(e)) => vec![Action::Close(format!("the link broke: {e}"))],
+                Some(Err(e)) => vec![Action::Close(match conn.close_reason() {
+                    Some(reason) => read_close(&reason).0,
+                    None => format!("the link broke: {e}"),
+                })],
                 None => vec![Action::Close(match conn.close_reason() {
-                    Some(reason) => closed_reason(&reason),
+                    Some(reason) => read_close(&reason).0,
                     None => "the peer ended the stream".into(),
                 })],
             },
@@ -241,7 +256,7 @@ pub(crate) async fn run(
                 }
                 out
             }
-            reason = conn.closed() => vec![Action::Close(closed_reason(&reason))],
+            reason = conn.closed() => vec![Action::Close(read_close(&reason).0)],
             () = stop.cancelled() => {
                 vec![Action::Send(Frame::Bye("the node is shutting down".into())), Action::Close("this node is shutting down".into())]
             }
@@ -250,15 +265,62 @@ pub(crate) async fn run(
         ctx.shared.note_stats(peer, link.stats());
     }
     let reason = ctx.closed.take().unwrap_or_default();
+    let (duplicate, banned) = (ctx.duplicate, ctx.banned);
     drop(ctx);
     drop(control_tx);
     drop(bulk_tx);
-    // Let a Bye reach the peer before the connection goes.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
-    let mut text = reason.clone();
-    text.truncate(200);
-    conn.close(0u32.into(), text.as_bytes());
-    shared.link_ended(peer, &conn, &reason, link.was_admitted(), link.refused());
+    let (outcome, code) = ending(&conn, &link, duplicate, banned, stop.is_cancelled());
+    if outcome != Outcome::Duplicate {
+        // Let a Bye reach the peer before the connection goes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    }
+    close(&conn, code, &reason);
+    shared.link_ended(peer, &conn, &reason, outcome);
+}
+
+/// What a finished link's end means, and the close code to send for it.
+fn ending(
+    conn: &Connection,
+    link: &Link,
+    duplicate: bool,
+    banned: bool,
+    stopping: bool,
+) -> (Outcome, CloseCode) {
+    let closed = conn.close_reason();
+    let peer_code = closed.as_ref().and_then(|e| read_close(e).1);
+    // Closed here while the link ran: another link to the same peer replaced this one.
+    let replaced = !stopping && matches!(closed, Some(quinn::ConnectionError::LocallyClosed));
+    if duplicate || replaced || peer_code == Some(CloseCode::Duplicate) {
+        return (Outcome::Duplicate, CloseCode::Duplicate);
+    }
+    if link.refused_by_me() {
+        return (
+            Outcome::Refused(Refusal::NotAdmittedHere),
+            CloseCode::NotAdmitted,
+        );
+    }
+    if banned {
+        return (Outcome::Refused(Refusal::Banned), CloseCode::Banned);
+    }
+    if let Some(refusal) = peer_code.and_then(refusal_by_peer) {
+        return (Outcome::Refused(refusal), CloseCode::Ended);
+    }
+    if link.refused() {
+        return (
+            Outcome::Refused(Refusal::NotAdmittedThere),
+            CloseCode::Ended,
+        );
+    }
+    let code = if stopping {
+        CloseCode::Shutdown
+    } else {
+        CloseCode::Ended
+    };
+    if link.was_admitted() {
+        (Outcome::Ended, code)
+    } else {
+        (Outcome::Broke, code)
+    }
 }
 
 fn push(link: &mut Link, ev: &NewEvent, peer: NodeId) -> Vec<Action> {
@@ -268,29 +330,21 @@ fn push(link: &mut Link, ev: &NewEvent, peer: NodeId) -> Vec<Action> {
     link.push(ev.room, ev.id, &ev.bytes).into_iter().collect()
 }
 
-pub(crate) fn closed_reason(e: &quinn::ConnectionError) -> String {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            format!(
-                "the peer closed the link: {}",
-                String::from_utf8_lossy(&c.reason)
-            )
-        }
-        quinn::ConnectionError::TimedOut => "the peer stopped answering (idle timeout)".into(),
-        // This node closes a connection itself only when another link to the same peer wins.
-        quinn::ConnectionError::LocallyClosed => "duplicate link".into(),
-        other => other.to_string(),
-    }
-}
-
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
+    conn: &'a Connection,
     peer: NodeId,
     remote: SocketAddr,
     control: &'a mpsc::UnboundedSender<Vec<u8>>,
     bulk: &'a mpsc::Sender<Vec<u8>>,
     sent: &'a mpsc::UnboundedSender<Vec<EventId>>,
+    /// The link's facts for the duplicate rule, once the peer's hello came.
+    facts: Option<LinkFacts>,
     closed: Option<String>,
+    /// Another link to the same peer was kept; this one closes as a duplicate.
+    duplicate: bool,
+    /// This node banned the peer on this link.
+    banned: bool,
 }
 
 impl Ctx<'_> {
@@ -301,6 +355,17 @@ impl Ctx<'_> {
                     let _ = self.control.send(frame.encode());
                 }
                 Action::Admitted { peer, name } => {
+                    // One link per pair: a live link to the same peer may win over this one.
+                    let kept = self
+                        .facts
+                        .is_some_and(|f| self.shared.register(peer, self.conn, f));
+                    if !kept {
+                        self.duplicate = true;
+                        if self.closed.is_none() {
+                            self.closed = Some("another link to this node was kept".into());
+                        }
+                        continue;
+                    }
                     log::info!(
                         "linked with node {} ({name}) at {}",
                         peer.short(),
@@ -333,6 +398,7 @@ impl Ctx<'_> {
                         self.remote
                     );
                     if banned && self.closed.is_none() {
+                        self.banned = true;
                         let why = format!("banned for misbehaving: {reason}");
                         let _ = self.control.send(Frame::Bye(why.clone()).encode());
                         self.closed = Some(why);

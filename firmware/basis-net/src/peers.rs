@@ -23,6 +23,74 @@ pub enum Found {
     Known,
 }
 
+/// The state of a peer's link, as `basis peers` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// A dial is under way.
+    Connecting,
+    /// Admitted and linked now.
+    Connected,
+    /// Not linked (never, or the link ended); it is dialled again when it reappears.
+    Disconnected,
+    /// Not linked, and dialling again would not help: see [`Refusal`].
+    Refused,
+}
+
+impl PeerState {
+    /// The word `basis peers` and the client API show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Connecting => "connecting",
+            PeerState::Connected => "connected",
+            PeerState::Disconnected => "disconnected",
+            PeerState::Refused => "refused",
+        }
+    }
+}
+
+/// Why a peer is [`PeerState::Refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// It announces another federation on the LAN (a different federation tag, or none).
+    OtherFederation,
+    /// It is a Basis node on the LAN, but this node has no federation secret or allow-list.
+    NoFederationHere,
+    /// It dialled or answered this node but did not prove this federation's secret.
+    NotAdmittedHere,
+    /// It did not admit this node: it holds another secret or allow-list.
+    NotAdmittedThere,
+    /// One of the two is banned by the other for misbehaving.
+    Banned,
+    /// Its key is not the one the configuration pins for its address.
+    UnexpectedKey,
+}
+
+impl Refusal {
+    /// What an operator should check, in a sentence.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Refusal::OtherFederation => {
+                "same LAN, different federation secret? it announces another federation"
+            }
+            Refusal::NoFederationHere => {
+                "this node has no federation secret: set federation.secret (the same on every node) to link with it"
+            }
+            Refusal::NotAdmittedHere => {
+                "it did not prove this federation's secret: same LAN, different federation secret?"
+            }
+            Refusal::NotAdmittedThere => {
+                "it did not admit this node: different federation secret, or not on its allow-list?"
+            }
+            Refusal::Banned => "refused for misbehaving; it is taken back after the ban ends",
+            Refusal::UnexpectedKey => {
+                "the node at that address has another key than the one configured (NODEID@host:port)"
+            }
+        }
+    }
+}
+
 /// One peer as `basis peers` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerSnapshot {
@@ -34,8 +102,14 @@ pub struct PeerSnapshot {
     pub addresses: Vec<String>,
     /// How it became known.
     pub found: Vec<Found>,
-    /// `connected`, `connecting`, `disconnected` or `refused`.
-    pub state: String,
+    /// Whether it is linked now.
+    pub state: PeerState,
+    /// Why it is refused, when it is.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
+    /// What to check, when it is refused.
+    #[serde(default)]
+    pub hint: Option<String>,
     /// Round-trip time of the link, milliseconds.
     pub rtt_ms: Option<f64>,
     /// Unix time (seconds) of the last finished reconciliation.
@@ -55,12 +129,13 @@ pub struct PeerSnapshot {
     pub throttled_secs: f64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub name: String,
     pub addrs: BTreeSet<SocketAddr>,
     pub found: BTreeSet<Found>,
-    pub state: &'static str,
+    pub state: PeerState,
+    pub refusal: Option<Refusal>,
     pub rtt: Option<Duration>,
     pub last_reconciled: Option<SystemTime>,
     pub events_sent: u64,
@@ -82,9 +157,20 @@ impl PeerTable {
     /// The entry of a peer, made when new.
     pub fn entry(&mut self, id: NodeId) -> &mut Entry {
         self.peers.entry(id).or_insert_with(|| Entry {
-            state: "disconnected",
+            name: String::new(),
+            addrs: BTreeSet::new(),
+            found: BTreeSet::new(),
+            state: PeerState::Disconnected,
+            refusal: None,
+            rtt: None,
+            last_reconciled: None,
+            events_sent: 0,
+            events_received: 0,
+            invalid_received: 0,
             score: basis_proto::reputation::START_SCORE,
-            ..Entry::default()
+            last_error: None,
+            connected_since: None,
+            throttled: Duration::ZERO,
         })
     }
 
@@ -98,7 +184,12 @@ impl PeerTable {
                 name: e.name.clone(),
                 addresses: e.addrs.iter().map(ToString::to_string).collect(),
                 found: e.found.iter().copied().collect(),
-                state: e.state.to_string(),
+                state: e.state,
+                refusal: e.refusal.filter(|_| e.state == PeerState::Refused),
+                hint: e
+                    .refusal
+                    .filter(|_| e.state == PeerState::Refused)
+                    .map(|r| r.hint().to_string()),
                 rtt_ms: e.rtt.map(|d| d.as_secs_f64() * 1000.0),
                 last_reconciled: e
                     .last_reconciled
@@ -113,7 +204,8 @@ impl PeerTable {
             })
             .collect();
         list.sort_by(|a, b| {
-            (a.state != "connected", &a.node_id).cmp(&(b.state != "connected", &b.node_id))
+            (a.state != PeerState::Connected, &a.node_id)
+                .cmp(&(b.state != PeerState::Connected, &b.node_id))
         });
         list
     }

@@ -7,35 +7,36 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use basis_core::{EventId, NodeId, NodeKey, RoomId};
+use basis_proto::duplicate::{self, Keep, LinkFacts};
 use basis_proto::link::LinkStats;
-use basis_proto::{FederationKey, LinkConfig, Notice, PeerInfo, Reputation, Role};
+use basis_proto::{CloseCode, FederationKey, LinkConfig, Notice, PeerInfo, Reputation, Role};
 use basis_store::{Readers, WriterHandle};
 use quinn::{Connection, Endpoint, TransportConfig};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::closing::{Outcome, close};
 use crate::discovery::{Discovery, Sighting};
 use crate::error::NetError;
 use crate::link_task;
-use crate::peers::{Found, PeerSnapshot, PeerTable};
+use crate::peers::{Found, PeerSnapshot, PeerState, PeerTable, Refusal};
 use crate::tls;
 use crate::upstream::{self, Bridge, BridgeSnapshot, UpstreamSettings};
 use crate::wan;
 
-/// QUIC keep-alive: well inside the idle timeout, so a quiet link stays up.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// A link silent this long is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// QUIC keep-alive: well inside the idle timeout, so a quiet link stays up (a few dozen bytes
+/// every 5 s per link).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A link silent this long is dead: a peer that vanished without a goodbye is shown
+/// disconnected within this time (`docs/FEDERATION.md`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for a handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Static peers are redialled after this, doubling up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials of a static peer that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A link in the same direction as a live one replaces it only when the live one is older
-/// than this: longer than any handshake of the same burst of dials can take.
-const REPLACE_AFTER: Duration = Duration::from_secs(15);
 /// New events waiting to be pushed per link before a slow link skips some (reconciliation
 /// then catches it up).
 const FANOUT_QUEUE: usize = 4096;
@@ -117,7 +118,8 @@ pub(crate) struct NewEvent {
 
 struct LinkHandle {
     conn: Connection,
-    dialled_by_me: bool,
+    /// What the duplicate-link rule needs (its `age` is measured from `since`).
+    facts: LinkFacts,
     remote: SocketAddr,
     since: Instant,
 }
@@ -156,6 +158,10 @@ pub(crate) struct Shared {
     pub links_changed: std::sync::atomic::AtomicU64,
     dialling: Mutex<HashSet<SocketAddr>>,
     dial_tx: mpsc::UnboundedSender<Dial>,
+    /// Dials made by this process, numbered for the duplicate-link rule.
+    dials: std::sync::atomic::AtomicU64,
+    /// Refusals already logged, by peer and cause: each is logged once.
+    refusals_logged: Mutex<HashSet<(NodeId, Refusal)>>,
 }
 
 /// An address with IPv4-mapped IPv6 shown as plain IPv4.
@@ -230,6 +236,10 @@ impl Federation {
             .as_ref()
             .map(FederationKey::tag)
             .unwrap_or_default();
+        // A new number each start: peers tell a restart from a second link by it.
+        let mut boot_bytes = [0u8; 8];
+        getrandom::fill(&mut boot_bytes).map_err(|e| NetError::Random(e.to_string()))?;
+        let boot = u64::from_le_bytes(boot_bytes);
         let (dial_tx, dial_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(FANOUT_QUEUE);
         let (notices_out, _) = broadcast::channel(NOTICE_QUEUE);
@@ -243,6 +253,8 @@ impl Federation {
                 allow: settings.allow.clone(),
                 reconcile_every: settings.reconcile_every,
                 upstream: false,
+                boot,
+                dial: 0,
             },
             writer,
             readers,
@@ -262,6 +274,8 @@ impl Federation {
             links_changed: std::sync::atomic::AtomicU64::new(0),
             dialling: Mutex::new(HashSet::new()),
             dial_tx,
+            dials: std::sync::atomic::AtomicU64::new(0),
+            refusals_logged: Mutex::new(HashSet::new()),
         });
         tasks.spawn(accept_loop(shared.clone()));
         tasks.spawn(dial_loop(shared.clone(), dial_rx));
@@ -369,45 +383,47 @@ impl Federation {
         }
         self.shared
             .endpoint
-            .close(0u32.into(), b"node shutting down");
+            .close(CloseCode::Shutdown.code().into(), b"node shutting down");
     }
 }
 
 impl Shared {
-    /// Registers a new connection; false when an existing link to the same peer wins.
-    fn register(&self, peer: NodeId, conn: &Connection, dialled_by_me: bool) -> bool {
+    /// Registers a link whose peer was just admitted, applying the one-link-per-pair rule
+    /// (`basis_proto::duplicate`): false when a live link to the same peer wins and this one
+    /// must close; true when this one is kept (an older one, if any, is closed).
+    pub(crate) fn register(&self, peer: NodeId, conn: &Connection, facts: LinkFacts) -> bool {
         let mut links = lock(&self.links);
         if let Some(existing) = links.get(&peer)
             && existing.conn.close_reason().is_none()
+            && existing.conn.stable_id() != conn.stable_id()
         {
-            if existing.dialled_by_me == dialled_by_me {
-                // The same side dialled again. Within a handshake's time of the first link it
-                // is one burst of dials (a peer known at several addresses): keep the first.
-                // Later, the dialler lost its link (a partition, a restart, a WAN that came
-                // back) before this side noticed: the new link replaces the old one at once
-                // instead of after the old one's idle timeout.
-                if existing.since.elapsed() < REPLACE_AFTER {
-                    return false;
+            let old = LinkFacts {
+                age: existing.since.elapsed(),
+                ..existing.facts
+            };
+            match duplicate::keep(self.local, peer, &old, &facts) {
+                Keep::Existing => return false,
+                Keep::New => {
+                    if old.peer_boot != facts.peer_boot {
+                        log::info!(
+                            "node {} restarted: its new link replaces the old one",
+                            peer.short()
+                        );
+                    } else {
+                        log::debug!("node {} linked again: replacing its old link", peer.short());
+                    }
+                    existing.conn.close(
+                        CloseCode::Duplicate.code().into(),
+                        CloseCode::Duplicate.meaning().as_bytes(),
+                    );
                 }
-                existing.conn.close(2u32.into(), b"duplicate link");
-            } else {
-                // Both ends apply the same rule: keep the link dialled by the smaller node id.
-                let keep_new = if self.local < peer {
-                    dialled_by_me
-                } else {
-                    !dialled_by_me
-                };
-                if !keep_new {
-                    return false;
-                }
-                existing.conn.close(2u32.into(), b"duplicate link");
             }
         }
         links.insert(
             peer,
             LinkHandle {
                 conn: conn.clone(),
-                dialled_by_me,
+                facts,
                 remote: canonical(conn.remote_address()),
                 since: Instant::now(),
             },
@@ -457,6 +473,13 @@ impl Shared {
         (banned, score)
     }
 
+    /// The number of a new dial of this process (1, 2, ...).
+    pub(crate) fn next_dial(&self) -> u64 {
+        self.dials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
     fn bump_links(&self) {
         self.links_changed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -468,7 +491,8 @@ impl Shared {
         let mut peers = lock(&self.peers);
         let e = peers.entry(peer);
         e.name = name.to_string();
-        e.state = "connected";
+        e.state = PeerState::Connected;
+        e.refusal = None;
         e.addrs.insert(remote);
         e.connected_since = Some(Instant::now());
         e.last_error = None;
@@ -521,16 +545,13 @@ impl Shared {
         }
     }
 
-    /// A link ended: `was_open` when the peer had been admitted on it, `refused` when
-    /// admission failed (a refused peer is not redialled; one whose connection merely broke
-    /// is).
+    /// A link ended, for the reason and with the outcome its task found.
     pub(crate) fn link_ended(
         &self,
         peer: NodeId,
         conn: &Connection,
         reason: &str,
-        was_open: bool,
-        refused: bool,
+        outcome: Outcome,
     ) {
         {
             let mut links = lock(&self.links);
@@ -543,22 +564,73 @@ impl Shared {
             }
         }
         let still_linked = self.connected(&peer);
-        let mut peers = lock(&self.peers);
-        let e = peers.entry(peer);
         if !still_linked {
-            e.state = if refused { "refused" } else { "disconnected" };
-            e.last_error = Some(reason.to_string());
+            let mut peers = lock(&self.peers);
+            let e = peers.entry(peer);
+            match outcome {
+                Outcome::Refused(refusal) => {
+                    e.state = PeerState::Refused;
+                    e.refusal = Some(refusal);
+                }
+                Outcome::Duplicate => {}
+                Outcome::Ended | Outcome::Broke => {
+                    e.state = PeerState::Disconnected;
+                    e.refusal = None;
+                }
+            }
+            if outcome != Outcome::Duplicate {
+                e.last_error = Some(reason.to_string());
+            }
+        }
+        let remote = canonical(conn.remote_address());
+        match outcome {
+            Outcome::Duplicate => {
+                log::debug!("dropped a duplicate link to node {}", peer.short());
+            }
+            Outcome::Ended => log::info!("link to node {} closed: {reason}", peer.short()),
+            Outcome::Refused(refusal) => {
+                // Once per peer and cause: a refused peer may keep dialling.
+                if lock(&self.refusals_logged).insert((peer, refusal)) {
+                    log::warn!(
+                        "node {} at {remote} not linked: {reason} ({})",
+                        peer.short(),
+                        refusal.hint()
+                    );
+                } else {
+                    log::debug!("node {} at {remote} refused again: {reason}", peer.short());
+                }
+            }
+            Outcome::Broke => {
+                log::debug!("node {} at {remote} not linked: {reason}", peer.short());
+            }
+        }
+    }
+
+    /// A node of another federation (or of none) announced itself on the LAN.
+    fn saw_outsider(&self, s: &Sighting) {
+        let refusal = if self.tag.is_empty() && self.link_config.allow.is_empty() {
+            Refusal::NoFederationHere
+        } else {
+            Refusal::OtherFederation
+        };
+        let mut peers = lock(&self.peers);
+        let e = peers.entry(s.node);
+        e.found.insert(Found::Mdns);
+        e.addrs.extend(s.addrs.iter().copied());
+        if !s.name.is_empty() {
+            e.name = s.name.chars().take(64).collect();
+        }
+        if e.state != PeerState::Connected {
+            e.state = PeerState::Refused;
+            e.refusal = Some(refusal);
         }
         drop(peers);
-        if reason.contains("duplicate link") {
-            log::debug!("dropped a duplicate link to node {}", peer.short());
-        } else if was_open {
-            log::info!("link to node {} closed: {reason}", peer.short());
-        } else {
+        if lock(&self.refusals_logged).insert((s.node, refusal)) {
             log::warn!(
-                "node {} at {} not linked: {reason}",
-                peer.short(),
-                canonical(conn.remote_address())
+                "node {} ({}) is on this LAN but not in this federation: {}",
+                s.node.short(),
+                s.name,
+                refusal.hint()
             );
         }
     }
@@ -588,17 +660,17 @@ async fn accept_loop(shared: Arc<Shared>) {
                 Err(_) => return log::debug!("handshake from {remote} timed out"),
             };
             let Some(peer) = peer_of(&conn) else {
-                return conn.close(1u32.into(), b"no node key");
+                return close(&conn, CloseCode::Unusable, "no node key");
             };
             if let Some(reason) = shared2.banned(&peer) {
                 log::info!(
                     "refused node {} at {remote}: banned for {reason}",
                     peer.short()
                 );
-                return conn.close(3u32.into(), b"banned for misbehaving");
+                return close(&conn, CloseCode::Banned, "banned for misbehaving");
             }
             if lock(&shared2.links).len() >= shared2.max_peers && !shared2.connected(&peer) {
-                return conn.close(4u32.into(), b"too many peers");
+                return close(&conn, CloseCode::TooManyPeers, "too many peers");
             }
             {
                 let mut peers = lock(&shared2.peers);
@@ -608,11 +680,8 @@ async fn accept_loop(shared: Arc<Shared>) {
             }
             let streams = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi()).await;
             let Ok(Ok((send, recv))) = streams else {
-                return conn.close(1u32.into(), b"no link stream");
+                return close(&conn, CloseCode::Unusable, "no link stream");
             };
-            if !shared2.register(peer, &conn, false) {
-                return conn.close(2u32.into(), b"duplicate link");
-            }
             link_task::run(shared2, conn, Role::Acceptor, peer, send, recv).await;
         });
     }
@@ -671,8 +740,8 @@ async fn dial_one(
         let e = peers.entry(peer);
         e.found.extend(found);
         e.addrs.insert(addr);
-        if e.state != "connected" {
-            e.state = "connecting";
+        if e.state != PeerState::Connected {
+            e.state = PeerState::Connecting;
         }
     }
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
@@ -681,7 +750,9 @@ async fn dial_one(
             if let Some(peer) = expected {
                 let mut peers = lock(&shared.peers);
                 let e2 = peers.entry(peer);
-                e2.state = "disconnected";
+                if e2.state == PeerState::Connecting {
+                    e2.state = PeerState::Disconnected;
+                }
                 e2.last_error = Some(e.to_string());
             }
             return log::debug!("dial {addr} failed: {e}");
@@ -689,7 +760,7 @@ async fn dial_one(
         Err(_) => return log::debug!("dial {addr} timed out"),
     };
     let Some(peer) = peer_of(&conn) else {
-        return conn.close(1u32.into(), b"no node key");
+        return close(&conn, CloseCode::Unusable, "no node key");
     };
     if let Some(want) = expected
         && want != peer
@@ -699,7 +770,17 @@ async fn dial_one(
             peer.short(),
             want.short()
         );
-        return conn.close(5u32.into(), b"unexpected node key");
+        let mut peers = lock(&shared.peers);
+        let e = peers.entry(want);
+        e.state = PeerState::Refused;
+        e.refusal = Some(Refusal::UnexpectedKey);
+        e.last_error = Some(format!("{addr} is node {}", peer.short()));
+        drop(peers);
+        return close(&conn, CloseCode::UnexpectedKey, "unexpected node key");
+    }
+    // A peer configured by address only: not a second link to a node already linked.
+    if expected.is_none() && shared.connected(&peer) {
+        return close(&conn, CloseCode::Duplicate, "already linked");
     }
     {
         let mut peers = lock(&shared.peers);
@@ -710,9 +791,7 @@ async fn dial_one(
     let Ok((send, recv)) = conn.open_bi().await else {
         return;
     };
-    if !shared.register(peer, &conn, true) {
-        return conn.close(2u32.into(), b"duplicate link");
-    }
+
     link_task::run(shared.clone(), conn, Role::Dialer, peer, send, recv).await;
 }
 
@@ -787,8 +866,8 @@ async fn redial_loop(shared: Arc<Shared>) {
             .peers
             .iter()
             .filter(|(_, e)| {
-                e.state != "connected"
-                    && e.state != "refused"
+                e.state != PeerState::Connected
+                    && e.state != PeerState::Refused
                     && (e.found.contains(&Found::Mdns)
                         || e.found.contains(&Found::Exchange)
                         || e.found.contains(&Found::Known))
@@ -826,16 +905,21 @@ async fn sighting_loop(shared: Arc<Shared>, mut sightings: mpsc::Receiver<Sighti
         let Some(s) = sighting else { return };
         let ours = (!shared.tag.is_empty() && s.tag == shared.tag)
             || shared.link_config.allow.contains(&s.node);
-        {
+        if ours {
             let mut peers = lock(&shared.peers);
-            if ours || peers.peers.contains_key(&s.node) {
-                let e = peers.entry(s.node);
-                e.found.insert(Found::Mdns);
-                e.addrs.extend(s.addrs.iter().copied());
+            let e = peers.entry(s.node);
+            e.found.insert(Found::Mdns);
+            e.addrs.extend(s.addrs.iter().copied());
+            // A node that was refused for announcing another federation now announces this one.
+            if e.refusal == Some(Refusal::OtherFederation)
+                || e.refusal == Some(Refusal::NoFederationHere)
+            {
+                e.state = PeerState::Disconnected;
+                e.refusal = None;
             }
         }
         if !ours {
-            log::debug!("ignoring node {} of another federation", s.node.short());
+            shared.saw_outsider(&s);
             continue;
         }
         // A node that (re)appears is dialled at once.

@@ -20,7 +20,7 @@ use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::bridge::{Budget, Pending, RoomPolicy, classify, send_order};
 use basis_proto::frame::Frame;
 use basis_proto::limits::EVENTS_FRAME_BYTES;
-use basis_proto::{Action, Link, LinkConfig, Role};
+use basis_proto::{Action, CloseCode, Link, LinkConfig, Role};
 use basis_store::Readers;
 use futures_util::StreamExt;
 use quinn::Connection;
@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
-use crate::link_task::{StoreItems, closed_reason, codec, store_from, writer};
+use crate::closing::{close, read_close};
+use crate::link_task::{StoreItems, codec, store_from, writer};
 use crate::service::{Shared, StaticPeer, canonical, peer_of};
 use crate::wan::{WanView, unix_now};
 
@@ -571,7 +572,7 @@ async fn connect(
         match peer_of(&conn) {
             Some(got) if got == id => return Ok(conn),
             got => {
-                conn.close(5u32.into(), b"unexpected node key");
+                close(&conn, CloseCode::UnexpectedKey, "unexpected node key");
                 last = format!(
                     "{addr} is node {}, not the pinned {}",
                     got.map_or_else(|| "?".into(), |g| g.short()),
@@ -621,7 +622,7 @@ async fn run_link(
         .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
         .is_err()
     {
-        conn.close(1u32.into(), b"no keying material");
+        close(&conn, CloseCode::Unusable, "no keying material");
         return (false, "no keying material".into());
     }
     let (send, recv) = match tokio::time::timeout(CONNECT_TIMEOUT, conn.open_bi()).await {
@@ -637,6 +638,8 @@ async fn run_link(
         allow: vec![id],
         reconcile_every: bridge.settings.reconcile_every,
         upstream: true,
+        boot: shared.link_config.boot,
+        dial: shared.next_dial(),
     };
     let (link, first) = Link::new(config, Role::Dialer, id, exporter);
     let (control_tx, control_rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -677,7 +680,7 @@ async fn run_link(
                 }
                 Some(Err(e)) => run.close(format!("the link broke: {e}")),
                 None => run.close(match conn.close_reason() {
-                    Some(reason) => closed_reason(&reason),
+                    Some(reason) => read_close(&reason).0,
                     None => "the upstream node ended the stream".into(),
                 }),
             },
@@ -697,7 +700,7 @@ async fn run_link(
                     run.close("the WAN went down".into());
                 }
             }
-            reason = conn.closed() => run.close(closed_reason(&reason)),
+            reason = conn.closed() => run.close(read_close(&reason).0),
             () = stop.cancelled() => {
                 let _ = run.control.send(Frame::Bye("the node is shutting down".into()).encode());
                 run.close("this node is shutting down".into());
@@ -711,9 +714,7 @@ async fn run_link(
     let admitted = run.admitted;
     drop(run);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
-    let mut text = reason.clone();
-    text.truncate(200);
-    conn.close(0u32.into(), text.as_bytes());
+    close(&conn, CloseCode::Ended, &reason);
     if admitted {
         log::debug!("upstream link to {remote} ended");
     }

@@ -64,6 +64,12 @@ pub enum Frame {
         name: String,
         /// Admission proof (all zero when the sender has no federation secret).
         proof: [u8; 32],
+        /// A random number the sender drew when its process started: a different boot on a
+        /// new link means the peer restarted (see [`crate::duplicate`]).
+        boot: u64,
+        /// The dialler's number for this dial, growing with each dial of its process (0 from
+        /// the accepting side).
+        dial: u64,
     },
     /// Peers the sender is connected to (peer exchange).
     Peers(Vec<PeerInfo>),

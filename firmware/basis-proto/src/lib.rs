@@ -8,6 +8,8 @@
 
 pub mod admission;
 pub mod bridge;
+pub mod close;
+pub mod duplicate;
 pub mod frame;
 pub mod limits;
 pub mod link;
@@ -15,6 +17,8 @@ pub mod recon;
 pub mod reputation;
 
 pub use admission::{FederationKey, Proof, Role};
+pub use close::CloseCode;
+pub use duplicate::{Keep, LinkEnd, LinkFacts};
 pub use frame::{Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence};
 pub use link::{Action, ItemSource, Link, LinkConfig};
 pub use reputation::Reputation;
@@ -22,4 +26,4 @@ pub use reputation::Reputation;
 /// ALPN protocol id of Basis federation links.
 pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

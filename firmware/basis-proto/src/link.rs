@@ -37,6 +37,11 @@ pub struct LinkConfig {
     /// reconciled, sent, asked for or shared unless the driver says so (see
     /// [`Link::reconcile_rooms`]); the peer's wants, peer lists and notices are ignored.
     pub upstream: bool,
+    /// This process's boot number, sent in every hello (see [`crate::duplicate`]).
+    pub boot: u64,
+    /// The number of this dial, when this node dials (0 when it accepts); the driver sets it
+    /// on the link's own copy of the configuration.
+    pub dial: u64,
 }
 
 /// Where a link gets the items it reconciles over.
@@ -175,6 +180,10 @@ pub struct Link {
     own_scope: Option<Vec<RoomId>>,
     /// Admission failed (see [`Link::refused`]).
     refused: bool,
+    /// This node refused the peer's hello (rather than the peer refusing this node's).
+    refused_by_me: bool,
+    /// The boot and dial numbers of the peer's hello.
+    peer_numbers: Option<(u64, u64)>,
     /// The peer was admitted (see [`Link::was_admitted`]).
     admitted: bool,
 }
@@ -198,6 +207,8 @@ impl Link {
             node: config.local,
             name: config.name.clone(),
             proof,
+            boot: config.boot,
+            dial: if role == Role::Dialer { config.dial } else { 0 },
         };
         let link = Link {
             config,
@@ -217,6 +228,8 @@ impl Link {
             peer_scope: None,
             own_scope: None,
             refused: false,
+            refused_by_me: false,
+            peer_numbers: None,
             admitted: false,
         };
         (link, vec![Action::Send(hello)])
@@ -247,6 +260,37 @@ impl Link {
     /// refusal, and the peer is worth dialling again.
     pub fn refused(&self) -> bool {
         self.refused
+    }
+
+    /// Whether this node refused the peer's hello (the link must close with
+    /// [`crate::CloseCode::NotAdmitted`]).
+    pub fn refused_by_me(&self) -> bool {
+        self.refused_by_me
+    }
+
+    /// The peer's boot and dial numbers, from its hello (`None` before it).
+    pub fn peer_numbers(&self) -> Option<(u64, u64)> {
+        self.peer_numbers
+    }
+
+    /// The facts [`crate::duplicate::keep`] needs about this link, once the peer's hello
+    /// came; `age` is how long ago the driver admitted it.
+    pub fn facts(&self, age: std::time::Duration) -> Option<crate::LinkFacts> {
+        let (peer_boot, peer_dial) = self.peer_numbers?;
+        Some(match self.role {
+            Role::Dialer => crate::LinkFacts {
+                end: crate::LinkEnd::Dialled,
+                peer_boot,
+                dial: self.config.dial,
+                age,
+            },
+            Role::Acceptor => crate::LinkFacts {
+                end: crate::LinkEnd::Accepted,
+                peer_boot,
+                dial: peer_dial,
+                age,
+            },
+        })
     }
 
     /// Counters of this link.
@@ -308,8 +352,11 @@ impl Link {
                     node,
                     name,
                     proof,
+                    boot,
+                    dial,
                 },
             ) => {
+                self.peer_numbers = Some((boot, dial));
                 self.on_hello(version, node, name, proof, now, source, &mut out);
             }
             (State::Hello, other) => self.close(
@@ -395,6 +442,7 @@ impl Link {
     ) {
         // Every early return below refuses the peer.
         self.refused = true;
+        self.refused_by_me = true;
         if version != PROTOCOL_VERSION {
             let reason = format!(
                 "the peer speaks federation protocol {version}, this node speaks {PROTOCOL_VERSION}"
@@ -424,6 +472,7 @@ impl Link {
             return self.close(reason.into(), 0, out);
         }
         self.refused = false;
+        self.refused_by_me = false;
         self.admitted = true;
         self.state = State::Open;
         self.peer_name = name.chars().take(64).collect();

@@ -53,6 +53,8 @@ fn config(node: u8, secret: Option<&str>) -> LinkConfig {
         allow: vec![],
         reconcile_every: Duration::from_secs(60),
         upstream: false,
+        boot: 1,
+        dial: 1,
     }
 }
 

@@ -38,16 +38,47 @@ fn expiry_policy(settings: &Settings, node: &Node) -> ExpiryPolicy {
     }
 }
 
-fn node_name(settings: &Settings) -> String {
+/// Host names that many boards share out of the box: a node on one of them is named
+/// `<host name>-<first 4 hex of its id>` so that boards flashed from one image differ.
+const GENERIC_HOST_NAMES: [&str; 10] = [
+    "localhost",
+    "basis",
+    "raspberrypi",
+    "raspberry",
+    "pi",
+    "debian",
+    "ubuntu",
+    "dietpi",
+    "armbian",
+    "orangepi",
+];
+
+/// The node's name: `node.name` when set, else the host name, made unique with the start of
+/// the node id when the host name is one that many boards share (a Yocto machine name such
+/// as `raspberrypi4-64` counts too).
+fn node_name(settings: &Settings, id: &basis_core::NodeId) -> String {
     let name = settings.config.node.name.trim();
     if !name.is_empty() {
         return name.to_string();
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "basis".to_string())
+        .unwrap_or_default();
+    default_name(&host, id)
+}
+
+fn default_name(host: &str, id: &basis_core::NodeId) -> String {
+    let lower = host.to_ascii_lowercase();
+    let generic = lower.is_empty()
+        || GENERIC_HOST_NAMES.contains(&lower.as_str())
+        || lower.starts_with("raspberrypi")
+        || lower.starts_with("qemu");
+    if !generic {
+        return host.to_string();
+    }
+    let short: String = id.to_string().chars().take(4).collect();
+    let base = if host.is_empty() { "basis" } else { host };
+    format!("{base}-{short}")
 }
 
 /// Runs the node until a stop signal.
@@ -81,8 +112,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let name = node_name(&settings);
     let node_id = key.id();
+    let name = node_name(&settings, &node_id);
     let api_port = api_listener
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -232,5 +263,28 @@ async fn watchdog_loop(period: Duration, node: Arc<Node>, stop: CancellationToke
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_name;
+    use basis_core::NodeId;
+
+    #[test]
+    fn boards_with_a_generic_host_name_get_unique_names() {
+        let a = NodeId([0xab; 32]);
+        let b = NodeId([0xcd; 32]);
+        assert_eq!(default_name("raspberrypi", &a), "raspberrypi-abab");
+        assert_ne!(
+            default_name("raspberrypi", &a),
+            default_name("raspberrypi", &b)
+        );
+        assert_eq!(default_name("raspberrypi4-64", &a), "raspberrypi4-64-abab");
+        assert_eq!(default_name("localhost", &b), "localhost-cdcd");
+        assert_eq!(default_name("", &a), "basis-abab");
+        // A name somebody chose is kept as it is.
+        assert_eq!(default_name("field-kit-7", &a), "field-kit-7");
+        assert_eq!(default_name("basis-3f2a", &a), "basis-3f2a");
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use basis_core::validate::validate;
 use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp, ValidEvent};
-use basis_net::{Federation, PeerSnapshot};
+use basis_net::{Federation, PeerSnapshot, PeerState};
 use basis_store::{Readers, StoreError, StoreStats, WriterHandle};
 use tokio::sync::watch;
 
@@ -159,6 +159,7 @@ impl Node {
                 .map(|m| m.len())
                 .unwrap_or(0)
         };
+        let peers = self.peers();
         Status {
             node_id: self.id.to_string(),
             name: self.name.clone(),
@@ -175,11 +176,14 @@ impl Node {
                 .as_ref()
                 .map(|f| f.tag().to_string())
                 .unwrap_or_default(),
-            peers_connected: self
-                .peers()
+            peers_connected: peers
                 .iter()
-                .filter(|p| p.state == "connected")
+                .filter(|p| p.state == PeerState::Connected)
                 .count(),
+            peers_refused: peers
+                .into_iter()
+                .filter(|p| p.state == PeerState::Refused)
+                .collect(),
             bridge,
         }
     }

@@ -117,6 +117,8 @@ pub fn config(local: NodeId) -> LinkConfig {
         allow: vec![],
         reconcile_every: Duration::from_secs(60),
         upstream: false,
+        boot: 1,
+        dial: 1,
     }
 }
 
@@ -128,6 +130,8 @@ pub fn peer_hello(local_role: Role) -> Frame {
         node: PEER,
         name: "peer".into(),
         proof: key.prove(&EXPORTER, local_role.peer(), &PEER),
+        boot: 2,
+        dial: 1,
     }
 }
 

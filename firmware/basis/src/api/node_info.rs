@@ -45,7 +45,7 @@ pub async fn peers(State(state): State<Arc<ApiState>>, _me: SignedIn) -> ApiJson
             .map(|p| PeerInfo {
                 node_id: p.node_id,
                 name: p.name,
-                state: p.state,
+                state: p.state.as_str().to_string(),
                 rtt_ms: p.rtt_ms,
             })
             .collect(),

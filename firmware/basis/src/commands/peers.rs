@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use basis_net::PeerState;
 
 use crate::control::Request;
 use crate::control::client::Client;
@@ -46,7 +47,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             "{:<10} {:<16} {:<12} {:>8} {:>12} {:>8} {:>8} {:>5}  {:<22} {}",
             &p.node_id[..8.min(p.node_id.len())],
             p.name.chars().take(16).collect::<String>(),
-            p.state,
+            p.state.as_str(),
             p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),
             ago(p.last_reconciled),
             p.events_sent,
@@ -55,8 +56,11 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             p.addresses.first().map(String::as_str).unwrap_or("-"),
             found.join(",")
         );
+        if let Some(hint) = &p.hint {
+            println!("{:<10} {hint}", "");
+        }
         if let Some(e) = &p.last_error
-            && p.state != "connected"
+            && p.state != PeerState::Connected
         {
             println!("{:<10} last error: {e}", "");
         }

@@ -49,6 +49,15 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             status.federation_tag, status.peers_connected
         );
     }
+    for p in &status.peers_refused {
+        println!(
+            "refused     node {} ({}) at {}: {}",
+            &p.node_id[..p.node_id.len().min(8)],
+            p.name,
+            p.addresses.first().map(String::as_str).unwrap_or("?"),
+            p.hint.as_deref().unwrap_or("not admitted")
+        );
+    }
     for address in &status.listening {
         println!("listening   {address}");
     }

@@ -56,6 +56,9 @@ pub struct Status {
     /// Peers linked now.
     #[serde(default)]
     pub peers_connected: usize,
+    /// Nodes seen or dialled that are refused (another federation, not admitted), with why.
+    #[serde(default)]
+    pub peers_refused: Vec<basis_net::PeerSnapshot>,
     /// The upstream bridge, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<basis_net::BridgeSnapshot>,

@@ -160,8 +160,8 @@ pub(crate) struct Shared {
     dial_tx: mpsc::UnboundedSender<Dial>,
     /// Dials made by this process, numbered for the duplicate-link rule.
     dials: std::sync::atomic::AtomicU64,
-    /// Refusals already logged, by peer and cause: each is logged once.
-    refusals_logged: Mutex<HashSet<(NodeId, Refusal)>>,
+    /// Peers whose refusal was logged: once per peer until it links, not per attempt.
+    refusals_logged: Mutex<HashSet<NodeId>>,
 }
 
 /// An address with IPv4-mapped IPv6 shown as plain IPv4.
@@ -487,6 +487,7 @@ impl Shared {
 
     pub(crate) fn admitted(&self, peer: NodeId, name: &str, remote: SocketAddr) {
         self.bump_links();
+        lock(&self.refusals_logged).remove(&peer);
         self.writer.remember_peer(peer.0, remote.to_string());
         let mut peers = lock(&self.peers);
         let e = peers.entry(peer);
@@ -589,8 +590,8 @@ impl Shared {
             }
             Outcome::Ended => log::info!("link to node {} closed: {reason}", peer.short()),
             Outcome::Refused(refusal) => {
-                // Once per peer and cause: a refused peer may keep dialling.
-                if lock(&self.refusals_logged).insert((peer, refusal)) {
+                // Once per peer: a refused peer may keep dialling.
+                if lock(&self.refusals_logged).insert(peer) {
                     log::warn!(
                         "node {} at {remote} not linked: {reason} ({})",
                         peer.short(),
@@ -625,7 +626,7 @@ impl Shared {
             e.refusal = Some(refusal);
         }
         drop(peers);
-        if lock(&self.refusals_logged).insert((s.node, refusal)) {
+        if lock(&self.refusals_logged).insert(s.node) {
             log::warn!(
                 "node {} ({}) is on this LAN but not in this federation: {}",
                 s.node.short(),

@@ -94,6 +94,38 @@ pub struct Timeline {
     pub receipts: BTreeMap<UserId, Receipts>,
 }
 
+/// Why a user may not edit or delete a line (see [`Timeline::may_change`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// No message with that id is in the timeline.
+    #[error("there is no message with that id in this room (as far as this client has read)")]
+    Unknown,
+    /// The line is a room event (creation, membership), not a message.
+    #[error("that is not a message: only messages can be edited or deleted")]
+    NotAMessage,
+    /// Someone else wrote it.
+    #[error("that message was written by someone else: only its author can change it")]
+    NotYours,
+    /// It was deleted already.
+    #[error("that message was deleted")]
+    Deleted,
+    /// It cannot be read, so it cannot be edited.
+    #[error("that message cannot be read by you, so it cannot be edited")]
+    Unreadable,
+    /// Only text messages can be edited (a file can be deleted).
+    #[error("only text messages can be edited")]
+    NotText,
+}
+
+/// What a user wants to do to a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Replace its text.
+    Edit,
+    /// Delete it.
+    Delete,
+}
+
 fn action_name(action: MembershipAction) -> &'static str {
     match action {
         MembershipAction::Invite => "invited",
@@ -215,6 +247,30 @@ impl Timeline {
             }
         }
         t
+    }
+
+    /// Whether `author` may make `change` to the message `target`: the same rules
+    /// [`Timeline::build`] applies when it reads the room, so a client can refuse before it
+    /// sends a change every reader would ignore.
+    pub fn may_change(
+        &self,
+        target: &EventId,
+        author: &UserId,
+        change: Change,
+    ) -> Result<(), ChangeError> {
+        let line = self
+            .lines
+            .iter()
+            .find(|l| l.id == *target)
+            .ok_or(ChangeError::Unknown)?;
+        match (&line.shown, change) {
+            (Shown::Created { .. } | Shown::Membership { .. }, _) => Err(ChangeError::NotAMessage),
+            (_, _) if line.author != *author => Err(ChangeError::NotYours),
+            (Shown::Deleted, _) => Err(ChangeError::Deleted),
+            (Shown::Unreadable { .. }, _) => Err(ChangeError::Unreadable),
+            (Shown::File { .. }, Change::Edit) => Err(ChangeError::NotText),
+            (Shown::Text { .. } | Shown::File { .. }, _) => Ok(()),
+        }
     }
 
     fn push(
@@ -368,5 +424,28 @@ mod tests {
         assert_eq!(t.receipts[&b.id()].read, Some(hello));
         // Two membership lines, the create line and two messages.
         assert_eq!(t.lines.len(), 5);
+        // What a client may still change is what a reader would apply.
+        assert_eq!(t.may_change(&hello, &a.id(), Change::Edit), Ok(()));
+        assert_eq!(t.may_change(&hello, &a.id(), Change::Delete), Ok(()));
+        assert_eq!(
+            t.may_change(&hello, &b.id(), Change::Edit),
+            Err(ChangeError::NotYours)
+        );
+        assert_eq!(
+            t.may_change(&hello, &b.id(), Change::Delete),
+            Err(ChangeError::NotYours)
+        );
+        assert_eq!(
+            t.may_change(&create, &a.id(), Change::Delete),
+            Err(ChangeError::NotAMessage)
+        );
+        assert_eq!(
+            t.may_change(&bye, &b.id(), Change::Edit),
+            Err(ChangeError::Deleted)
+        );
+        assert_eq!(
+            t.may_change(&EventId([9; 32]), &a.id(), Change::Delete),
+            Err(ChangeError::Unknown)
+        );
     }
 }

@@ -199,10 +199,10 @@ pub enum Command {
     History {
         /// Room.
         room: String,
-        /// Show the page older than this cursor (printed at the end of a page).
-        #[arg(long, value_name = "CURSOR")]
+        /// Show the messages older than this position (printed at the end of a page).
+        #[arg(long, value_name = "POSITION")]
         before: Option<String>,
-        /// Events per page.
+        /// Messages per page (room events such as joins between them are shown too).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         /// Print JSON.

@@ -49,7 +49,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn client_command(global: &cli::Global, command: Command) -> Result<Option<Result<()>>, Command> {
     use crate::client::profile::PassphraseSource;
     use crate::client::session::ClientOptions;
-    use basis_core::MessageBody;
     let opts = ClientOptions {
         node: global.node.clone(),
         profile: global.profile.clone(),
@@ -93,24 +92,13 @@ fn client_command(global: &cli::Global, command: Command) -> Result<Option<Resul
             Command::Send { room, text, json } => messages::send(&opts, &room, text, json).await,
             Command::Dm { who, text } => messages::dm(&opts, &who, text).await,
             Command::Edit { room, event, text } => {
-                messages::change(&opts, &room, &event, |target| MessageBody::Edit {
-                    target,
-                    text,
-                })
-                .await
+                messages::change(&opts, &room, &event, messages::Act::Edit(text)).await
             }
             Command::Delete { room, event } => {
-                messages::change(&opts, &room, &event, |target| MessageBody::Delete {
-                    target,
-                })
-                .await
+                messages::change(&opts, &room, &event, messages::Act::Delete).await
             }
             Command::React { room, event, key } => {
-                messages::change(&opts, &room, &event, |target| MessageBody::Reaction {
-                    target,
-                    key,
-                })
-                .await
+                messages::change(&opts, &room, &event, messages::Act::React(key)).await
             }
             Command::Read { room } => messages::read(&opts, &room).await,
             Command::History {

@@ -11,8 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use basis_core::encoding::decode_event;
 use basis_core::validate::validate;
-use basis_core::{Body, MessageBody, RoomId};
+use basis_core::{Body, EventId, MessageBody, RoomId, UserId};
 
 use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
@@ -87,6 +88,15 @@ async fn post(
                 "this room is end-to-end encrypted: messages must be encrypted",
             ));
         }
+        // In a room without encryption the node sees what an edit or delete targets and
+        // refuses what every reader would ignore. (In an encrypted room only the clients can
+        // tell, and they refuse before sending.)
+        if let Body::Message(MessageBody::Edit { target, .. } | MessageBody::Delete { target }) =
+            &c.body
+        {
+            let edit = matches!(c.body, Body::Message(MessageBody::Edit { .. }));
+            check_change(state, room, c.author, *target, edit).await?;
+        }
     }
     let state_kind = matches!(
         c.body,
@@ -110,6 +120,50 @@ async fn post(
             new: stored.new,
         }),
     ))
+}
+
+/// Refuses an edit (`edit`) or delete of `target` by `author` in `room` unless the target is
+/// the author's own text message (or file, for a delete) in that room.
+async fn check_change(
+    state: &Arc<ApiState>,
+    room: RoomId,
+    author: UserId,
+    target: EventId,
+    edit: bool,
+) -> Result<(), ApiError> {
+    let readers = state.node.readers().clone();
+    let raw = blocking(move || readers.raw_many(&[target])).await??;
+    let Some(target_event) = raw.first().and_then(|b| decode_event(b).ok()) else {
+        return Err(ApiError::not_found(
+            "unknown_target",
+            "the message to change is not on this node; check its id (basis history shows ids)",
+        ));
+    };
+    let t = &target_event.content;
+    let in_room = t.room == Some(room);
+    let is_message = matches!(
+        t.body,
+        Body::Message(MessageBody::Text { .. } | MessageBody::File(_))
+    );
+    if !in_room || !is_message {
+        return Err(ApiError::forbidden(
+            "not_a_message",
+            "that event is not a message of this room: only messages can be edited or deleted",
+        ));
+    }
+    if t.author != author {
+        return Err(ApiError::forbidden(
+            "not_your_message",
+            "that message was written by someone else: only its author can edit or delete it",
+        ));
+    }
+    if edit && !matches!(t.body, Body::Message(MessageBody::Text { .. })) {
+        return Err(ApiError::bad_request(
+            "not_text",
+            "only text messages can be edited",
+        ));
+    }
+    Ok(())
 }
 
 /// Store any event signed by the signed-in user.

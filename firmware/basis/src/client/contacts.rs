@@ -134,8 +134,15 @@ impl Contacts {
         if let Some(c) = self.by_name(text) {
             return Ok(c.user);
         }
-        parse_shared(text).with_context(|| {
-            format!("{text:?} is neither a contact's nickname nor a user key (see `basis contacts list`)")
+        let looks_like_key = text.len() >= 64 || text.starts_with(SHARE_PREFIX);
+        parse_shared(text).map_err(|e| {
+            if looks_like_key {
+                e
+            } else {
+                anyhow::anyhow!(
+                    "no contact named {text:?} (see `basis contacts list`; add one with `basis contacts add NAME KEY`)"
+                )
+            }
         })
     }
 }

@@ -7,6 +7,7 @@
 pub mod compose;
 pub mod contacts;
 pub mod crypto;
+pub mod directory;
 pub mod discover;
 pub mod node_client;
 pub mod profile;

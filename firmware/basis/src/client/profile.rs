@@ -50,6 +50,12 @@ impl ClientDir {
         self.path.join("user.key")
     }
 
+    /// A display name chosen while no node could be reached, published at the next
+    /// command that reaches one.
+    pub fn pending_name_file(&self) -> PathBuf {
+        self.path.join("pending-name")
+    }
+
     /// The contact list.
     pub fn contacts_file(&self) -> PathBuf {
         self.path.join("contacts.json")

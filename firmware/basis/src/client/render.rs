@@ -1,18 +1,49 @@
 //! Text for people: timeline lines, times, room summaries.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use basis_core::timeline::{Line, Shown};
 use basis_core::{Timestamp, UserId};
 
 use super::session::Session;
 use super::view::RoomView;
 
-/// A hybrid timestamp as `YYYY-MM-DD HH:MM` (UTC).
+/// The local time zone's name as views label their times with, e.g. `CET (UTC+01:00)`.
+pub fn zone_label() -> String {
+    let now = jiff::Zoned::now();
+    now.strftime("%Z (UTC%:z)").to_string()
+}
+
+/// A hybrid timestamp in the local time zone (`TZ`, else the system's), as
+/// `YYYY-MM-DD HH:MM` (views say which zone once, with [`zone_label`]).
 pub fn time(t: u64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(Timestamp(t).millis());
-    let text = humantime::format_rfc3339_seconds(at).to_string();
-    text.get(..16).unwrap_or(&text).replace('T', " ")
+    let millis = i64::try_from(Timestamp(t).millis()).unwrap_or(i64::MAX);
+    match jiff::Timestamp::from_millisecond(millis) {
+        Ok(at) => at
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string(),
+        Err(_) => format!("(time {millis} ms)"),
+    }
+}
+
+/// A hybrid timestamp as RFC 3339 with the local offset, for `--json`.
+pub fn rfc3339(t: u64) -> String {
+    let millis = i64::try_from(Timestamp(t).millis()).unwrap_or(i64::MAX);
+    match jiff::Timestamp::from_millisecond(millis) {
+        Ok(at) => at
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A timeline line as JSON: the line with `at`, its time as RFC 3339, beside the raw `time`.
+pub fn line_json(l: &Line) -> serde_json::Value {
+    let mut v = serde_json::to_value(l).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("at".into(), rfc3339(l.time.0).into());
+    }
+    v
 }
 
 /// A person in a room: nickname, profile name or short id.

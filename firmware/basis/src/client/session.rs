@@ -38,6 +38,8 @@ pub struct Session {
     pub client: NodeClient,
     /// The node's clock when we connected.
     pub node_time: u64,
+    /// The node's base URL.
+    pub url: String,
 }
 
 impl Session {
@@ -65,9 +67,28 @@ impl Session {
             contacts,
             client,
             node_time,
+            url,
         };
-        session.publish_profile_if_needed(None).await?;
+        // A name chosen while no node could be reached goes out now.
+        let pending_file = session.dir.pending_name_file();
+        let pending = std::fs::read_to_string(&pending_file)
+            .ok()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        session
+            .publish_profile_if_needed(pending.as_deref())
+            .await?;
+        if pending.is_some() {
+            let _ = std::fs::remove_file(&pending_file);
+        }
         Ok(session)
+    }
+
+    /// Signs in to the same node again (after it restarted or the network came back).
+    pub async fn reconnect(&mut self) -> Result<()> {
+        self.client = NodeClient::sign_in(&self.url, &self.secrets).await?;
+        self.node_time = self.client.status().await?.time;
+        Ok(())
     }
 
     /// A composer whose clock has seen the node's.
@@ -109,13 +130,7 @@ impl Session {
         if *user == self.secrets.user_id() {
             return "you".into();
         }
-        if let Some(n) = self.contacts.name_of(user) {
-            return n.to_string();
-        }
-        match profile_name.filter(|n| !n.is_empty()) {
-            Some(n) => format!("{n} ({})", user.short()),
-            None => user.short(),
-        }
+        super::directory::person(&self.contacts, user, profile_name)
     }
 }
 

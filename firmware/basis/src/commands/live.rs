@@ -1,32 +1,66 @@
 //! `basis tail` and `basis chat`: rooms followed live over the node's WebSocket stream.
+//!
+//! A followed room is a [`RoomView`]: events that arrive are added to it and the timeline is
+//! built again, so a live view applies exactly the rules `basis history` applies (an edit of
+//! someone else's message changes nothing here either). When the node goes away (a restart, a
+//! Wi-Fi that drops) both commands sign in again with a growing pause and catch up on what
+//! they missed. On a terminal, `chat` reads the line being typed with rustyline, and what
+//! arrives meanwhile is printed above it instead of over it.
 
-use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use basis_core::{
-    Body, Event, EventId, MembershipAction, MessageBody, ReceiptKind, RoomId, UserId,
-};
-use basis_e2ee::RoomKeys;
+use basis_core::timeline::{Change, Line, Shown};
+use basis_core::{Body, Event, EventId, MembershipAction, MessageBody, ReceiptKind, UserId};
 use futures_util::{SinkExt, StreamExt};
+use rustyline::ExternalPrinter;
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::types::{ApiEvent, RoomInfo};
-use crate::client::crypto::RoomCrypto;
+use crate::client::directory;
 use crate::client::node_client::Stream;
 use crate::client::render;
 use crate::client::resolve;
 use crate::client::session::{ClientOptions, Session, verified};
-use crate::client::view::RoomView;
-use crate::commands::messages::post_message;
+use crate::client::view::{Position, RoomView, Update};
+use crate::commands::messages::{must_be_joined, post_message};
 use crate::commands::print_json;
-use crate::commands::rooms::find;
+use crate::commands::rooms::answer_hint;
 
-/// Messages shown when a room is opened.
-const OPEN_LINES: u32 = 20;
+/// Messages shown when a room is opened, and per `/history`.
+const OPEN_LINES: usize = 20;
 /// Receipts are sent at most this often.
 const RECEIPT_EVERY: Duration = Duration::from_secs(2);
+/// First pause before signing in again after the node went away; it doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Longest pause between attempts to reach the node again.
+const MAX_RETRY: Duration = Duration::from_secs(15);
+
+/// Where lines for the user go: above the line being typed on a terminal, else stdout.
+enum Out {
+    /// rustyline's printer, which keeps the typed line intact.
+    Printer(Box<dyn ExternalPrinter + Send>),
+    /// Plain stdout (a pipe, a test, `tail`).
+    Plain,
+}
+
+impl Out {
+    fn say(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        match self {
+            Out::Printer(p) => {
+                if p.print(format!("{text}\n")).is_err() {
+                    println!("{text}");
+                }
+            }
+            Out::Plain => println!("{text}"),
+        }
+    }
+}
 
 /// What arrives on the stream.
 enum Incoming {
@@ -56,50 +90,74 @@ async fn next(ws: &mut Stream) -> Incoming {
     }
 }
 
-/// A room being followed: its keys, the events seen and the names of its members.
+/// Signs in again and opens a new stream, pausing longer after each failure. Returns `None`
+/// when the user pressed Ctrl-C meanwhile.
+async fn reconnect(s: &mut Session, out: &mut Out) -> Option<Stream> {
+    let mut pause = FIRST_RETRY;
+    out.say(format!(
+        "! lost the node at {}; reconnecting (Ctrl-C to stop)",
+        s.url
+    ));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = tokio::signal::ctrl_c() => return None,
+        }
+        let attempt = async {
+            s.reconnect().await?;
+            s.client.stream(None).await
+        };
+        match attempt.await {
+            Ok(ws) => {
+                out.say("! reconnected");
+                return Some(ws);
+            }
+            Err(_) => pause = (pause * 2).min(MAX_RETRY),
+        }
+    }
+}
+
+/// A room being followed live.
 struct Followed {
-    info: RoomInfo,
-    room: RoomId,
-    keys: RoomKeys,
-    seen: HashSet<EventId>,
     view: RoomView,
+    /// How the user calls it.
+    name: String,
+    /// The oldest position shown so far (for `/history`).
+    oldest: Option<Position>,
     /// Newest message of someone else not yet covered by a receipt.
     unacked: Option<EventId>,
+    json: bool,
 }
 
 impl Followed {
-    async fn open(s: &Session, info: RoomInfo, json: bool) -> Result<Followed> {
-        let room: RoomId = info.room.parse()?;
-        let view = RoomView::load(s, info.clone(), None, OPEN_LINES).await?;
+    async fn open(s: &Session, info: RoomInfo, json: bool, out: &mut Out) -> Result<Followed> {
+        let name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
+        let mut view = RoomView::open(s, info.clone()).await?;
+        let (lines, _) = view.page(s, None, OPEN_LINES).await?;
         if !json {
-            println!(
-                "── {} ({}{}) ──",
-                info.name,
+            out.say(format!(
+                "── {name} ({}{}) ── times in {}",
                 &info.room[..12],
-                if info.encrypted { ", encrypted" } else { "" }
-            );
-        }
-        for l in view
-            .timeline
-            .lines
-            .iter()
-            .filter(|l| view.page.contains(&l.id))
-        {
-            if json {
-                print_json(&serde_json::to_value(l)?);
-            } else {
-                println!("{}", render::line(s, &view, l));
+                if info.encrypted { ", encrypted" } else { "" },
+                render::zone_label()
+            ));
+            if info.standing == "invited" {
+                out.say(format!("   {}", answer_hint(s, &info)));
             }
         }
-        let seen = view.timeline.lines.iter().map(|l| l.id).collect();
-        let keys = RoomCrypto::new(&s.dir, &s.secrets).load_keys(&room);
+        for l in &lines {
+            if json {
+                print_json(&render::line_json(l));
+            } else {
+                out.say(render::line(s, &view, l));
+            }
+        }
         Ok(Followed {
-            info,
-            room,
-            keys,
-            seen,
+            oldest: lines.first().map(Position::of),
             view,
+            name,
             unacked: None,
+            json,
         })
     }
 
@@ -107,126 +165,140 @@ impl Followed {
         render::who(s, &self.view, user)
     }
 
-    /// Describes a new event of this room, or `None` for what is not shown.
-    fn describe(&mut self, s: &Session, event: &Event) -> Option<(String, serde_json::Value)> {
-        let id = event.id();
-        if !self.seen.insert(id) {
-            return None;
+    /// Takes new events of this room and shows what changed.
+    fn take(&mut self, s: &Session, events: Vec<Event>, out: &mut Out) {
+        match self.view.add(s, events) {
+            Ok(updates) => self.show(s, updates, out),
+            Err(e) => out.say(format!("! {e:#}")),
         }
-        let crypto = RoomCrypto::new(&s.dir, &s.secrets);
-        let author = event.content.author;
-        let name = self.who(s, &author);
+    }
+
+    fn show(&mut self, s: &Session, updates: Vec<Update>, out: &mut Out) {
+        let me = s.secrets.user_id();
+        for u in updates {
+            if let Update::New(l) = &u
+                && l.author != me
+                && crate::client::view::is_message(l)
+            {
+                self.unacked = Some(l.id);
+            }
+            if self.json {
+                print_json(&update_json(&u));
+            } else {
+                out.say(self.text(s, &u));
+            }
+        }
+    }
+
+    fn text(&self, s: &Session, u: &Update) -> String {
         let short = |id: &EventId| id.to_string()[..8].to_string();
-        let head = format!("{} {}", render::time(event.content.time.0), short(&id));
-        let body = match &event.content.body {
-            Body::KeyShare(_) => {
-                crypto.absorb(&self.room, &mut self.keys, std::slice::from_ref(event));
-                let _ = crypto.save_keys(&self.room, &self.keys);
-                return None;
-            }
-            Body::Message(MessageBody::Encrypted { .. }) => {
-                let items = crypto.items(&self.room, &mut self.keys, vec![event.clone()]);
-                match items.into_iter().next().and_then(|i| i.decrypted) {
-                    Some(Ok(b)) => Ok(b),
-                    Some(Err(reason)) => Err(reason),
-                    None => return None,
-                }
-            }
-            Body::Message(m) => Ok(m.clone()),
-            Body::Membership { action, target } => {
-                let t = self.who(s, target);
-                let text = match action {
-                    MembershipAction::Invite => format!("* {name} invited {t}"),
-                    MembershipAction::Join => format!("* {t} joined"),
-                    MembershipAction::Leave => format!("* {t} left"),
-                    MembershipAction::Remove => format!("* {name} removed {t}"),
-                };
-                let json = serde_json::json!({"id": id, "author": author, "membership": text});
-                return Some((format!("{head}  {text}"), json));
-            }
-            Body::Receipt { kind, up_to } => {
-                let what = match kind {
-                    ReceiptKind::Delivered => "received",
-                    ReceiptKind::Read => "read",
-                };
-                let text = format!("✓ {name} {what} up to {}", short(up_to));
-                let json = serde_json::json!({"id": id, "author": author, "receipt": what, "up_to": up_to});
-                return Some((format!("{head}  {text}"), json));
-            }
-            _ => return None,
-        };
-        if author != s.secrets.user_id() {
-            self.unacked = Some(id);
-        }
-        let (text, json_body) = match body {
-            Err(reason) => (
-                format!("{name}: [encrypted: {reason}]"),
-                serde_json::json!({"unreadable": reason}),
+        let head = |l: &Line| format!("{} {}", render::time(l.time.0), short(&l.id));
+        match u {
+            Update::New(l) => render::line(s, &self.view, l),
+            Update::Edited(l) => match &l.shown {
+                Shown::Text { text, .. } => format!(
+                    "{}  ✎ {} edited {}: {text}",
+                    head(l),
+                    self.who(s, &l.author),
+                    short(&l.id)
+                ),
+                _ => render::line(s, &self.view, l),
+            },
+            Update::Deleted(l) => format!(
+                "{}  ✗ {} deleted {}",
+                head(l),
+                self.who(s, &l.author),
+                short(&l.id)
             ),
-            Ok(b) => {
-                let json_body = serde_json::to_value(&b).unwrap_or_default();
-                let text = match b {
-                    MessageBody::Text { text } => format!("{name}: {text}"),
-                    MessageBody::Edit { target, text } => {
-                        format!("✎ {name} edited {}: {text}", short(&target))
-                    }
-                    MessageBody::Delete { target } => {
-                        format!("✗ {name} deleted {}", short(&target))
-                    }
-                    MessageBody::Reaction { target, key } => {
-                        format!("{name} reacted {key} to {}", short(&target))
-                    }
-                    MessageBody::File(f) => format!("{name} shared a file: {}", f.name),
-                    MessageBody::Encrypted { .. } => format!("{name}: [nested encryption]"),
-                };
-                (text, json_body)
-            }
-        };
-        let json = serde_json::json!({
-            "id": id, "author": author, "time": event.content.time.0, "body": json_body
-        });
-        Some((format!("{head}  {text}"), json))
+            Update::Reacted { line, key, by } => format!(
+                "{}  {} reacted {key} to {}",
+                head(line),
+                self.who(s, by),
+                short(&line.id)
+            ),
+            Update::Receipt { by, read, up_to } => format!(
+                "  ✓ {} {} up to {}",
+                self.who(s, by),
+                if *read { "read" } else { "received" },
+                short(up_to)
+            ),
+        }
     }
 
     async fn receipt(&mut self, s: &Session, kind: ReceiptKind) {
         let Some(up_to) = self.unacked.take() else {
             return;
         };
-        let Ok(info) = s.client.room(&self.room).await else {
+        let Ok(info) = s.client.room(&self.view.room).await else {
             return;
         };
+        if info.standing != "joined" {
+            return;
+        }
         let event = s
             .composer()
             .sign_in_room(&info, Body::Receipt { kind, up_to });
-        // The receipt is shown when it comes back on the stream; mark it seen now.
-        self.seen.insert(event.id());
         if let Err(e) = s.client.post_event(&event).await {
             eprintln!("note: the receipt was not sent: {e:#}");
         }
     }
 }
 
+/// A live change as one JSON line for `tail --json`.
+fn update_json(u: &Update) -> serde_json::Value {
+    let line = |kind: &str, l: &Line| {
+        let mut v = render::line_json(l);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("update".into(), kind.into());
+            if let Shown::Text { text, .. } = &l.shown {
+                o.insert("body".into(), serde_json::json!({"Text": {"text": text}}));
+            }
+        }
+        v
+    };
+    match u {
+        Update::New(l) => line("new", l),
+        Update::Edited(l) => line("edited", l),
+        Update::Deleted(l) => line("deleted", l),
+        Update::Reacted { line: l, key, by } => {
+            let mut v = line("reacted", l);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("key".into(), key.clone().into());
+                o.insert("by".into(), by.to_string().into());
+            }
+            v
+        }
+        Update::Receipt { by, read, up_to } => serde_json::json!({
+            "update": "receipt",
+            "by": by,
+            "receipt": if *read { "read" } else { "received" },
+            "up_to": up_to,
+        }),
+    }
+}
+
 /// `basis tail`.
 pub async fn tail(opts: &ClientOptions, room: &str, json: bool) -> Result<()> {
-    let s = Session::open(opts).await?;
-    let info = find(&s, room).await?;
+    let mut s = Session::open(opts).await?;
+    let info = crate::commands::rooms::find(&s, room).await?;
+    let mut out = Out::Plain;
     // Open the stream before reading history so nothing falls between the two.
     let mut ws = s.client.stream(None).await?;
-    let mut f = Followed::open(&s, info, json).await?;
+    let mut f = Followed::open(&s, info, json, &mut out).await?;
     let mut tick = tokio::time::interval(RECEIPT_EVERY);
     loop {
         tokio::select! {
             incoming = next(&mut ws) => match incoming {
-                Incoming::Event(e) if e.room == f.info.room => {
-                    for event in verified(std::slice::from_ref(&e)) {
-                        if let Some((text, value)) = f.describe(&s, &event) {
-                            if json { print_json(&value) } else { println!("{text}") }
-                        }
-                    }
+                Incoming::Event(e) if e.room == f.view.info.room => {
+                    f.take(&s, verified(std::slice::from_ref(&e)), &mut out);
                 }
                 Incoming::Closed => {
-                    eprintln!("the node closed the stream");
-                    break;
+                    let Some(fresh) = reconnect(&mut s, &mut out).await else { break };
+                    ws = fresh;
+                    match f.view.catch_up(&s).await {
+                        Ok(updates) => f.show(&s, updates, &mut out),
+                        Err(e) => out.say(format!("! cannot catch up: {e:#}")),
+                    }
                 }
                 _ => {}
             },
@@ -253,110 +325,176 @@ async fn send_notice(ws: &mut Stream, value: serde_json::Value) {
     let _ = ws.send(Message::Text(value.to_string().into())).await;
 }
 
-fn print_rooms(rooms: &[RoomInfo]) {
-    if rooms.is_empty() {
-        println!("no rooms yet: /quit and run `basis room create NAME`, or wait for an invitation");
+/// The user's rooms in a numbering that stays put: rooms keep their number while the chat
+/// runs, new ones are added at the end.
+#[derive(Default)]
+struct Rooms {
+    list: Vec<RoomInfo>,
+}
+
+impl Rooms {
+    fn refresh(&mut self, s: &Session, fresh: Vec<RoomInfo>) {
+        let me = s.secrets.user_id();
+        let keep: Vec<RoomInfo> = fresh
+            .iter()
+            .filter(|r| !directory::is_superseded(&fresh, &me, r))
+            .cloned()
+            .collect();
+        for r in &mut self.list {
+            if let Some(new) = keep.iter().find(|n| n.room == r.room) {
+                *r = new.clone();
+            }
+        }
+        for r in keep {
+            if !self.list.iter().any(|o| o.room == r.room) {
+                self.list.push(r);
+            }
+        }
     }
-    for (i, r) in rooms.iter().enumerate() {
-        println!(
-            "  {:>2}. {:<24} {:<8} {}",
-            i + 1,
-            r.name,
-            r.standing,
-            &r.room[..12]
-        );
+
+    fn print(&self, s: &Session, out: &mut Out) {
+        if self.list.is_empty() {
+            out.say(
+                "no rooms yet: /quit and run `basis room create NAME`, or wait for an invitation",
+            );
+        }
+        let me = s.secrets.user_id();
+        for (i, r) in self.list.iter().enumerate() {
+            out.say(format!(
+                "  {:>2}. {:<24} {:<8} {}",
+                i + 1,
+                directory::display_name(&s.contacts, &me, r),
+                r.standing,
+                &r.room[..12]
+            ));
+        }
+    }
+
+    fn pick(&self, s: &Session, text: &str) -> Result<RoomInfo> {
+        if let Ok(n) = text.parse::<usize>()
+            && n >= 1
+            && n <= self.list.len()
+        {
+            return Ok(self.list[n - 1].clone());
+        }
+        directory::find(&s.contacts, &s.secrets.user_id(), &self.list, text).cloned()
+    }
+
+    fn number_of(&self, room: &str) -> Option<usize> {
+        self.list.iter().position(|r| r.room == room).map(|i| i + 1)
     }
 }
 
-fn pick<'a>(rooms: &'a [RoomInfo], text: &str) -> Result<&'a RoomInfo> {
-    if let Ok(n) = text.parse::<usize>()
-        && n >= 1
-        && n <= rooms.len()
-    {
-        return Ok(&rooms[n - 1]);
+/// Reads typed lines: with rustyline on a terminal, plainly otherwise. `None` at the end.
+fn typed_lines(out: &mut Out) -> Result<mpsc::Receiver<String>> {
+    let (tx, rx) = mpsc::channel(16);
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        let mut editor = rustyline::DefaultEditor::new().context("cannot use the terminal")?;
+        if let Ok(printer) = editor.create_external_printer() {
+            *out = Out::Printer(Box::new(printer));
+        }
+        std::thread::Builder::new()
+            .name("basis-chat-input".into())
+            .spawn(move || {
+                while let Ok(line) = editor.readline("> ") {
+                    let _ = editor.add_history_entry(line.as_str());
+                    if tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("cannot start reading the terminal")?;
+    } else {
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
     }
-    resolve::room(rooms, text)
+    Ok(rx)
+}
+
+/// What the chat holds while it runs.
+struct Chat {
+    rooms: Rooms,
+    current: Option<Followed>,
+    out: Out,
 }
 
 /// `basis chat`.
 pub async fn chat(opts: &ClientOptions, room: Option<&str>) -> Result<()> {
-    let s = Session::open(opts).await?;
+    let mut s = Session::open(opts).await?;
     let mut ws = s.client.stream(None).await?;
     send_notice(
         &mut ws,
         serde_json::json!({"type": "presence", "status": "online"}),
     )
     .await;
-    let mut rooms = s.client.rooms().await?;
-    println!(
+    let mut c = Chat {
+        rooms: Rooms::default(),
+        current: None,
+        out: Out::Plain,
+    };
+    let mut lines = typed_lines(&mut c.out)?;
+    c.rooms.refresh(&s, s.client.rooms().await?);
+    c.out.say(format!(
         "signed in as {} — /help lists the commands",
         s.secrets.user_id().short()
-    );
-    print_rooms(&rooms);
+    ));
+    c.rooms.print(&s, &mut c.out);
     let first = match room {
-        Some(r) => Some(pick(&rooms, r)?.clone()),
-        None if rooms.len() == 1 => rooms.first().cloned(),
+        Some(r) => Some(c.rooms.pick(&s, r)?),
+        None if c.rooms.list.len() == 1 => c.rooms.list.first().cloned(),
         None => None,
     };
-    let mut current = match first {
-        Some(info) => Some(Followed::open(&s, info, false).await?),
-        None => {
-            println!("open a room with /open NUMBER");
-            None
-        }
-    };
-    let mut older: Option<String> = current.as_ref().and_then(|f| f.view.older.clone());
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    match first {
+        Some(info) => c.current = Some(Followed::open(&s, info, false, &mut c.out).await?),
+        None => c.out.say("open a room with /open NUMBER"),
+    }
     let mut tick = tokio::time::interval(RECEIPT_EVERY);
     loop {
         tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line.context("cannot read the terminal")? else { break };
+            line = lines.recv() => {
+                let Some(line) = line else { break };
                 let line = line.trim();
                 if line.is_empty() { continue; }
-                match command(&s, &mut ws, &mut rooms, &mut current, &mut older, line).await {
+                match command(&s, &mut ws, &mut c, line).await {
                     Ok(true) => break,
                     Ok(false) => {}
-                    Err(e) => println!("! {e:#}"),
+                    Err(e) => c.out.say(format!("! {e:#}")),
                 }
             }
             incoming = next(&mut ws) => match incoming {
-                Incoming::Event(e) => {
-                    match current.as_mut() {
-                        Some(f) if e.room == f.info.room => {
-                            for event in verified(std::slice::from_ref(&e)) {
-                                if let Some((text, _)) = f.describe(&s, &event) {
-                                    println!("{text}");
-                                }
-                            }
-                        }
-                        _ => {
-                            if let Some(r) = rooms.iter().find(|r| r.room == e.room) {
-                                println!("(new activity in {})", r.name);
-                            } else if let Ok(fresh) = s.client.rooms().await {
-                                rooms = fresh;
-                                if let Some(r) = rooms.iter().find(|r| r.room == e.room) {
-                                    println!("(new room: {} — {}; /join {} to accept an invitation)", r.name, r.standing, &r.room[..8]);
-                                }
-                            }
-                        }
+                Incoming::Event(e) => arrived(&s, &mut c, e).await,
+                Incoming::Notice(n) => {
+                    if let Some(text) = notice_text(&s, c.current.as_ref(), &n) {
+                        c.out.say(text);
                     }
                 }
-                Incoming::Notice(n) => show_notice(&s, current.as_ref(), &n),
                 Incoming::Closed => {
-                    println!("the node closed the stream; bye");
-                    break;
+                    let Some(fresh) = reconnect(&mut s, &mut c.out).await else { break };
+                    ws = fresh;
+                    send_notice(&mut ws, serde_json::json!({"type": "presence", "status": "online"})).await;
+                    if let Some(f) = c.current.as_mut() {
+                        match f.view.catch_up(&s).await {
+                            Ok(updates) => f.show(&s, updates, &mut c.out),
+                            Err(e) => c.out.say(format!("! cannot catch up: {e:#}")),
+                        }
+                    }
                 }
                 Incoming::Other => {}
             },
             _ = tick.tick() => {
-                if let Some(f) = current.as_mut() {
+                if let Some(f) = c.current.as_mut() {
                     f.receipt(&s, ReceiptKind::Read).await;
                 }
             }
         }
     }
-    if let Some(f) = current.as_mut() {
+    if let Some(f) = c.current.as_mut() {
         f.receipt(&s, ReceiptKind::Read).await;
     }
     send_notice(
@@ -369,41 +507,89 @@ pub async fn chat(opts: &ClientOptions, room: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Prints a typing notice for the open room, or a presence change.
-fn show_notice(s: &Session, current: Option<&Followed>, n: &serde_json::Value) {
-    let field = |k: &str| n.get(k).and_then(|v| v.as_str());
-    let Some(user) = field("user").and_then(|u| u.parse::<UserId>().ok()) else {
+/// An event on the stream: shown in the open room, or announced for another one.
+async fn arrived(s: &Session, c: &mut Chat, e: ApiEvent) {
+    if let Some(f) = c.current.as_mut()
+        && e.room == f.view.info.room
+    {
+        f.take(s, verified(std::slice::from_ref(&e)), &mut c.out);
+        return;
+    }
+    let Some(event) = verified(std::slice::from_ref(&e)).into_iter().next() else {
         return;
     };
-    let name = s.name_of(&user, None);
-    match field("kind") {
-        Some("typing") => {
-            let here = current.is_some_and(|f| Some(f.info.room.as_str()) == field("room"));
-            if here && n.get("typing").and_then(|t| t.as_bool()) == Some(true) {
-                println!("… {name} is typing");
+    let me = s.secrets.user_id();
+    if !c.rooms.list.iter().any(|r| r.room == e.room)
+        || matches!(event.content.body, Body::Membership { .. })
+    {
+        match s.client.rooms().await {
+            Ok(fresh) => c.rooms.refresh(s, fresh),
+            Err(_) => return,
+        }
+    }
+    let Some(r) = c.rooms.list.iter().find(|r| r.room == e.room) else {
+        return;
+    };
+    let n = c.rooms.number_of(&r.room).unwrap_or(0);
+    let name = directory::display_name(&s.contacts, &me, r);
+    let profile = |u: &UserId| {
+        r.members
+            .iter()
+            .find(|m| m.user == u.to_string())
+            .and_then(|m| m.name.clone())
+    };
+    let who = s.name_of(
+        &event.content.author,
+        profile(&event.content.author).as_deref(),
+    );
+    match &event.content.body {
+        Body::Membership {
+            action: MembershipAction::Invite,
+            target,
+        } if *target == me => c.out.say(format!(
+            "({who} invited you to {name}: /join {n} to accept)"
+        )),
+        Body::Message(_) if event.content.author != me => {
+            if directory::dm_partner(r, &me).is_some() {
+                c.out
+                    .say(format!("(new message from {name}: /open {n} to read it)"));
+            } else {
+                c.out.say(format!(
+                    "(new message in {name} from {who}: /open {n} to read it)"
+                ));
             }
         }
-        Some("presence") => println!("• {name} is {}", field("status").unwrap_or("?")),
         _ => {}
     }
 }
 
+/// A typing notice for the open room, or a presence change, as a line.
+fn notice_text(s: &Session, current: Option<&Followed>, n: &serde_json::Value) -> Option<String> {
+    let field = |k: &str| n.get(k).and_then(|v| v.as_str());
+    let user = field("user").and_then(|u| u.parse::<UserId>().ok())?;
+    let name = s.name_of(&user, None);
+    match field("kind") {
+        Some("typing") => {
+            let here = current.is_some_and(|f| Some(f.view.info.room.as_str()) == field("room"));
+            (here && n.get("typing").and_then(|t| t.as_bool()) == Some(true))
+                .then(|| format!("… {name} is typing"))
+        }
+        Some("presence") => Some(format!("• {name} is {}", field("status").unwrap_or("?"))),
+        _ => None,
+    }
+}
+
 /// Runs one line typed in the chat; true means quit.
-async fn command(
-    s: &Session,
-    ws: &mut Stream,
-    rooms: &mut Vec<RoomInfo>,
-    current: &mut Option<Followed>,
-    older: &mut Option<String>,
-    line: &str,
-) -> Result<bool> {
+async fn command(s: &Session, ws: &mut Stream, c: &mut Chat, line: &str) -> Result<bool> {
     let (cmd, rest) = match line.strip_prefix('/') {
-        Some(c) => c.split_once(' ').unwrap_or((c, "")),
+        Some(cmd) => cmd.split_once(' ').unwrap_or((cmd, "")),
         None => {
-            let f = current
+            let f = c
+                .current
                 .as_ref()
                 .context("open a room first: /open NUMBER")?;
-            let info = s.client.room(&f.room).await?;
+            let info = s.client.room(&f.view.room).await?;
+            must_be_joined(&info, &f.name)?;
             send_notice(
                 ws,
                 serde_json::json!({"type": "typing", "room": info.room, "typing": false}),
@@ -421,24 +607,21 @@ async fn command(
         }
     };
     let rest = rest.trim();
-    let open_room = || current.as_ref().context("open a room first: /open NUMBER");
     match cmd {
         "quit" | "q" | "exit" => return Ok(true),
-        "help" | "h" => println!("{HELP}"),
+        "help" | "h" => c.out.say(HELP),
         "rooms" => {
-            *rooms = s.client.rooms().await?;
-            print_rooms(rooms);
+            c.rooms.refresh(s, s.client.rooms().await?);
+            c.rooms.print(s, &mut c.out);
         }
         "open" => {
-            *rooms = s.client.rooms().await?;
-            let info = pick(rooms, rest)?.clone();
-            let f = Followed::open(s, info, false).await?;
-            *older = f.view.older.clone();
-            *current = Some(f);
+            c.rooms.refresh(s, s.client.rooms().await?);
+            let info = c.rooms.pick(s, rest)?;
+            c.current = Some(Followed::open(s, info, false, &mut c.out).await?);
         }
         "join" => {
-            *rooms = s.client.rooms().await?;
-            let info = pick(rooms, rest)?.clone();
+            c.rooms.refresh(s, s.client.rooms().await?);
+            let info = c.rooms.pick(s, rest)?;
             let event = s.composer().sign_in_room(
                 &info,
                 Body::Membership {
@@ -447,42 +630,51 @@ async fn command(
                 },
             );
             s.client.post_event(&event).await?;
-            let f = Followed::open(s, s.client.room(&info.room.parse()?).await?, false).await?;
-            *older = f.view.older.clone();
-            *current = Some(f);
+            let info = s.client.room(&info.room.parse()?).await?;
+            c.rooms.refresh(s, s.client.rooms().await?);
+            c.current = Some(Followed::open(s, info, false, &mut c.out).await?);
         }
         "history" => {
-            let f = open_room()?;
-            let Some(cursor) = older.clone() else {
-                println!("(this is the beginning of the room)");
+            let f = c
+                .current
+                .as_mut()
+                .context("open a room first: /open NUMBER")?;
+            let Some(oldest) = f.oldest else {
+                c.out.say("(this is the beginning of the room)");
                 return Ok(false);
             };
-            let view = RoomView::load(s, f.info.clone(), Some(&cursor), OPEN_LINES).await?;
-            for l in view
-                .timeline
-                .lines
-                .iter()
-                .filter(|l| view.page.contains(&l.id))
-            {
-                println!("{}", render::line(s, &view, l));
+            let (lines, _) = f.view.page(s, Some(oldest), OPEN_LINES).await?;
+            if lines.is_empty() {
+                c.out.say("(this is the beginning of the room)");
             }
-            *older = view.older.clone();
+            for l in &lines {
+                c.out.say(render::line(s, &f.view, l));
+            }
+            if let Some(first) = lines.first() {
+                f.oldest = Some(Position::of(first));
+            }
         }
         "members" => {
-            let f = open_room()?;
-            let info = s.client.room(&f.room).await?;
+            let f = c
+                .current
+                .as_ref()
+                .context("open a room first: /open NUMBER")?;
+            let info = s.client.room(&f.view.room).await?;
             for m in &info.members {
                 let user: UserId = m.user.parse()?;
-                println!(
+                c.out.say(format!(
                     "  {:<28} {}",
                     s.name_of(&user, m.name.as_deref()),
                     m.standing
-                );
+                ));
             }
         }
         "invite" | "leave" => {
-            let f = open_room()?;
-            let info = s.client.room(&f.room).await?;
+            let f = c
+                .current
+                .as_ref()
+                .context("open a room first: /open NUMBER")?;
+            let info = s.client.room(&f.view.room).await?;
             let (action, target) = if cmd == "invite" {
                 (MembershipAction::Invite, s.contacts.resolve(rest)?)
             } else {
@@ -494,29 +686,40 @@ async fn command(
             s.client.post_event(&event).await?;
         }
         "edit" | "delete" | "react" => {
-            let f = open_room()?;
+            let f = c
+                .current
+                .as_ref()
+                .context("open a room first: /open NUMBER")?;
             let (id_text, arg) = rest.split_once(' ').unwrap_or((rest, ""));
-            let ids: Vec<EventId> = f.seen.iter().copied().collect();
-            let target = resolve::event(&ids, id_text)?;
+            let target = resolve::event(&f.view.event_ids(), id_text)?;
+            let me = s.secrets.user_id();
             let body = match cmd {
-                "edit" if !arg.is_empty() => MessageBody::Edit {
-                    target,
-                    text: arg.to_string(),
-                },
+                "edit" if !arg.is_empty() => {
+                    f.view.timeline.may_change(&target, &me, Change::Edit)?;
+                    MessageBody::Edit {
+                        target,
+                        text: arg.to_string(),
+                    }
+                }
                 "react" if !arg.is_empty() => MessageBody::Reaction {
                     target,
                     key: arg.to_string(),
                 },
-                "delete" => MessageBody::Delete { target },
+                "delete" => {
+                    f.view.timeline.may_change(&target, &me, Change::Delete)?;
+                    MessageBody::Delete { target }
+                }
                 _ => anyhow::bail!(
                     "usage: /{cmd} ID {}",
                     if cmd == "edit" { "TEXT" } else { "KEY" }
                 ),
             };
-            let info = s.client.room(&f.room).await?;
+            let info = s.client.room(&f.view.room).await?;
             post_message(s, &info, body).await?;
         }
-        other => println!("unknown command /{other}; /help lists them"),
+        other => c
+            .out
+            .say(format!("unknown command /{other}; /help lists them")),
     }
     Ok(false)
 }

@@ -1,45 +1,76 @@
-//! `basis send`, `edit`, `delete`, `react`, `read` and `history`.
+//! `basis send`, `dm`, `edit`, `delete`, `react`, `read` and `history`.
 
-use anyhow::{Context, Result};
-use basis_core::timeline::Shown;
-use basis_core::{Body, EventId, MessageBody, ReceiptKind, RoomId};
+use anyhow::{Context, Result, bail};
+use basis_core::timeline::{Change, Line, Shown};
+use basis_core::{Body, EventId, MembershipAction, MessageBody, ReceiptKind, RoomId};
 
 use crate::api::types::RoomInfo;
 use crate::client::crypto::RoomCrypto;
+use crate::client::directory;
+use crate::client::node_client::Refused;
 use crate::client::render;
 use crate::client::resolve;
-use crate::client::session::{ClientOptions, Session, verified};
-use crate::client::view::RoomView;
+use crate::client::session::{ClientOptions, Session};
+use crate::client::view::{Position, RoomView, is_message};
 use crate::commands::print_json;
 use crate::commands::rooms::find;
 
-/// How many recent events an event prefix is looked up in.
-const RECENT: u32 = 500;
+/// The user's standing in a room, as the node reports it.
+fn standing(info: &RoomInfo) -> &str {
+    info.standing.as_str()
+}
+
+/// Refuses to post in a room the user is not joined to, saying what to do instead.
+pub fn must_be_joined(info: &RoomInfo, shown_name: &str) -> Result<()> {
+    match standing(info) {
+        "joined" => Ok(()),
+        "invited" => bail!(
+            "join first: basis room join {} (you are invited to {shown_name} but have not joined)",
+            &info.room[..12]
+        ),
+        "left" => bail!("you left {shown_name}; ask a member to invite you again"),
+        "removed" => bail!("you were removed from {shown_name}; ask a member to invite you again"),
+        other => bail!("you cannot write in {shown_name} ({other})"),
+    }
+}
+
+/// The node's refusal of a post, in the user's words where the code says more than the
+/// node's sentence.
+fn explain(e: anyhow::Error, info: &RoomInfo, shown_name: &str) -> anyhow::Error {
+    let Some(refused) = e.downcast_ref::<Refused>() else {
+        return e;
+    };
+    match refused.code.as_str() {
+        "not_member" | "not_invited" => match must_be_joined(info, shown_name) {
+            Err(words) => words,
+            Ok(()) => anyhow::anyhow!("the node says you are not a member of {shown_name}"),
+        },
+        _ => anyhow::anyhow!("{}", refused.message),
+    }
+}
 
 /// Posts a message body to a room, encrypting it when the room is encrypted.
 pub async fn post_message(s: &Session, info: &RoomInfo, body: MessageBody) -> Result<String> {
+    let shown_name = directory::display_name(&s.contacts, &s.secrets.user_id(), info);
+    must_be_joined(info, &shown_name)?;
     let mut composer = s.composer();
     let body = if info.encrypted {
         RoomCrypto::new(&s.dir, &s.secrets)
             .encrypt(&s.client, &mut composer, info, body)
-            .await?
+            .await
+            .map_err(|e| explain(e, info, &shown_name))?
     } else {
         Body::Message(body)
     };
     // The key share (if any) changed the room's heads: name it as a parent.
     let info = s.client.room(&info.room.parse()?).await?;
     let event = composer.sign_in_room(&info, body);
-    Ok(s.client.post_event(&event).await?.id)
-}
-
-async fn recent_ids(s: &Session, room: &RoomId) -> Result<Vec<EventId>> {
-    let page = s.client.history(room, None, RECENT).await?;
-    Ok(verified(&page.events).iter().map(|e| e.id()).collect())
-}
-
-async fn target(s: &Session, info: &RoomInfo, text: &str) -> Result<EventId> {
-    let ids = recent_ids(s, &info.room.parse()?).await?;
-    resolve::event(&ids, text)
+    let posted = s
+        .client
+        .post_event(&event)
+        .await
+        .map_err(|e| explain(e, &info, &shown_name))?;
+    Ok(posted.id)
 }
 
 /// `basis send`.
@@ -50,39 +81,56 @@ pub async fn send(opts: &ClientOptions, room: &str, text: String, json: bool) ->
     if json {
         print_json(&serde_json::json!({"id": id, "room": info.room}));
     } else {
-        println!("sent {} to {}", &id[..8], info.name);
+        let name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
+        println!("sent {} to {name}", &id[..8]);
     }
     Ok(())
 }
 
-/// `basis dm`: the direct room with `who` is an encrypted room named `dm` holding exactly
-/// the two of you (invited or joined); made on first use.
+/// `basis dm`: writes in the direct conversation with `who`: the room of the two of you that
+/// either started (joining it first when the other started it), or a new one.
 pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
     let s = Session::open(opts).await?;
-    let other = s.contacts.resolve(who)?;
-    let (me, other_hex) = (s.secrets.user_id().to_string(), other.to_string());
-    let pair = |r: &RoomInfo| {
-        let active: Vec<&str> = r
-            .members
+    let me = s.secrets.user_id();
+    let rooms = s.client.rooms().await?;
+    // The person: a contact, a key, or the id prefix of someone who wrote to you directly.
+    let other = match s.contacts.resolve(who) {
+        Ok(u) => u,
+        Err(e) => rooms
             .iter()
-            .filter(|m| m.standing == "joined" || m.standing == "invited")
-            .map(|m| m.user.as_str())
-            .collect();
-        r.name == "dm"
-            && r.standing == "joined"
-            && active.len() == 2
-            && active.contains(&me.as_str())
-            && active.contains(&other_hex.as_str())
+            .filter_map(|r| directory::dm_partner(r, &me))
+            .find(|p| {
+                who.len() >= 4
+                    && who.chars().all(|c| c.is_ascii_hexdigit())
+                    && p.to_string().starts_with(&who.to_ascii_lowercase())
+            })
+            .ok_or(e)?,
     };
-    let existing = s.client.rooms().await?.into_iter().find(pair);
+    if other == me {
+        bail!("that is your own key: a direct message goes to someone else");
+    }
+    let existing = directory::dm_rooms(&rooms, &me, &other)
+        .first()
+        .map(|r| (*r).clone());
     let info = match existing {
+        Some(r) if r.standing == "invited" => {
+            let join = s.composer().sign_in_room(
+                &r,
+                Body::Membership {
+                    action: MembershipAction::Join,
+                    target: me,
+                },
+            );
+            s.client.post_event(&join).await?;
+            s.client.room(&r.room.parse()?).await?
+        }
         Some(r) => r,
         None => {
             let create = s.composer().sign(
                 None,
                 Vec::new(),
                 Body::Create(basis_core::RoomCreate {
-                    name: "dm".into(),
+                    name: directory::DM_NAME.into(),
                     encrypted: true,
                     history: basis_core::History::SinceJoin,
                 }),
@@ -92,15 +140,14 @@ pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
             let invite = s.composer().sign_in_room(
                 &info,
                 Body::Membership {
-                    action: basis_core::MembershipAction::Invite,
+                    action: MembershipAction::Invite,
                     target: other,
                 },
             );
             s.client.post_event(&invite).await?;
             println!(
-                "started a direct room with {who} ({}); they join it with `basis room join {}`",
-                other.short(),
-                &room.to_string()[..12]
+                "started a direct conversation with {who} ({}); they see it in `basis rooms` and answer with `basis dm`",
+                other.short()
             );
             s.client.room(&room).await?
         }
@@ -110,18 +157,58 @@ pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
     Ok(())
 }
 
-/// `basis edit`, `delete` and `react`.
-pub async fn change(
-    opts: &ClientOptions,
-    room: &str,
-    event: &str,
-    make: impl FnOnce(EventId) -> MessageBody,
-) -> Result<()> {
+/// What `basis edit`, `delete` and `react` do to their target.
+pub enum Act {
+    /// Replace the text.
+    Edit(String),
+    /// Delete the message.
+    Delete,
+    /// React with a key.
+    React(String),
+}
+
+/// `basis edit`, `delete` and `react`: checked against the room as it is now, by the rules
+/// every reader applies, before anything is sent.
+pub async fn change(opts: &ClientOptions, room: &str, event: &str, act: Act) -> Result<()> {
     let s = Session::open(opts).await?;
     let info = find(&s, room).await?;
-    let target = target(&s, &info, event).await?;
-    let id = post_message(&s, &info, make(target)).await?;
-    println!("sent {} to {}", &id[..8], info.name);
+    let shown_name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
+    let mut view = RoomView::open(&s, info.clone()).await?;
+    // Older pages, until the message is among what was read (a prefix must be unique).
+    let target = loop {
+        match resolve::event(&view.event_ids(), event) {
+            Ok(id) if view.timeline.lines.iter().any(|l| l.id == id) => break id,
+            Ok(_) | Err(_) if view.older.is_some() => {
+                view.load_older(&s).await?;
+            }
+            Ok(id) => break id,
+            Err(e) => return Err(e),
+        }
+    };
+    let me = s.secrets.user_id();
+    let body = match act {
+        Act::Edit(text) => {
+            view.timeline
+                .may_change(&target, &me, Change::Edit)
+                .with_context(|| format!("cannot edit {}", &target.to_string()[..8]))?;
+            MessageBody::Edit { target, text }
+        }
+        Act::Delete => {
+            view.timeline
+                .may_change(&target, &me, Change::Delete)
+                .with_context(|| format!("cannot delete {}", &target.to_string()[..8]))?;
+            MessageBody::Delete { target }
+        }
+        Act::React(key) => {
+            let line = view.timeline.lines.iter().find(|l| l.id == target);
+            if !line.is_some_and(|l| matches!(l.shown, Shown::Text { .. } | Shown::File { .. })) {
+                bail!("only messages that can be read take reactions");
+            }
+            MessageBody::Reaction { target, key }
+        }
+    };
+    let id = post_message(&s, &info, body).await?;
+    println!("sent {} to {shown_name}", &id[..8]);
     Ok(())
 }
 
@@ -129,7 +216,9 @@ pub async fn change(
 pub async fn read(opts: &ClientOptions, room: &str) -> Result<()> {
     let s = Session::open(opts).await?;
     let info = find(&s, room).await?;
-    let up_to = info
+    let shown_name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
+    must_be_joined(&info, &shown_name)?;
+    let up_to: EventId = info
         .heads
         .first()
         .context("the room has no events yet")?
@@ -142,11 +231,13 @@ pub async fn read(opts: &ClientOptions, room: &str) -> Result<()> {
         },
     );
     s.client.post_event(&event).await?;
-    println!("marked {} read", info.name);
+    println!("marked {shown_name} read");
     Ok(())
 }
 
-/// `basis history`.
+/// `basis history`: the newest `limit` messages (or those before `before`), each as it is
+/// now, with the room events between them. A direct conversation that two rooms carry (both
+/// people started one) is shown as one.
 pub async fn history(
     opts: &ClientOptions,
     room: &str,
@@ -155,52 +246,108 @@ pub async fn history(
     json: bool,
 ) -> Result<()> {
     let s = Session::open(opts).await?;
+    let before = before.map(Position::parse).transpose()?;
     let info = find(&s, room).await?;
-    let view = RoomView::load(&s, info, before, limit).await?;
-    let lines: Vec<_> = view
-        .timeline
-        .lines
-        .iter()
-        .filter(|l| view.page.contains(&l.id))
-        .collect();
+    let me = s.secrets.user_id();
+    let rooms: Vec<RoomInfo> = match directory::dm_partner(&info, &me) {
+        Some(other) => {
+            let all = s.client.rooms().await?;
+            directory::dm_rooms(&all, &me, &other)
+                .into_iter()
+                .cloned()
+                .collect()
+        }
+        None => vec![info.clone()],
+    };
+    let mut views = Vec::new();
+    let mut lines: Vec<(Line, usize)> = Vec::new();
+    let mut more = false;
+    for (i, r) in rooms.into_iter().enumerate() {
+        let mut view = RoomView::open(&s, r).await?;
+        let (page, older) = view.page(&s, before, limit as usize).await?;
+        more |= older;
+        lines.extend(page.into_iter().map(|l| (l, i)));
+        views.push(view);
+    }
+    if views.len() > 1 {
+        // Several rooms of one conversation: one page across them, by time.
+        lines.sort_by_key(|(l, _)| Position::of(l));
+        let messages = lines.iter().filter(|(l, _)| is_message(l)).count();
+        if messages > limit as usize {
+            let mut seen = 0;
+            let start = lines
+                .iter()
+                .rposition(|(l, _)| {
+                    if is_message(l) {
+                        seen += 1;
+                    }
+                    seen == limit as usize
+                })
+                .unwrap_or(0);
+            lines.drain(..start);
+            more = true;
+        }
+    }
+    let next = if more {
+        lines.first().map(|(l, _)| Position::of(l).to_string())
+    } else {
+        None
+    };
+    let shown_name = directory::display_name(&s.contacts, &me, &info);
     if json {
+        let receipts: serde_json::Map<String, serde_json::Value> = views
+            .iter()
+            .flat_map(|v| v.timeline.receipts.iter())
+            .map(|(u, r)| (u.to_string(), serde_json::to_value(r).unwrap_or_default()))
+            .collect();
         print_json(&serde_json::json!({
-            "room": view.info.room,
-            "name": view.info.name,
-            "lines": lines,
-            "receipts": view.timeline.receipts,
-            "older": view.older,
+            "room": info.room,
+            "name": info.name,
+            "display_name": shown_name,
+            "lines": lines.iter().map(|(l, _)| render::line_json(l)).collect::<Vec<_>>(),
+            "receipts": receipts,
+            "older": next,
         }));
         return Ok(());
     }
     println!(
-        "{} ({}{})",
-        view.info.name,
-        &view.info.room[..12],
-        if view.info.encrypted {
-            ", encrypted"
-        } else {
-            ""
-        }
+        "{shown_name} ({}{}), times in {}",
+        &info.room[..12],
+        if info.encrypted { ", encrypted" } else { "" },
+        render::zone_label()
     );
-    for l in &lines {
-        println!("{}", render::line(&s, &view, l));
+    for (l, i) in &lines {
+        println!("{}", render::line(&s, &views[*i], l));
     }
-    for r in render::receipts(&s, &view) {
-        println!("  {r}");
+    for view in &views {
+        for r in render::receipts(&s, view) {
+            println!("  {r}");
+        }
     }
-    if let Some(older) = &view.older {
-        println!(
-            "older: basis history {} --before {older}",
-            &view.info.room[..12]
+    if let Some(next) = &next {
+        println!("older: basis history {room} --before {next}");
+    }
+    let unreadable: Vec<&str> = lines
+        .iter()
+        .filter_map(|(l, _)| match &l.shown {
+            Shown::Unreadable { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    let before_join = unreadable
+        .iter()
+        .filter(|r| **r == crate::client::view::BEFORE_JOIN)
+        .count();
+    if before_join > 0 {
+        eprintln!(
+            "{before_join} message(s) were sent before you joined: this room's history starts at each member's invitation"
         );
     }
-    let unreadable = lines
-        .iter()
-        .filter(|l| matches!(l.shown, Shown::Unreadable { .. }))
-        .count();
-    if unreadable > 0 {
-        eprintln!("{unreadable} message(s) cannot be read by you (yet)");
+    if unreadable.len() > before_join {
+        eprintln!(
+            "{} message(s) cannot be read by you yet: the key has not reached this node",
+            unreadable.len() - before_join
+        );
     }
     Ok(())
 }

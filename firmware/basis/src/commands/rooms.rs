@@ -1,11 +1,11 @@
 //! `basis rooms` and `basis room ...`.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use basis_core::{Body, History, MembershipAction, RoomCreate, UserId};
 
 use crate::api::types::RoomInfo;
 use crate::cli::RoomCommand;
-use crate::client::resolve;
+use crate::client::directory;
 use crate::client::session::{ClientOptions, Session};
 use crate::commands::print_json;
 
@@ -13,31 +13,87 @@ use crate::commands::print_json;
 pub async fn list(opts: &ClientOptions, json: bool) -> Result<()> {
     let s = Session::open(opts).await?;
     let rooms = s.client.rooms().await?;
+    let me = s.secrets.user_id();
+    let shown: Vec<&RoomInfo> = rooms
+        .iter()
+        .filter(|r| !directory::is_superseded(&rooms, &me, r))
+        .collect();
     if json {
-        print_json(&serde_json::to_value(&rooms)?);
+        let list: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "display_name".into(),
+                        directory::display_name(&s.contacts, &me, r).into(),
+                    );
+                    o.insert(
+                        "direct".into(),
+                        directory::dm_partner(r, &me).is_some().into(),
+                    );
+                }
+                v
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(list));
         return Ok(());
     }
-    if rooms.is_empty() {
+    if shown.is_empty() {
         println!("no rooms yet: create one with `basis room create NAME`");
     }
-    for r in &rooms {
+    for r in &shown {
         let joined = r.members.iter().filter(|m| m.standing == "joined").count();
+        let name = directory::display_name(&s.contacts, &me, r);
+        let kind = if directory::dm_partner(r, &me).is_some() {
+            "direct"
+        } else if r.encrypted {
+            "encrypted"
+        } else {
+            ""
+        };
         println!(
-            "{}  {:<24} {:<8} {:>3} members{}",
+            "{}  {:<24} {:<8} {:>3} members  {kind}",
             &r.room[..12],
-            r.name,
+            name,
             r.standing,
             joined,
-            if r.encrypted { "  encrypted" } else { "" }
         );
+        if r.standing == "invited" {
+            println!("{:<14}{}", "", answer_hint(&s, r));
+        }
     }
     Ok(())
 }
 
-/// Finds the room the user named.
+/// How to accept an invitation, in the words the user types.
+pub fn answer_hint(s: &Session, r: &RoomInfo) -> String {
+    let me = s.secrets.user_id();
+    match directory::dm_partner(r, &me) {
+        Some(other) => {
+            let name = s.contacts.name_of(&other).map(str::to_string);
+            match name {
+                Some(n) => format!("{n} wrote to you directly: answer with `basis dm {n} TEXT`"),
+                None => format!(
+                    "{} wrote to you directly: answer with `basis dm {} TEXT` (or add them: `basis contacts add NAME {}`)",
+                    directory::display_name(&s.contacts, &me, r),
+                    &other.to_string()[..8],
+                    other
+                ),
+            }
+        }
+        None => format!(
+            "you are invited: accept with `basis room join {}`",
+            &r.room[..12]
+        ),
+    }
+}
+
+/// Finds the room the user named (a name, an id or prefix, or a contact for a direct
+/// conversation).
 pub async fn find(s: &Session, text: &str) -> Result<RoomInfo> {
     let rooms = s.client.rooms().await?;
-    resolve::room(&rooms, text).cloned()
+    directory::find(&s.contacts, &s.secrets.user_id(), &rooms, text).cloned()
 }
 
 async fn membership(
@@ -62,6 +118,21 @@ pub async fn room(opts: &ClientOptions, command: RoomCommand) -> Result<()> {
             unencrypted,
             json,
         } => {
+            let rooms = s.client.rooms().await?;
+            if let Some(same) = rooms
+                .iter()
+                .find(|r| r.name == name && (r.standing == "joined" || r.standing == "invited"))
+            {
+                bail!(
+                    "you already have a room named {name:?} ({}): choose another name, so that `basis send {name}` knows which room you mean",
+                    &same.room[..12]
+                );
+            }
+            if name == directory::DM_NAME {
+                bail!(
+                    "{name:?} is kept for direct conversations: use `basis dm CONTACT TEXT` for one, or choose another name"
+                );
+            }
             let event = s.composer().sign(
                 None,
                 Vec::new(),
@@ -105,7 +176,7 @@ pub async fn room(opts: &ClientOptions, command: RoomCommand) -> Result<()> {
         }
         RoomCommand::Remove { room, user } => {
             let info = find(&s, &room).await?;
-            let target = s.contacts.resolve(&user)?;
+            let target = directory::member(&s.contacts, &info, &user)?;
             membership(&s, &info, MembershipAction::Remove, target).await?;
             println!(
                 "removed {user} from {}; your next message there uses a new key they do not get",

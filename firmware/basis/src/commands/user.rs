@@ -42,9 +42,14 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
                     s.publish_profile_if_needed(name.as_deref()).await?;
                     println!("profile published through the node");
                 }
-                Err(e) => println!(
-                    "the profile is not published yet ({e:#}); that happens at the first command that reaches a node"
-                ),
+                Err(e) => {
+                    if let Some(n) = name.as_deref() {
+                        write_private(&dir.pending_name_file(), n.as_bytes())?;
+                    }
+                    println!(
+                        "the profile is not published yet ({e:#}); that happens at the first command that reaches a node"
+                    );
+                }
             }
             Ok(())
         }
@@ -86,9 +91,16 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
         }
         UserCommand::Import { file } => import(&dir, opts, &file),
         UserCommand::Name { name } => {
-            let s = Session::open(opts).await?;
-            s.publish_profile_if_needed(Some(&name)).await?;
-            println!("display name {name:?} published");
+            let secrets = load_secrets(&dir, &opts.passphrase)?;
+            // Kept until a node has it: published now, or at the next command that reaches
+            // a node.
+            write_private(&dir.pending_name_file(), name.as_bytes())?;
+            match Session::connect(opts, dir.clone(), secrets).await {
+                Ok(_) => println!("display name {name:?} published"),
+                Err(e) => println!(
+                    "display name {name:?} saved; it is published at the next command that reaches a node ({e:#})"
+                ),
+            }
             Ok(())
         }
     }

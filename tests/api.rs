@@ -292,3 +292,76 @@ fn room_rules_sync_and_the_live_stream() {
     });
     node.stop();
 }
+
+#[test]
+fn only_the_author_may_edit_or_delete_a_message_and_only_a_message() {
+    use api_client::sign;
+    use basis_core::{Body, MessageBody};
+    let mut node = Node::new();
+    node.start();
+    rt().block_on(async {
+        let api = Api::new(&node);
+        let (alice, bob) = (UserKey::from_secret([1; 32]), UserKey::from_secret([2; 32]));
+        let (ta, tb) = (api.sign_in(&alice).await, api.sign_in(&bob).await);
+        let room_event = create(&alice, false);
+        let room = RoomId::from(room_event.id());
+        assert_eq!(api.post_event(&ta, &room_event).await.status, 201);
+        let invite = member(&alice, room, 1, MembershipAction::Invite, &bob);
+        assert_eq!(api.post_event(&ta, &invite).await.status, 201);
+        let join = member(&bob, room, 2, MembershipAction::Join, &bob);
+        assert_eq!(api.post_event(&tb, &join).await.status, 201);
+        let hello = text(&alice, room, 3, "hello");
+        assert_eq!(api.post_event(&ta, &hello).await.status, 201);
+        let change = |key: &UserKey, t, body| sign(key, Some(room), t, Body::Message(body));
+        // Bob edits and deletes Alice's message: refused, with the reason.
+        let forged = change(
+            &bob,
+            4,
+            MessageBody::Edit {
+                target: hello.id(),
+                text: "forged".into(),
+            },
+        );
+        api.post_event(&tb, &forged)
+            .await
+            .refused(403, "not_your_message");
+        let delete = change(&bob, 5, MessageBody::Delete { target: hello.id() });
+        api.post_event(&tb, &delete)
+            .await
+            .refused(403, "not_your_message");
+        // Deleting the room's creation "succeeded" before: it is not a message.
+        let delete_create = change(
+            &alice,
+            6,
+            MessageBody::Delete {
+                target: room_event.id(),
+            },
+        );
+        api.post_event(&ta, &delete_create)
+            .await
+            .refused(403, "not_a_message");
+        let unknown = change(
+            &alice,
+            7,
+            MessageBody::Delete {
+                target: basis_core::EventId([7; 32]),
+            },
+        );
+        api.post_event(&ta, &unknown)
+            .await
+            .refused(404, "unknown_target");
+        // The author's own edit and delete are taken.
+        let edit = change(
+            &alice,
+            8,
+            MessageBody::Edit {
+                target: hello.id(),
+                text: "hello all".into(),
+            },
+        );
+        assert_eq!(api.post_event(&ta, &edit).await.status, 201);
+        let own_delete = change(&alice, 9, MessageBody::Delete { target: hello.id() });
+        assert_eq!(api.post_event(&ta, &own_delete).await.status, 201);
+    });
+    node.stop();
+}

@@ -567,3 +567,353 @@ fn a_direct_message_is_readable_once_the_other_accepts() {
     );
     node.stop();
 }
+
+/// Three users on one loopback node in room `ops`: alice made it and invited bob and carol,
+/// who joined. Returns the users and their ids.
+fn ops_room(at: &At) -> ([User; 3], [String; 3]) {
+    let users = [User::new(), User::new(), User::new()];
+    for (u, name) in users.iter().zip(["Alice", "Bob", "Carol"]) {
+        u.ok(at, &["user", "create", "--name", name]);
+    }
+    let ids = [users[0].id(at), users[1].id(at), users[2].id(at)];
+    users[0].ok(at, &["room", "create", "ops"]);
+    users[0].ok(at, &["room", "invite", "ops", &ids[1], &ids[2]]);
+    users[1].ok(at, &["room", "join", "ops"]);
+    users[2].ok(at, &["room", "join", "ops"]);
+    (users, ids)
+}
+
+/// The stderr of a command that must fail, after checking it failed.
+fn fails(user: &User, at: &At, args: &[&str]) -> String {
+    let out = user.run(at, args);
+    assert!(
+        !out.status.success(),
+        "basis {args:?} should have failed\n{}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The id of the line whose text is `text`, in `user`'s history of `room`.
+fn line_id(user: &User, at: &At, room: &str, text: &str) -> String {
+    let h = user.json(at, &["history", room, "--json", "--limit", "200"]);
+    h["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["shown"]["text"] == text)
+        .and_then(|l| l["id"].as_str())
+        .unwrap_or_else(|| panic!("no line {text:?} in {h}"))
+        .to_string()
+}
+
+#[test]
+fn someone_elses_message_cannot_be_edited_or_deleted_and_live_views_agree() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let ([alice, bob, _carol], _) = ops_room(&at);
+    alice.ok(&at, &["send", "ops", "the bridge is out"]);
+    let id = line_id(&alice, &at, "ops", "the bridge is out");
+    let mut alice_chat = Running::spawn(&alice, &at, &["chat", "ops"]);
+    alice_chat.expect("── ops");
+    // Bob tries to edit and delete Alice's message: refused, nothing sent.
+    let err = fails(&bob, &at, &["edit", "ops", &id[..8], "the bridge is fine"]);
+    assert!(err.contains("someone else"), "{err}");
+    let err = fails(&bob, &at, &["delete", "ops", &id[..8]]);
+    assert!(err.contains("someone else"), "{err}");
+    // The room's creation is not a message.
+    let h = alice.json(&at, &["history", "ops", "--json"]);
+    let created = h["lines"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(h["lines"][0]["shown"]["type"], "created");
+    let err = fails(&alice, &at, &["delete", "ops", &created[..8]]);
+    assert!(err.contains("not a message"), "{err}");
+    // In the chat, /edit of someone else's message is refused too.
+    let mut bob_chat = Running::spawn(&bob, &at, &["chat", "ops"]);
+    bob_chat.expect(&id[..8]);
+    bob_chat.type_line(&format!("/edit {} forged", &id[..8]));
+    bob_chat.expect("someone else");
+    // Alice's own edit shows live, and history agrees with the live view.
+    alice_chat.type_line(&format!("/edit {} the bridge is out since 6:00", &id[..8]));
+    bob_chat.expect(&format!(
+        "edited {}: the bridge is out since 6:00",
+        &id[..8]
+    ));
+    alice_chat.type_line("/quit");
+    bob_chat.type_line("/quit");
+    alice_chat.finish();
+    let seen = bob_chat.seen.join("\n");
+    bob_chat.finish();
+    assert!(!seen.contains("forged"), "{seen}");
+    assert_eq!(
+        bob.texts(&at, "ops"),
+        vec!["the bridge is out since 6:00".to_string()]
+    );
+    node.stop();
+}
+
+#[test]
+fn a_direct_conversation_is_one_room_whoever_writes_and_is_named_by_the_contact() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let (alice, bob) = (User::new(), User::new());
+    alice.ok(&at, &["user", "create", "--name", "Alice"]);
+    bob.ok(&at, &["user", "create", "--name", "Bob"]);
+    let (alice_id, bob_id) = (alice.id(&at), bob.id(&at));
+    alice.ok(&at, &["contacts", "add", "b", &bob_id]);
+    bob.ok(&at, &["contacts", "add", "a", &alice_id]);
+    alice.ok(&at, &["dm", "b", "are you at the school"]);
+    // Bob is told how to answer, and answering lands in the same conversation.
+    let rooms = bob.ok(&at, &["rooms"]);
+    assert!(rooms.contains("answer with `basis dm a TEXT`"), "{rooms}");
+    bob.ok(&at, &["dm", "a", "yes, with the radio"]);
+    alice.ok(&at, &["dm", "b", "good"]);
+    for (user, contact) in [(&alice, "b"), (&bob, "a")] {
+        let rooms = user.json(&at, &["rooms", "--json"]);
+        let rooms = rooms.as_array().unwrap();
+        assert_eq!(rooms.len(), 1, "{rooms:?}");
+        assert_eq!(rooms[0]["display_name"], contact);
+        assert_eq!(rooms[0]["direct"], true);
+        assert_eq!(
+            user.texts(&at, contact),
+            vec![
+                "are you at the school".to_string(),
+                "yes, with the radio".to_string(),
+                "good".to_string()
+            ]
+        );
+    }
+    // "dm" is not a room name anyone has to type; a stranger is no contact.
+    let err = fails(&alice, &at, &["history", "dm"]);
+    assert!(err.contains("no room"), "{err}");
+    let err = fails(&alice, &at, &["dm", "carol", "hi"]);
+    assert!(err.contains("no contact named \"carol\""), "{err}");
+    node.stop();
+}
+
+#[test]
+fn room_names_are_unique_and_members_are_named_by_id_prefix() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let ([alice, _bob, carol], ids) = ops_room(&at);
+    let err = fails(&alice, &at, &["room", "create", "ops"]);
+    assert!(err.contains("already have a room named \"ops\""), "{err}");
+    alice.ok(&at, &["send", "ops", "still one ops"]);
+    // Members are shown as `<name> (5f7862fa)`: that prefix names them.
+    alice.ok(&at, &["room", "remove", "ops", &ids[2][..6]]);
+    let rooms = carol.json(&at, &["rooms", "--json"]);
+    assert_eq!(rooms[0]["standing"], "removed", "{rooms}");
+    node.stop();
+}
+
+#[test]
+fn history_pages_show_messages_as_they_are_now_and_limits_count_messages() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let ([alice, bob, _], _) = ops_room(&at);
+    for i in 1..=6 {
+        alice.ok(&at, &["send", "ops", &format!("report {i}")]);
+    }
+    bob.ok(&at, &["read", "ops"]);
+    let first = line_id(&alice, &at, "ops", "report 1");
+    let second = line_id(&alice, &at, "ops", "report 2");
+    alice.ok(&at, &["edit", "ops", &first[..8], "report 1, corrected"]);
+    alice.ok(&at, &["delete", "ops", &second[..8]]);
+    // Three messages, whatever receipts and edits came after them.
+    let page = bob.json(&at, &["history", "ops", "--json", "--limit", "3"]);
+    let messages: Vec<&Value> = page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            ["text", "deleted", "unreadable"].contains(&l["shown"]["type"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(messages.len(), 3, "{page}");
+    assert_eq!(messages[2]["shown"]["text"], "report 6");
+    // The older page shows the edit and the delete that came later.
+    let older = page["older"].as_str().expect("an older page").to_string();
+    let page = bob.json(
+        &at,
+        &[
+            "history", "ops", "--json", "--limit", "3", "--before", &older,
+        ],
+    );
+    let shown: Vec<Value> = page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["author"] != Value::Null
+                && l["shown"]["type"] != "membership"
+                && l["shown"]["type"] != "created"
+        })
+        .map(|l| l["shown"].clone())
+        .collect();
+    assert_eq!(shown.len(), 3, "{page}");
+    assert_eq!(shown[0]["text"], "report 1, corrected");
+    assert_eq!(shown[0]["edited"], true);
+    assert_eq!(shown[1]["type"], "deleted");
+    assert_eq!(shown[2]["text"], "report 3");
+    // The text form says where to go on.
+    let text = bob.ok(&at, &["history", "ops", "--limit", "3"]);
+    assert!(
+        text.contains("older: basis history ops --before "),
+        "{text}"
+    );
+    node.stop();
+}
+
+#[test]
+fn times_are_local_with_the_zone_named_and_json_has_rfc3339() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let ([alice, _, _], _) = ops_room(&at);
+    alice.ok(&at, &["send", "ops", "tea at noon"]);
+    let mut cmd = at.command();
+    cmd.env("BASIS_CLIENT_DIR", alice.dir.path())
+        .env("BASIS_PASSPHRASE", PASSPHRASE)
+        .env("TZ", "Asia/Tokyo")
+        .args(["history", "ops", "--json"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let h: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let line = h["lines"].as_array().unwrap().last().unwrap().clone();
+    let at_text = line["at"].as_str().unwrap();
+    assert!(at_text.ends_with("+09:00"), "{line}");
+    assert!(
+        line["time"].is_u64() || line["time"].is_array() || line["time"].is_number(),
+        "{line}"
+    );
+    let mut cmd = at.command();
+    cmd.env("BASIS_CLIENT_DIR", alice.dir.path())
+        .env("BASIS_PASSPHRASE", PASSPHRASE)
+        .env("TZ", "Asia/Tokyo")
+        .args(["history", "ops"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("times in JST"), "{text}");
+    // The local hour and minute of the RFC 3339 time are what the line shows.
+    let hhmm = &at_text[11..16];
+    assert!(
+        text.lines()
+            .any(|l| l.contains(hhmm) && l.contains("tea at noon")),
+        "{text}"
+    );
+    node.stop();
+}
+
+#[test]
+fn a_display_name_given_while_no_node_answers_is_published_later() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let (zed, alice) = (User::new(), User::new());
+    // No node at that address: the key is made, the name kept.
+    let mut cmd = clean_command();
+    cmd.env("BASIS_CLIENT_DIR", zed.dir.path())
+        .env("BASIS_PASSPHRASE", PASSPHRASE)
+        .env("BASIS_KDF", "fast")
+        .env("BASIS_NODE", "http://127.0.0.1:9")
+        .args(["user", "create", "--name", "Zed"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe(&out));
+    let zed_id = zed.id(&at);
+    // The next command that reaches a node publishes it.
+    zed.ok(&at, &["rooms"]);
+    alice.ok(&at, &["user", "create", "--name", "Alice"]);
+    alice.ok(&at, &["room", "create", "ops"]);
+    alice.ok(&at, &["room", "invite", "ops", &zed_id]);
+    let room = room_entry(&alice, &at, "ops").unwrap();
+    let member = room["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"] == zed_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(member["name"], "Zed", "{room}");
+    node.stop();
+}
+
+#[test]
+fn refusals_say_what_to_do_next() {
+    let mut node = Node::new();
+    node.start();
+    let at = At::Here(&node);
+    let (alice, bob, dave) = (User::new(), User::new(), User::new());
+    for (u, n) in [(&alice, "Alice"), (&bob, "Bob"), (&dave, "Dave")] {
+        u.ok(&at, &["user", "create", "--name", n]);
+    }
+    let (bob_id, dave_id) = (bob.id(&at), dave.id(&at));
+    alice.ok(&at, &["room", "create", "ops"]);
+    alice.ok(&at, &["send", "ops", "before dave came"]);
+    alice.ok(&at, &["room", "invite", "ops", &bob_id, &dave_id]);
+    // Invited but not joined.
+    let err = fails(&bob, &at, &["send", "ops", "hello?"]);
+    assert!(err.contains("join first: basis room join"), "{err}");
+    bob.ok(&at, &["room", "join", "ops"]);
+    bob.ok(&at, &["room", "leave", "ops"]);
+    let err = fails(&bob, &at, &["send", "ops", "back again"]);
+    assert!(
+        err.contains("you left ops; ask a member to invite you again"),
+        "{err}"
+    );
+    // A newcomer is told why older messages cannot be read.
+    dave.ok(&at, &["room", "join", "ops"]);
+    let out = dave.run(&at, &["history", "ops"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 message(s) were sent before you joined"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent before you joined"));
+    node.stop();
+}
+
+#[test]
+fn chat_and_tail_reconnect_after_the_node_restarts_and_catch_up() {
+    let mut node = Node::new();
+    node.start();
+    let url = node.api_url();
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let at = At::Here(&node);
+    let ([alice, bob, carol], _) = ops_room(&at);
+    alice.ok(&at, &["send", "ops", "before the restart"]);
+    let mut tail = Running::spawn(&carol, &at, &["tail", "ops", "--json"]);
+    tail.expect("before the restart");
+    let mut bob_chat = Running::spawn(&bob, &at, &["chat", "ops"]);
+    bob_chat.expect("before the restart");
+    node.stop();
+    // The same node comes back on the same port.
+    let mut cmd = node.command();
+    cmd.arg("run")
+        .arg("--set")
+        .arg(format!("api.listen=127.0.0.1:{port}"));
+    node.start_command(cmd);
+    let at = At::Here(&node);
+    alice.ok(&at, &["send", "ops", "after the restart"]);
+    // Both catch up on what came while they were away, and follow on.
+    tail.expect("after the restart");
+    bob_chat.expect("after the restart");
+    bob_chat.expect("reconnected");
+    alice.ok(&at, &["send", "ops", "and later"]);
+    tail.expect("and later");
+    bob_chat.expect("and later");
+    bob_chat.type_line("/quit");
+    bob_chat.finish();
+    let _ = tail.child.kill();
+    let _ = tail.child.wait();
+    // Each message once in the tail's JSON.
+    let count = tail
+        .seen
+        .iter()
+        .filter(|l| l.contains("after the restart"))
+        .count();
+    assert_eq!(count, 1, "{:?}", tail.seen);
+    node.stop();
+}

@@ -46,6 +46,8 @@ enum Out {
     Printer(Box<dyn ExternalPrinter + Send>),
     /// Plain stdout (a pipe, a test, `tail`).
     Plain,
+    /// Standard error, for notices beside JSON lines on stdout (`tail --json`).
+    Stderr,
 }
 
 impl Out {
@@ -58,6 +60,7 @@ impl Out {
                 }
             }
             Out::Plain => println!("{text}"),
+            Out::Stderr => eprintln!("{text}"),
         }
     }
 }
@@ -281,7 +284,7 @@ fn update_json(u: &Update) -> serde_json::Value {
 pub async fn tail(opts: &ClientOptions, room: &str, json: bool) -> Result<()> {
     let mut s = Session::open(opts).await?;
     let info = crate::commands::rooms::find(&s, room).await?;
-    let mut out = Out::Plain;
+    let mut out = if json { Out::Stderr } else { Out::Plain };
     // Open the stream before reading history so nothing falls between the two.
     let mut ws = s.client.stream(None).await?;
     let mut f = Followed::open(&s, info, json, &mut out).await?;

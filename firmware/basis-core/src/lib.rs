@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compose;
 pub mod encoding;
 pub mod error;
 pub mod event;
@@ -23,9 +24,11 @@ pub use body::{
     Body, FileManifest, History, KeyShare, MembershipAction, MessageBody, Profile, ReceiptKind,
     RoomCreate, RoomSettings, SealedKey,
 };
+pub use compose::Composer;
 pub use error::EventError;
 pub use event::{Event, EventContent, PROTOCOL_VERSION};
 pub use hlc::{Clock, Timestamp};
 pub use ids::{EventId, IdParseError, NodeId, RoomId, UserId, profile_room};
 pub use keys::{KeyError, NodeKey, UserKey};
+pub use room::Standing;
 pub use validate::ValidEvent;

@@ -41,6 +41,41 @@ pub enum Standing {
     Removed,
 }
 
+impl Standing {
+    /// The standing's name, as the client API writes it (`invited`, `joined`, `left`,
+    /// `removed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Invited => "invited",
+            Standing::Joined => "joined",
+            Standing::Left => "left",
+            Standing::Removed => "removed",
+        }
+    }
+}
+
+/// A text that names no standing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown standing {0:?} (expected invited, joined, left or removed)")]
+pub struct UnknownStanding(pub String);
+
+impl std::str::FromStr for Standing {
+    type Err = UnknownStanding;
+
+    /// Reads what [`Standing::name`] writes.
+    fn from_str(s: &str) -> Result<Standing, UnknownStanding> {
+        [
+            Standing::Invited,
+            Standing::Joined,
+            Standing::Left,
+            Standing::Removed,
+        ]
+        .into_iter()
+        .find(|st| st.name() == s)
+        .ok_or_else(|| UnknownStanding(s.to_string()))
+    }
+}
+
 /// Why an event had no effect on the room.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
@@ -275,6 +310,21 @@ pub fn display_order<'a>(events: &[&'a Event]) -> Vec<&'a Event> {
 mod tests {
     use super::*;
     use crate::body::{MessageBody, RoomCreate};
+
+    #[test]
+    fn standing_names_read_back_and_match_serde() {
+        for s in [
+            Standing::Invited,
+            Standing::Joined,
+            Standing::Left,
+            Standing::Removed,
+        ] {
+            assert_eq!(s.name().parse::<Standing>(), Ok(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+        }
+        assert!("member".parse::<Standing>().is_err());
+    }
     use crate::event::{EventContent, PROTOCOL_VERSION};
     use crate::keys::UserKey;
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use basis_core::{KeyShare, RoomId, SealedKey, UserId};
+use basis_core::{Body, Event, KeyShare, MessageBody, RoomId, SealedKey, UserId};
 use serde::{Deserialize, Serialize};
 use vodozemac::megolm::{
     DecryptionError, InboundGroupSession, InboundGroupSessionPickle, MegolmMessage, SessionKey,
@@ -53,6 +53,20 @@ pub enum DecryptError {
     /// Megolm refused the message (bad signature or MAC, or an index before the key).
     #[error("decryption failed: {0}")]
     Megolm(#[from] DecryptionError),
+}
+
+/// What a client shows for an encrypted message whose session key it does not hold.
+pub const WAITING_FOR_KEY: &str =
+    "waiting for the key (not synced to this node yet, or sent before you joined)";
+
+impl DecryptError {
+    /// Why the message shows no text, in the words a client shows the user.
+    pub fn reason(&self) -> String {
+        match self {
+            DecryptError::NoSession => WAITING_FOR_KEY.to_string(),
+            other => format!("cannot be decrypted: {other}"),
+        }
+    }
 }
 
 /// Where an inbound session is filed: the room and author of its key share, and its id.
@@ -195,6 +209,46 @@ impl RoomKeys {
         Ok(plaintext)
     }
 
+    /// Takes in `event` of `room` if it is a key share: `Ok(false)` for any other event, else
+    /// as [`RoomKeys::absorb`] with the event's author as the share's author.
+    pub fn absorb_event(
+        &mut self,
+        room: RoomId,
+        event: &Event,
+        secrets: &UserSecrets,
+    ) -> Result<bool, AbsorbError> {
+        match &event.content.body {
+            Body::KeyShare(share) => self.absorb(room, event.content.author, share, secrets),
+            _ => Ok(false),
+        }
+    }
+
+    /// Decrypts `event` of `room` if it is an encrypted message (`None` for any other event),
+    /// as [`RoomKeys::decrypt`] with the event's author.
+    pub fn decrypt_event(
+        &mut self,
+        room: RoomId,
+        event: &Event,
+    ) -> Option<Result<Plaintext, DecryptError>> {
+        match &event.content.body {
+            Body::Message(MessageBody::Encrypted {
+                session_id,
+                ciphertext,
+            }) => Some(self.decrypt(room, event.content.author, session_id, ciphertext)),
+            _ => None,
+        }
+    }
+
+    /// True when `event` of `room` is an encrypted message whose session is not held.
+    pub fn lacks_session_for(&self, room: RoomId, event: &Event) -> bool {
+        match &event.content.body {
+            Body::Message(MessageBody::Encrypted { session_id, .. }) => {
+                !self.has_session(room, event.content.author, session_id)
+            }
+            _ => false,
+        }
+    }
+
     /// Why no session is filed under `slot`: the id is held for another sender, or for the
     /// same sender in another room, or not at all.
     fn why_missing(&self, slot: &SessionRef) -> DecryptError {
@@ -313,6 +367,44 @@ mod tests {
             session_id: named.session_id(),
             keys: vec![sealed],
         }
+    }
+
+    #[test]
+    fn events_are_absorbed_and_decrypted_by_kind() {
+        use basis_core::{Composer, Timestamp};
+        let a = UserSecrets::generate(0).unwrap();
+        let b = UserSecrets::generate(0).unwrap();
+        let mut s = OutboundSession::new(0, BTreeSet::new());
+        let share = s
+            .key_share(ROOM, a.user_id(), &[(b.user_id(), b.agreement_public())])
+            .unwrap();
+        let body = s.encrypt(&text(a.user_id(), "hello")).unwrap();
+        let mut c = Composer::new(Timestamp(0));
+        let sign = |c: &mut Composer, body| c.sign(a.signing_key(), Some(ROOM), vec![], body, 1);
+        let share_event = sign(&mut c, Body::KeyShare(share));
+        let message = sign(&mut c, Body::Message(body));
+        let plain = sign(
+            &mut c,
+            Body::Message(MessageBody::Text { text: "x".into() }),
+        );
+
+        let mut keys = RoomKeys::new();
+        assert!(keys.lacks_session_for(ROOM, &message));
+        assert!(!keys.lacks_session_for(ROOM, &plain));
+        let waiting = keys.decrypt_event(ROOM, &message).unwrap().unwrap_err();
+        assert!(matches!(waiting, DecryptError::NoSession));
+        assert_eq!(waiting.reason(), WAITING_FOR_KEY);
+        assert!(!keys.absorb_event(ROOM, &plain, &b).unwrap());
+        assert!(keys.absorb_event(ROOM, &share_event, &b).unwrap());
+        assert!(!keys.lacks_session_for(ROOM, &message));
+        let opened = keys.decrypt_event(ROOM, &message).unwrap().unwrap();
+        assert_eq!(
+            opened.body,
+            MessageBody::Text {
+                text: "hello".into()
+            }
+        );
+        assert!(keys.decrypt_event(ROOM, &plain).is_none());
     }
 
     #[test]

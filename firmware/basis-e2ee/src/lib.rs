@@ -72,6 +72,7 @@ pub mod outbound;
 pub mod plaintext;
 pub mod seal;
 pub mod secrets;
+pub mod send;
 pub mod state;
 
 pub use inbound::{AbsorbError, DecryptError, RoomKeys};
@@ -82,6 +83,7 @@ pub use outbound::{
 pub use plaintext::{Plaintext, PlaintextError};
 pub use seal::{Binding, SealError, open_session_key, seal_session_key};
 pub use secrets::{AgreementKey, SecretsError, UserSecrets};
+pub use send::{Recipients, key_member, receives_room_keys, recipients, session_for};
 pub use state::{StateError, open_state, seal_state};
 
 /// The Megolm variant used for every session (see the crate docs for why version 1).

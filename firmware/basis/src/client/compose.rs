@@ -1,7 +1,8 @@
 //! Building and signing the user's events: timestamps from a hybrid clock that has seen the
-//! node's clock and the room's newest events, parents from the room's heads.
+//! node's clock and the room's newest events, parents from the room's heads. The signing
+//! itself is [`basis_core::Composer`], shared with the browser client.
 
-use basis_core::{Body, Clock, Event, EventContent, EventId, PROTOCOL_VERSION, RoomId, Timestamp};
+use basis_core::{Body, Event, EventId, RoomId, Timestamp};
 use basis_e2ee::UserSecrets;
 
 use crate::api::types::RoomInfo;
@@ -10,45 +11,49 @@ use crate::node::wall_millis;
 /// Signs events as the user.
 pub struct Composer<'a> {
     secrets: &'a UserSecrets,
-    clock: Clock,
+    inner: basis_core::Composer,
 }
 
 impl<'a> Composer<'a> {
     /// A composer whose clock has seen `node_time` (the node's hybrid clock).
     pub fn new(secrets: &'a UserSecrets, node_time: u64) -> Composer<'a> {
-        let mut clock = Clock::new();
-        clock.observe(Timestamp(node_time));
-        Composer { secrets, clock }
+        Composer {
+            secrets,
+            inner: basis_core::Composer::new(Timestamp(node_time)),
+        }
     }
 
     /// Lets the clock see a timestamp (of an event the user has seen).
     pub fn observe(&mut self, t: u64) {
-        self.clock.observe(Timestamp(t));
+        self.inner.observe(Timestamp(t));
     }
 
     /// Signs an event with this body.
     pub fn sign(&mut self, room: Option<RoomId>, parents: Vec<EventId>, body: Body) -> Event {
-        let time = self.clock.tick(wall_millis());
-        EventContent {
-            version: PROTOCOL_VERSION,
+        self.inner.sign(
+            self.secrets.signing_key(),
             room,
-            author: self.secrets.user_id(),
             parents,
-            time,
             body,
-        }
-        .sign(self.secrets.signing_key())
+            wall_millis(),
+        )
     }
 
     /// Signs an event for a room, naming its heads as parents.
     pub fn sign_in_room(&mut self, info: &RoomInfo, body: Body) -> Event {
-        self.observe(info.latest_time);
         let parents = info
             .heads
             .iter()
             .filter_map(|h| h.parse().ok())
             .collect::<Vec<EventId>>();
         let room = info.room.parse().ok();
-        self.sign(room, parents, body)
+        self.inner.sign_in_room(
+            self.secrets.signing_key(),
+            room,
+            parents,
+            Timestamp(info.latest_time),
+            body,
+            wall_millis(),
+        )
     }
 }

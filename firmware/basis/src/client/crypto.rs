@@ -5,23 +5,18 @@
 //! Session state is kept in `sessions/` of the client folder, sealed with the state key that
 //! lives inside the encrypted user key.
 
-use std::collections::BTreeSet;
 use std::fs;
 
 use anyhow::{Context, Result};
 use basis_core::timeline::Item;
-use basis_core::{Body, Event, MessageBody, RoomId, UserId};
-use basis_e2ee::{DecryptError, OutboundSession, Plaintext, RoomKeys, UserSecrets};
+use basis_core::{Body, Event, MessageBody, RoomId};
+use basis_e2ee::{OutboundSession, Plaintext, RoomKeys, UserSecrets};
 
 use super::compose::Composer;
 use super::node_client::NodeClient;
 use super::profile::{ClientDir, write_private};
 use crate::api::types::RoomInfo;
 use crate::node::wall_millis;
-
-/// Why an encrypted message shows no text.
-pub const WAITING: &str =
-    "waiting for the key (not synced to this node yet, or sent before you joined)";
 
 /// Room encryption for one user on this computer.
 pub struct RoomCrypto<'a> {
@@ -96,54 +91,35 @@ impl<'a> RoomCrypto<'a> {
         // Members we can seal to: joined or invited, with a published key (ourselves always).
         // Invitees get the keys from their invitation on, so the first messages of a direct
         // room are readable once the other person accepts.
-        let mut recipients: Vec<(UserId, [u8; 32])> = vec![(me, self.secrets.agreement_public())];
-        for m in info
-            .members
-            .iter()
-            .filter(|m| m.standing == "joined" || m.standing == "invited")
-        {
-            let Ok(user) = m.user.parse::<UserId>() else {
-                continue;
-            };
-            if user == me {
-                continue;
-            }
-            match m
-                .agreement_key
-                .as_deref()
-                .and_then(|k| hex::decode(k).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            {
-                Some(key) => recipients.push((user, key)),
-                None => eprintln!(
-                    "note: {} has not published a key yet; they will get the room key once they have",
-                    user.short()
-                ),
-            }
+        let members = info.members.iter().filter_map(|m| {
+            basis_e2ee::key_member(&m.user, &m.standing, m.agreement_key.as_deref())
+        });
+        let recipients = basis_e2ee::recipients(self.secrets, members);
+        for user in &recipients.without_key {
+            eprintln!(
+                "note: {} has not published a key yet; they will get the room key once they have",
+                user.short()
+            );
         }
-        let members: BTreeSet<UserId> = recipients.iter().map(|(u, _)| *u).collect();
-        let now = wall_millis();
-        let mut session = match self.load_outbound(&room) {
-            Some(s) if s.needs_rotation(&members, now).is_none() => s,
-            _ => {
-                let s = OutboundSession::new(now, members);
-                let share = s
-                    .key_share(room, me, &recipients)
-                    .context("cannot seal the room key")?;
-                let event = composer.sign_in_room(info, Body::KeyShare(share));
-                client
-                    .post_event(&event)
-                    .await
-                    .context("the node refused the room key share")?;
-                // Our own copy, so our history reads back without a round trip.
-                let mut keys = self.load_keys(&room);
-                if let Body::KeyShare(share) = &event.content.body {
-                    let _ = keys.absorb(room, me, share, self.secrets);
-                }
-                self.save_keys(&room, &keys)?;
-                s
-            }
-        };
+        let (mut session, share) = basis_e2ee::session_for(
+            self.load_outbound(&room),
+            room,
+            self.secrets,
+            &recipients,
+            wall_millis(),
+        )
+        .context("cannot seal the room key")?;
+        if let Some(share) = share {
+            let event = composer.sign_in_room(info, Body::KeyShare(share));
+            client
+                .post_event(&event)
+                .await
+                .context("the node refused the room key share")?;
+            // Our own copy, so our history reads back without a round trip.
+            let mut keys = self.load_keys(&room);
+            let _ = keys.absorb_event(room, &event, self.secrets);
+            self.save_keys(&room, &keys)?;
+        }
         let encrypted = session
             .encrypt(&Plaintext {
                 room,
@@ -158,9 +134,7 @@ impl<'a> RoomCrypto<'a> {
     /// Absorbs every key share among `events` addressed to this user.
     pub fn absorb(&self, room: &RoomId, keys: &mut RoomKeys, events: &[Event]) {
         for e in events {
-            if let Body::KeyShare(share) = &e.content.body
-                && let Err(err) = keys.absorb(*room, e.content.author, share, self.secrets)
-            {
+            if let Err(err) = keys.absorb_event(*room, e, self.secrets) {
                 log::warn!(
                     "a key share from {} cannot be opened: {err}",
                     e.content.author.short()
@@ -174,20 +148,9 @@ impl<'a> RoomCrypto<'a> {
         events
             .into_iter()
             .map(|event| {
-                let decrypted = match &event.content.body {
-                    Body::Message(MessageBody::Encrypted {
-                        session_id,
-                        ciphertext,
-                    }) => Some(
-                        keys.decrypt(*room, event.content.author, session_id, ciphertext)
-                            .map(|p| p.body)
-                            .map_err(|e| match e {
-                                DecryptError::NoSession => WAITING.to_string(),
-                                other => format!("cannot be decrypted: {other}"),
-                            }),
-                    ),
-                    _ => None,
-                };
+                let decrypted = keys
+                    .decrypt_event(*room, &event)
+                    .map(|r| r.map(|p| p.body).map_err(|e| e.reason()));
                 Item { event, decrypted }
             })
             .collect()
@@ -195,11 +158,6 @@ impl<'a> RoomCrypto<'a> {
 
     /// True when an encrypted message among `events` needs a session not in `keys`.
     pub fn missing(&self, room: &RoomId, keys: &RoomKeys, events: &[Event]) -> bool {
-        events.iter().any(|e| match &e.content.body {
-            Body::Message(MessageBody::Encrypted { session_id, .. }) => {
-                !keys.has_session(*room, e.content.author, session_id)
-            }
-            _ => false,
-        })
+        events.iter().any(|e| keys.lacks_session_for(*room, e))
     }
 }

@@ -24,7 +24,7 @@ pub struct User {
 }
 
 /// Refuses an empty passphrase, as the command-line client does.
-fn passphrase(p: String) -> Result<Zeroizing<String>, WebError> {
+fn checked_passphrase(p: String) -> Result<Zeroizing<String>, WebError> {
     let p = Zeroizing::new(p);
     if p.is_empty() {
         return Err(WebError::EmptyPassphrase);
@@ -58,8 +58,8 @@ impl User {
 
     /// Opens a key file (the text `basis user export` writes) with its passphrase.
     #[wasm_bindgen(js_name = openKeyFile)]
-    pub fn open_key_file(text: &str, passphrase_text: String) -> Result<User, WebError> {
-        let pass = passphrase(passphrase_text)?;
+    pub fn open_key_file(text: &str, passphrase: String) -> Result<User, WebError> {
+        let pass = checked_passphrase(passphrase)?;
         keyfile::decrypt(text, pass.as_bytes())
             .map(User::from_secrets)
             .map_err(key_file_error)
@@ -78,8 +78,8 @@ impl User {
     /// writes and `basis user import` reads (Argon2id with the recommended cost, then
     /// XChaCha20-Poly1305). Takes about a second.
     #[wasm_bindgen(js_name = exportKeyFile)]
-    pub fn export_key_file(&self, passphrase_text: String) -> Result<String, WebError> {
-        self.export_with(passphrase_text, KdfParams::RECOMMENDED)
+    pub fn export_key_file(&self, passphrase: String) -> Result<String, WebError> {
+        self.export_with(passphrase, KdfParams::RECOMMENDED)
     }
 
     /// The user id: the public signing key, hex.
@@ -259,10 +259,10 @@ impl User {
     /// Seals the secrets with explicit Argon2id costs.
     pub(crate) fn export_with(
         &self,
-        passphrase_text: String,
+        passphrase: String,
         params: KdfParams,
     ) -> Result<String, WebError> {
-        let pass = passphrase(passphrase_text)?;
+        let pass = checked_passphrase(passphrase)?;
         keyfile::encrypt(&self.secrets, pass.as_bytes(), params)
             .map_err(|e| WebError::Seal(e.to_string()))
     }

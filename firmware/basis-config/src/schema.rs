@@ -221,6 +221,9 @@ pub struct ApiConfig {
     pub rate_per_sec: u32,
     /// Requests a client address may make at once before the rate applies.
     pub rate_burst: u32,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the API from a browser
+    /// (CORS). Empty: only the web client the node serves itself.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -232,6 +235,7 @@ impl Default for ApiConfig {
             max_body_kib: 256,
             rate_per_sec: 50,
             rate_burst: 200,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -199,7 +199,37 @@ fn validate_api(config: &Config) -> Result<(), Invalid> {
     in_range("api.max_body_kib", a.max_body_kib, 80..=65_536)?;
     in_range("api.rate_per_sec", a.rate_per_sec, 1..=100_000)?;
     in_range("api.rate_burst", a.rate_burst, 1..=100_000)?;
+    for origin in &a.cors_origins {
+        if !is_origin(origin) {
+            return Err(invalid(
+                "api.cors_origins",
+                format!(
+                    "{origin:?}: expected an origin such as \"http://chat.example.lan:8080\" (scheme, host and port, no path); \"*\" is not taken"
+                ),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// `http://host[:port]` or `https://host[:port]`, nothing after.
+fn is_origin(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    !host.is_empty()
+        && !rest.contains('/')
+        && !rest.contains('?')
+        && !rest.contains('#')
+        && !rest.contains('@')
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn invalid(field: &'static str, reason: String) -> Invalid {
@@ -385,6 +415,33 @@ mod tests {
             "node.name"
         );
         assert_eq!(check(|c| c.node.name = "Feldlager Süd".into()), Ok(()));
+        for good in [
+            "http://chat.lan",
+            "https://10.0.0.5:8443",
+            "http://[fd00::1]:8080",
+        ] {
+            assert_eq!(
+                check(|c| c.api.cors_origins = vec![good.into()]),
+                Ok(()),
+                "{good}"
+            );
+        }
+        for bad in [
+            "*",
+            "chat.lan",
+            "http://chat.lan/app",
+            "http://",
+            "http://x:0",
+            "ftp://x",
+        ] {
+            assert_eq!(
+                check(|c| c.api.cors_origins = vec![bad.into()])
+                    .unwrap_err()
+                    .field,
+                "api.cors_origins",
+                "{bad}"
+            );
+        }
         let long = format!("/{}", "s".repeat(107));
         assert_eq!(
             check(|c| c.control.socket = long.into()).unwrap_err().field,

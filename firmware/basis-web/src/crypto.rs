@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use basis_core::timeline::{Item, Timeline};
+use basis_core::timeline::{Change, Item, Timeline};
 use basis_core::validate::validate;
 use basis_core::{Body, Event, RoomId};
 use basis_e2ee::{OutboundSession, Plaintext, RoomKeys};
@@ -248,12 +248,17 @@ impl RoomCrypto {
         let timeline = Timeline::build(&items);
         let mut value = serde_json::to_value(&timeline)
             .map_err(|e| WebError::input("events", format!("cannot describe them: {e}")))?;
-        // Times exceed 2^53: hand them over as decimal strings.
+        // Times exceed 2^53: hand them over as decimal strings. What the user may still
+        // change is said by the same rules the timeline applies (`Timeline::may_change`).
+        let me = user.secrets.user_id();
         if let Some(lines) = value.get_mut("lines").and_then(Value::as_array_mut) {
-            for line in lines {
+            for (line, shown) in lines.iter_mut().zip(&timeline.lines) {
                 if let Some(t) = line.get_mut("time") {
                     *t = Value::String(t.to_string());
                 }
+                let may = |c| timeline.may_change(&shown.id, &me, c).is_ok();
+                line["may_edit"] = Value::Bool(may(Change::Edit));
+                line["may_delete"] = Value::Bool(may(Change::Delete));
             }
         }
         Ok(json!({

@@ -13,6 +13,8 @@
 //!   session rotates), `absorb`, `decrypt`, `timeline`, and sealed state to keep between
 //!   visits.
 //! - [`validate_event`] (`validateEvent`): decodes and checks event bytes.
+//! - [`qr_svg`] (`qrSvg`) and [`decode_qr`] (`decodeQr`): QR codes to show a key and to read
+//!   one from a photo.
 //!
 //! Errors are thrown as strings in the user's words ([`WebError`]). Times the node writes as
 //! JSON numbers exceed 2^53, so functions that need them take the node's reply text as it came
@@ -26,12 +28,14 @@ use wasm_bindgen::prelude::*;
 mod crypto;
 mod error;
 mod event;
+mod qr;
 mod reply;
 mod user;
 
 pub use crypto::{RoomCrypto, Sealed};
 pub use error::WebError;
 pub use event::{Draft, validate_event};
+pub use qr::{decode_qr, qr_svg};
 pub use user::User;
 
 /// Runs when the module is instantiated: installs the panic hook, so a panic shows its message

@@ -16,6 +16,7 @@ pub mod stream;
 pub mod sync;
 pub mod types;
 pub mod users;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,7 +65,7 @@ pub async fn blocking<T: Send + 'static>(
     })
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found(
         "no_such_path",
         "no such API path; the list is at /v1/openapi.json",
@@ -79,9 +80,31 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The router with every route, limit and fallback.
-pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
-    Router::new()
+/// CORS for the configured web origins (none: no CORS headers, only same-origin pages).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// The router with every route, limit and fallback; `cors_origins` may call it from pages
+/// served elsewhere.
+pub fn router(state: Arc<ApiState>, max_body: usize, cors_origins: &[String]) -> Router {
+    let app = Router::new()
+        .route("/", get(web::index))
+        .route("/{file}", get(web::asset))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/status", get(node_info::status))
         .route("/v1/peers", get(node_info::peers))
@@ -109,7 +132,11 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
             limit::limit,
         ))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(state);
+    match cors(cors_origins) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    }
 }
 
 /// Binds the API's TCP listener. `[::]` falls back to `0.0.0.0` where IPv6 is off.
@@ -177,7 +204,7 @@ pub async fn serve(
         tokio::spawn(relay_notices(state.clone(), f.notices()));
     }
     let max_body = usize::try_from(config.max_body_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
-    let app = router(state.clone(), max_body);
+    let app = router(state.clone(), max_body, &config.cors_origins);
     let forget = state.clone();
     let forget_stop = stop.clone();
     tokio::spawn(async move {

@@ -1,0 +1,605 @@
+// The chat client's state and actions, apart from how they are drawn: the signed-in user,
+// the node connection and its live stream, the rooms with their timelines, and the outbox.
+// Every protocol step (signing, encryption, validation, the timeline's rules) is done by the
+// wasm module built from basis-core and basis-e2ee; this file only moves bytes and keeps state.
+
+import { ApiError, Node, Unreachable, base64, unbase64 } from './api.js';
+import { nickname, store } from './store.js';
+import { basis } from './wasm.js';
+
+/** Events asked for per history page. */
+const PAGE = 100;
+/** Older pages read at most to find the key shares that the shown messages need. */
+const KEY_PAGES = 20;
+/** The name of a direct conversation's room (a convention every Basis client follows). */
+export const DM_NAME = 'dm';
+/** Why a message sent before this user was in the room cannot be read. */
+export const BEFORE_JOIN = 'sent before you joined';
+
+/** The hybrid clock value (decimal string or number) as milliseconds since 1970. */
+export function millis(time) {
+  try {
+    return Number(BigInt(String(time)) >> 16n);
+  } catch (_) {
+    return 0;
+  }
+}
+
+function active(info) {
+  return info.members.filter((m) => m.standing === 'joined' || m.standing === 'invited');
+}
+
+/** The other person of a direct conversation, when `info` is one `me` takes part in. */
+export function dmPartner(info, me) {
+  if (info.name !== DM_NAME || !info.encrypted) return null;
+  if (info.standing !== 'joined' && info.standing !== 'invited') return null;
+  const people = active(info).map((m) => m.user);
+  if (people.length !== 2 || !people.includes(me)) return null;
+  return people.find((u) => u !== me) || null;
+}
+
+/** One room as the page shows it. */
+class Room {
+  constructor(client, info, text) {
+    this.client = client;
+    this.id = info.room;
+    this.info = info;
+    this.infoText = text;
+    this.raw = [];
+    this.seen = new Set();
+    this.older = undefined; // undefined: not loaded; null: the beginning was read
+    this.lines = [];
+    this.receipts = {};
+    this.crypto = null;
+    this.loading = false;
+  }
+
+  keys() {
+    if (this.crypto) return this.crypto;
+    const saved = store.roomKeys(this.id);
+    try {
+      this.crypto = saved
+        ? basis.RoomCrypto.restore(
+            this.client.user,
+            this.id,
+            saved.inbound ? unbase64(saved.inbound) : undefined,
+            saved.outbound ? unbase64(saved.outbound) : undefined,
+          )
+        : new basis.RoomCrypto(this.id);
+    } catch (_) {
+      this.crypto = new basis.RoomCrypto(this.id);
+    }
+    return this.crypto;
+  }
+
+  saveKeys() {
+    const c = this.keys();
+    const inbound = c.pickleInbound(this.client.user);
+    const outbound = c.pickleOutbound(this.client.user);
+    store.setRoomKeys(this.id, {
+      inbound: base64(inbound),
+      outbound: outbound ? base64(outbound) : null,
+    });
+  }
+
+  take(events) {
+    let fresh = false;
+    for (const e of events) {
+      if (!this.seen.has(e.raw)) {
+        this.seen.add(e.raw);
+        this.raw.push(e.raw);
+        fresh = true;
+      }
+    }
+    return fresh;
+  }
+
+  rebuild() {
+    const t = JSON.parse(this.keys().timeline(this.client.user, JSON.stringify(this.raw)));
+    const me = this.client.user.userId;
+    // Messages shown before this user was invited are unreadable by design.
+    const first = t.lines.findIndex(
+      (l) => (l.shown.type === 'membership' && l.shown.target === me) || (l.author === me && l.shown.type !== 'membership'),
+    );
+    if (first > 0) {
+      for (const l of t.lines.slice(0, first)) {
+        if (l.shown.type === 'unreadable') l.shown.reason = BEFORE_JOIN;
+      }
+    }
+    this.lines = t.lines;
+    this.receipts = t.receipts;
+    this.saveKeys();
+  }
+
+  needsKeys() {
+    return this.lines.some((l) => l.shown.type === 'unreadable' && l.shown.reason !== BEFORE_JOIN);
+  }
+
+  async open() {
+    if (this.older !== undefined || this.loading) return;
+    this.loading = true;
+    try {
+      const node = this.client.node;
+      this.take(await node.state(this.id));
+      const page = await node.history(this.id, null, PAGE);
+      this.older = page.older || null;
+      this.take(page.events);
+      this.rebuild();
+      for (let i = 0; i < KEY_PAGES && this.needsKeys() && this.older; i++) {
+        await this.loadOlder(false);
+      }
+      this.rebuild();
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  /** Reads one older page; false at the beginning of the room. */
+  async loadOlder(rebuild = true) {
+    if (!this.older) return false;
+    const page = await this.client.node.history(this.id, this.older, PAGE);
+    this.older = page.older || null;
+    this.take(page.events);
+    if (rebuild) this.rebuild();
+    return true;
+  }
+
+  /** After a lost connection: newest pages until they meet what was read. */
+  async catchUp() {
+    if (this.older === undefined) return;
+    const node = this.client.node;
+    let cursor = null;
+    const fresh = await node.state(this.id);
+    for (let i = 0; i < KEY_PAGES; i++) {
+      const page = await node.history(this.id, cursor, PAGE);
+      const met = page.events.some((e) => this.seen.has(e.raw));
+      fresh.push(...page.events);
+      cursor = page.older;
+      if (met || !cursor) break;
+    }
+    if (this.take(fresh)) this.rebuild();
+  }
+
+  messageLines() {
+    return this.lines.filter((l) => ['text', 'file', 'deleted', 'unreadable'].includes(l.shown.type));
+  }
+}
+
+/** The signed-in client (see the file comment). */
+export class Client {
+  constructor(user) {
+    this.user = user;
+    this.node = new Node('');
+    this.rooms = new Map();
+    this.contacts = store.contacts();
+    this.outbox = store.outbox();
+    this.unread = store.unread();
+    this.online = false;
+    this.nodeStatus = null;
+    this.openRoom = null;
+    this.typing = new Map();
+    this.presence = new Map();
+    this.listeners = new Set();
+    this.ws = null;
+    this.retry = 1000;
+    this.stopped = false;
+    this.error = null;
+  }
+
+  subscribe(f) {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+
+  changed() {
+    for (const f of this.listeners) f();
+  }
+
+  get me() {
+    return this.user.userId;
+  }
+
+  /** Signs in, loads the rooms, publishes the profile when needed, starts the stream. */
+  async start() {
+    this.nodeStatus = await this.node.signIn(this.user);
+    this.online = true;
+    this.error = null;
+    this.retry = 1000;
+    await this.publishProfile();
+    await this.refreshRooms();
+    this.listen();
+    this.flush();
+    this.changed();
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.ws) this.ws.close();
+    this.node.signOut();
+  }
+
+  async publishProfile() {
+    const wanted = store.displayName();
+    let current = null;
+    try {
+      current = await this.node.user(this.me);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 'unknown_user')) throw e;
+    }
+    const keyOk = current && current.agreement_key === this.user.agreementKey;
+    const nameOk = current && (!wanted || current.name === wanted);
+    if (keyOk && nameOk) return;
+    const name = wanted || (current && current.name) || '';
+    await this.node.postEvent(this.user.profile(name));
+  }
+
+  async setDisplayName(name) {
+    store.setDisplayName(name);
+    await this.node.postEvent(this.user.profile(name));
+  }
+
+  async refreshRooms() {
+    const list = await this.node.rooms();
+    for (const info of list) {
+      const room = this.rooms.get(info.room);
+      if (room) {
+        room.info = info;
+      } else {
+        this.rooms.set(info.room, new Room(this, info, JSON.stringify(info)));
+      }
+    }
+    this.changed();
+  }
+
+  /** Rooms to list: direct conversations superseded by another room of the pair are left out. */
+  roomList() {
+    const all = [...this.rooms.values()].filter((r) => ['joined', 'invited'].includes(r.info.standing));
+    const firstDm = new Map();
+    for (const r of all) {
+      const p = dmPartner(r.info, this.me);
+      if (p && (!firstDm.has(p) || r.id < firstDm.get(p))) firstDm.set(p, r.id);
+    }
+    return all
+      .filter((r) => {
+        const p = dmPartner(r.info, this.me);
+        return !p || firstDm.get(p) === r.id;
+      })
+      .sort((a, b) => (b.info.latest_time > a.info.latest_time ? 1 : -1));
+  }
+
+  /** How a person is called: nickname, profile name with a short id, or the short id. */
+  person(user, info) {
+    if (user === this.me) return 'you';
+    const nick = nickname(this.contacts, user);
+    if (nick) return nick;
+    const m = info && info.members.find((m) => m.user === user);
+    const short = user.slice(0, 8);
+    return m && m.name ? `${m.name} (${short})` : short;
+  }
+
+  roomName(room) {
+    const p = dmPartner(room.info, this.me);
+    return p ? this.person(p, room.info) : room.info.name;
+  }
+
+  async openRoomById(id) {
+    const room = this.rooms.get(id);
+    if (!room) return;
+    this.openRoom = room;
+    this.unread[id] = 0;
+    store.setUnread(this.unread);
+    this.changed();
+    try {
+      const fresh = await this.node.room(id);
+      room.info = fresh.info;
+      room.infoText = fresh.text;
+      await room.open();
+    } catch (e) {
+      this.fail(e);
+    }
+    this.changed();
+    this.markRead(room);
+  }
+
+  /** Sends a read receipt for the newest message of someone else, at most every 2 s. */
+  markRead(room) {
+    if (room.info.standing !== 'joined') return;
+    const others = room.messageLines().filter((l) => l.author !== this.me);
+    const newest = others[others.length - 1];
+    if (!newest || room.lastReceipt === newest.id) return;
+    room.lastReceipt = newest.id;
+    clearTimeout(room.receiptTimer);
+    room.receiptTimer = setTimeout(async () => {
+      try {
+        const { text } = await this.node.room(room.id);
+        await this.node.postEvent(this.user.receipt(text, 'read', newest.id));
+      } catch (e) {
+        room.lastReceipt = null;
+        console.warn('the read receipt was not sent:', e && e.message ? e.message : e);
+      }
+    }, 500);
+  }
+
+  listen() {
+    if (this.stopped) return;
+    this.ws = this.node.stream(
+      (m) => this.onStream(m),
+      () => this.lost(),
+    );
+    this.ws.onopen = () => this.sendNotice({ type: 'presence', status: 'online' });
+  }
+
+  sendNotice(n) {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(n));
+  }
+
+  lost() {
+    if (this.stopped) return;
+    this.online = false;
+    this.changed();
+    setTimeout(() => this.reconnect(), this.retry);
+    this.retry = Math.min(this.retry * 2, 15000);
+  }
+
+  async reconnect() {
+    if (this.stopped) return;
+    try {
+      this.nodeStatus = await this.node.signIn(this.user);
+      this.online = true;
+      this.retry = 1000;
+      await this.refreshRooms();
+      if (this.openRoom) await this.openRoom.catchUp();
+      this.listen();
+      this.flush();
+    } catch (e) {
+      this.online = false;
+      setTimeout(() => this.reconnect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 15000);
+    }
+    this.changed();
+  }
+
+  async onStream(m) {
+    if (m.type === 'event') {
+      const e = m.event;
+      let room = this.rooms.get(e.room);
+      if (!room) {
+        await this.refreshRooms();
+        room = this.rooms.get(e.room);
+        if (!room) return;
+      }
+      let event = null;
+      try {
+        event = JSON.parse(basis.validateEvent(unbase64(e.raw)));
+      } catch (_) {
+        return;
+      }
+      if (event.body.type === 'membership' || event.body.type === 'create') {
+        this.refreshRooms();
+      }
+      if (room === this.openRoom && room.older !== undefined) {
+        if (room.take([e])) {
+          room.rebuild();
+          this.markRead(room);
+        }
+      } else if (room.older !== undefined) {
+        room.take([e]);
+        room.stale = true;
+      }
+      if (room !== this.openRoom && event.body.type === 'message' && event.author !== this.me) {
+        this.unread[room.id] = (this.unread[room.id] || 0) + 1;
+        store.setUnread(this.unread);
+      }
+      this.changed();
+    } else if (m.type === 'notice') {
+      const n = m.notice;
+      if (n.kind === 'typing' && n.room) {
+        const key = n.room + '/' + n.user;
+        if (n.typing) this.typing.set(key, Date.now());
+        else this.typing.delete(key);
+      } else if (n.kind === 'presence') {
+        this.presence.set(n.user, n.status);
+      }
+      this.changed();
+    }
+  }
+
+  typingIn(room) {
+    const now = Date.now();
+    const who = [];
+    for (const [key, at] of this.typing) {
+      const [r, user] = key.split('/');
+      if (r === room.id && now - at < 6000 && user !== this.me) who.push(this.person(user, room.info));
+    }
+    return who;
+  }
+
+  fail(e) {
+    if (e instanceof Unreachable) {
+      this.online = false;
+      this.error = e.message;
+    } else {
+      this.error = e.message || String(e);
+    }
+    this.changed();
+  }
+
+  // ---- Sending: every message goes through the outbox, signed once, posted until taken.
+
+  queue(room, draft) {
+    const entry = {
+      lid: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+      room: room.id,
+      draft,
+      bytes: null,
+      state: 'pending',
+      error: null,
+      created: Date.now(),
+    };
+    this.outbox.push(entry);
+    if (!store.setOutbox(this.outbox)) {
+      this.error = 'this browser refused to keep the message (storage full or private mode)';
+    }
+    this.changed();
+    this.flush();
+    return entry;
+  }
+
+  pending(room) {
+    return this.outbox.filter((e) => e.room === room.id);
+  }
+
+  discard(entry) {
+    this.outbox = this.outbox.filter((e) => e.lid !== entry.lid);
+    store.setOutbox(this.outbox);
+    this.changed();
+  }
+
+  draftOf(d) {
+    switch (d.type) {
+      case 'text':
+        return basis.Draft.text(d.text);
+      case 'edit':
+        return basis.Draft.edit(d.target, d.text);
+      case 'delete':
+        return basis.Draft.deletion(d.target);
+      case 'reaction':
+        return basis.Draft.reaction(d.target, d.key);
+      default:
+        throw new Error('unknown draft');
+    }
+  }
+
+  /** Signs the entry once (encrypting in an encrypted room) and keeps the bytes. */
+  async seal(entry) {
+    const room = this.rooms.get(entry.room);
+    const { text, info } = await this.node.room(entry.room);
+    if (info.standing !== 'joined') {
+      throw new ApiError(403, 'not_member', info.standing === 'invited' ? 'join the room first' : 'you are not in this room');
+    }
+    let draft = this.draftOf(entry.draft);
+    let roomText = text;
+    if (info.encrypted) {
+      const crypto = room.keys();
+      const sealed = crypto.encrypt(this.user, text, draft);
+      if (sealed.keyShareEvent) {
+        try {
+          await this.node.postEvent(sealed.keyShareEvent);
+        } catch (e) {
+          crypto.forgetOutbound();
+          throw e;
+        }
+        room.take([{ raw: base64(sealed.keyShareEvent) }]);
+        roomText = (await this.node.room(entry.room)).text;
+      }
+      room.saveKeys();
+      draft = sealed.draft;
+    }
+    entry.bytes = base64(this.user.message(roomText, draft));
+    store.setOutbox(this.outbox);
+  }
+
+  /** Posts what the outbox holds, in order; stops at the first that cannot go now. */
+  async flush() {
+    if (this.flushing || !this.online) return;
+    this.flushing = true;
+    try {
+      for (const entry of [...this.outbox]) {
+        if (entry.state === 'failed') continue;
+        try {
+          if (!entry.bytes) await this.seal(entry);
+          await this.node.postEvent(unbase64(entry.bytes));
+          const room = this.rooms.get(entry.room);
+          if (room && room.older !== undefined && room.take([{ raw: entry.bytes }])) room.rebuild();
+          this.outbox = this.outbox.filter((e) => e.lid !== entry.lid);
+          store.setOutbox(this.outbox);
+        } catch (e) {
+          if (e instanceof Unreachable) {
+            this.online = false;
+            break;
+          }
+          entry.state = 'failed';
+          entry.error = e.message || String(e);
+          store.setOutbox(this.outbox);
+        }
+        this.changed();
+      }
+    } finally {
+      this.flushing = false;
+    }
+    this.changed();
+  }
+
+  // ---- Rooms and people.
+
+  async createRoom(name, encrypted = true) {
+    const taken = this.roomList().some((r) => r.info.name === name);
+    if (taken) throw new Error(`you already have a room named "${name}": choose another name`);
+    if (name === DM_NAME) throw new Error(`"${DM_NAME}" is kept for direct conversations`);
+    const posted = await this.node.postEvent(this.user.createRoom(name, encrypted), '/v1/rooms');
+    await this.refreshRooms();
+    return posted.room;
+  }
+
+  async membership(roomId, action, target) {
+    const { text } = await this.node.room(roomId);
+    const bytes = this.user.membership(text, action, target || this.me);
+    await this.node.postEvent(bytes, `/v1/rooms/${roomId}/members`);
+    await this.refreshRooms();
+    const room = this.rooms.get(roomId);
+    if (room) {
+      const fresh = await this.node.room(roomId);
+      room.info = fresh.info;
+      room.infoText = fresh.text;
+      if (room.older !== undefined) await room.catchUp();
+    }
+    this.changed();
+  }
+
+  /** The direct conversation with `user`: the existing one (joined first if only invited), or a new one. */
+  async directRoom(user) {
+    if (user === this.me) throw new Error('that is your own key: a direct conversation is with someone else');
+    await this.refreshRooms();
+    const rooms = [...this.rooms.values()]
+      .filter((r) => dmPartner(r.info, this.me) === user)
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+    if (rooms.length) {
+      if (rooms[0].info.standing === 'invited') await this.membership(rooms[0].id, 'join');
+      return rooms[0].id;
+    }
+    const posted = await this.node.postEvent(this.user.createRoom(DM_NAME, true), '/v1/rooms');
+    await this.membership(posted.room, 'invite', user);
+    return posted.room;
+  }
+
+  addContact(name, user) {
+    name = name.trim();
+    if (!/^[^\s]{1,64}$/u.test(name)) throw new Error('a nickname is 1 to 64 characters without spaces');
+    if (this.contacts.some((c) => c.name === name)) throw new Error(`you already have a contact named ${name}`);
+    if (this.contacts.some((c) => c.user === user)) throw new Error('that person is already a contact');
+    if (user === this.me) throw new Error('that is your own key');
+    this.contacts = [...this.contacts, { name, user }];
+    store.setContacts(this.contacts);
+    this.changed();
+  }
+
+  removeContact(name) {
+    this.contacts = this.contacts.filter((c) => c.name !== name);
+    store.setContacts(this.contacts);
+    this.changed();
+  }
+}
+
+/** Reads a shared user key: `basis:user:<64 hex>` or the 64 hex characters alone. */
+export function parseUserKey(text) {
+  const t = text.trim().replace(/^basis:user:/, '');
+  if (!/^[0-9a-fA-F]{64}$/.test(t)) {
+    throw new Error('not a Basis user key: expected basis:user: followed by 64 hex characters');
+  }
+  return t.toLowerCase();
+}
+
+/** The text a user shares so others can add them. */
+export function shareText(user) {
+  return `basis:user:${user}`;
+}

@@ -1,0 +1,323 @@
+// The web client in Debian's Chromium, against real nodes: what a person with a phone does,
+// checked the way they would check it, and compared with what the command-line client reads.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BasisNode, CliUser, LAPTOP, PHONE, PASSPHRASE, WebUser, closeBrowser, until } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const SECRET = 'browser test secret';
+const SHOTS = process.env.BASIS_SCREENSHOTS; // a folder to keep screenshots in (docs/)
+
+const nodes = [];
+after(async () => {
+  await closeBrowser();
+  for (const n of nodes) {
+    await n.stop();
+    n.cleanup();
+  }
+});
+
+function port() {
+  return 20000 + Math.floor(Math.random() * 20000);
+}
+
+/** Two nodes with one secret, linked by static peers on loopback. */
+async function twoNodes() {
+  const [qa, qb] = [port(), port()];
+  const a = new BasisNode({ name: 'school', secret: SECRET, quicPort: qa, peers: [`127.0.0.1:${qb}`] });
+  const b = new BasisNode({ name: 'depot', secret: SECRET, quicPort: qb, peers: [`127.0.0.1:${qa}`] });
+  nodes.push(a, b);
+  await a.start();
+  await b.start();
+  return [a, b];
+}
+
+test('two browser users on two nodes and a CLI user chat, edit, react, delete and agree', async () => {
+  const [na, nb] = await twoNodes();
+  const ana = await WebUser.open(na);
+  const ben = await WebUser.open(nb);
+  await ana.create('Ana');
+  await ben.create('Ben');
+  const cli = new CliUser(na);
+  cli.run(['user', 'create', '--name', 'Cai']);
+  const [anaId, benId, caiId] = [await ana.userId(), await ben.userId(), cli.id()];
+  await ana.addContact('ben', benId);
+  await ana.addContact('cai', caiId);
+
+  // Ana makes a room and invites Ben (on the other node) and Cai (CLI).
+  const p = ana.page;
+  await p.goto(na.url + '#/new');
+  await p.getByLabel('Name').fill('ops');
+  await p.getByRole('button', { name: 'Create' }).click();
+  await p.locator('.room h2', { hasText: 'ops' }).waitFor();
+  await p.getByRole('button', { name: /member/ }).click();
+  for (const who of ['ben', 'cai']) {
+    await p.getByLabel('Invite a contact').selectOption(who);
+    await p.getByRole('button', { name: 'Invite', exact: true }).click();
+    await p.locator('.members li', { hasText: who }).waitFor();
+  }
+  // Ben sees the invitation (it crossed the federation) and joins; Cai joins from the CLI.
+  await until('the invitation reaches Ben', async () => {
+    await ben.page.goto(nb.url + '#/rooms');
+    return (await ben.page.locator('.rooms a', { hasText: 'ops' }).count()) > 0;
+  });
+  await ben.openRoom('ops');
+  await ben.page.getByRole('button', { name: 'Join' }).click();
+  await ben.page.getByLabel('Message', { exact: true }).waitFor();
+  await until('Cai sees the room', () => cli.json(['rooms']).some((r) => r.name === 'ops'));
+  cli.run(['room', 'join', 'ops']);
+
+  // Messages both ways, typing shown to the other.
+  await ana.send('water at the school, 14:00');
+  await until('Ben reads it', async () => (await ben.shownTexts()).includes('water at the school, 14:00'));
+  await ana.page.getByLabel('Message', { exact: true }).fill('typing…');
+  await until('Ana is typing, Ben sees it', async () => (await ben.page.locator('.typing').textContent().catch(() => '')).includes('typing'));
+  await ana.page.getByLabel('Message', { exact: true }).fill('');
+  await ben.send('on my way with the radio');
+  await until('Ana reads Ben', async () => (await ana.shownTexts()).includes('on my way with the radio'));
+  cli.run(['send', 'ops', 'bringing blankets']);
+  await until('both read Cai', async () => (await ana.shownTexts()).includes('bringing blankets') && (await ben.shownTexts()).includes('bringing blankets'));
+
+  // Ana edits her message; Ben reacts to it; Ben deletes his own.
+  const anaMsg = ana.page.locator('.msg', { hasText: 'water at the school, 14:00' });
+  await anaMsg.locator('.msg-body').click();
+  await ana.page.getByRole('button', { name: 'Edit' }).click();
+  await ana.page.getByLabel('Message', { exact: true }).fill('water at the school, 15:00');
+  await ana.page.getByRole('button', { name: 'Save the edit' }).click();
+  await until('Ben sees the edit', async () => (await ben.shownTexts()).some((t) => t.startsWith('water at the school, 15:00')));
+  // Ben cannot edit or delete Ana's message: the actions are not offered.
+  const onBen = ben.page.locator('.msg', { hasText: 'water at the school, 15:00' });
+  await onBen.locator('.msg-body').click();
+  assert.equal(await ben.page.getByRole('button', { name: 'Edit' }).count(), 0);
+  assert.equal(await ben.page.getByRole('button', { name: 'Delete' }).count(), 0);
+  await ben.page.getByRole('button', { name: 'React 👍' }).click();
+  const edited = ana.page.locator('.msg', { hasText: 'water at the school, 15:00' });
+  await until('Ana sees the reaction', async () => (await edited.locator('.reactions').textContent().catch(() => '')).includes('👍 1'));
+  const benMsg = ben.page.locator('.msg', { hasText: 'on my way with the radio' });
+  await benMsg.locator('.msg-body').click();
+  await ben.page.getByRole('button', { name: 'Delete' }).click();
+  await until('Ana sees the delete', async () => !(await ana.shownTexts()).includes('on my way with the radio'));
+
+  // Read receipts: Ben's page marks what he read; Ana sees it under her message.
+  await until('Ana sees Ben read', async () => (await ana.page.locator('.receipts').textContent().catch(() => '')).includes('read by ben'));
+
+  // What each browser shows is what the CLI's history says.
+  const cliTexts = await until('the CLI has all of it', () => {
+    const t = cli.texts('ops');
+    return t.length === 2 && t;
+  });
+  assert.deepEqual(cliTexts, ['water at the school, 15:00', 'bringing blankets']);
+  const clean = (ts) => ts.map((t) => t.replace(/ \(edited\)$/, '')).filter((t) => t !== 'message deleted');
+  assert.deepEqual(clean(await ana.shownTexts()), cliTexts);
+  assert.deepEqual(clean(await ben.shownTexts()), cliTexts);
+
+  // No word sent is in either node's database files.
+  for (const n of [na, nb]) {
+    const bytes = n.dbBytes();
+    for (const word of ['water at the school', 'on my way', 'blankets']) {
+      assert.equal(bytes.includes(Buffer.from(word)), false, `${n.name} holds "${word}"`);
+    }
+  }
+  assert.deepEqual(ana.errors, []);
+  assert.deepEqual(ben.errors, []);
+  await ana.close();
+  await ben.close();
+});
+
+test('a key made in the browser moves to the CLI and back, and reads the same history', async () => {
+  const n = new BasisNode({ name: 'kit' });
+  nodes.push(n);
+  await n.start();
+  const web = await WebUser.open(n);
+  await web.create('Dana');
+  const webId = await web.userId();
+  // Export in the browser (passphrase asked again), import with the CLI.
+  const p = web.page;
+  await p.goto(n.url + '#/me');
+  await p.getByLabel('Passphrase', { exact: true }).fill(PASSPHRASE);
+  await p.getByRole('button', { name: 'Show my key file' }).click();
+  const keyFile = await p.getByLabel('Your key file').inputValue();
+  const cli = new CliUser(n);
+  const file = join(cli.dir, 'exported.key');
+  require('node:fs').writeFileSync(file, keyFile);
+  cli.run(['user', 'import', file]);
+  assert.equal(cli.id(), webId);
+  // A room and a message from the browser; the CLI with the same key reads it.
+  await p.goto(n.url + '#/new');
+  await p.getByLabel('Name').fill('logistics');
+  await p.getByRole('button', { name: 'Create' }).click();
+  await p.locator('.room h2', { hasText: 'logistics' }).waitFor();
+  await web.send('twelve boxes of water');
+  await until('stored', async () => (await web.page.locator('.msg.pending').count()) === 0);
+  cli.run(['send', 'logistics', 'and four of rice']);
+  await until('the CLI reads both', () => cli.texts('logistics').length === 2);
+  assert.deepEqual(cli.texts('logistics'), ['twelve boxes of water', 'and four of rice']);
+  await until('the browser reads both', async () => (await web.shownTexts()).includes('and four of rice'));
+  // The reverse: a CLI key opens in a fresh browser.
+  const other = new CliUser(n);
+  other.run(['user', 'create', '--name', 'Eli']);
+  const exported = other.run(['user', 'export']).stdout;
+  const web2 = await WebUser.open(n);
+  await web2.page.getByRole('tab', { name: 'I have a key' }).click();
+  await web2.page.getByLabel(/Key file/).fill(exported);
+  await web2.page.getByLabel('Its passphrase').fill(PASSPHRASE);
+  await web2.page.getByRole('button', { name: 'Use this key' }).click();
+  await web2.page.getByRole('heading', { name: 'Chats' }).waitFor();
+  assert.equal(await web2.userId(), other.id());
+  await web.close();
+  await web2.close();
+});
+
+test('the node restarts while a page is open: it reconnects, catches up, sends what was typed once', async () => {
+  const n = new BasisNode({ name: 'kit' });
+  nodes.push(n);
+  await n.start();
+  const web = await WebUser.open(n);
+  await web.create('Fay');
+  const cli = new CliUser(n);
+  cli.run(['user', 'create', '--name', 'Gus']);
+  await web.addContact('gus', cli.id());
+  const p = web.page;
+  await p.goto(n.url + '#/new');
+  await p.getByLabel('Name').fill('relay');
+  await p.getByRole('button', { name: 'Create' }).click();
+  await p.locator('.room h2', { hasText: 'relay' }).waitFor();
+  await p.getByRole('button', { name: /member/ }).click();
+  await p.getByLabel('Invite a contact').selectOption('gus');
+  await p.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('Gus invited', () => cli.json(['rooms']).some((r) => r.name === 'relay'));
+  cli.run(['room', 'join', 'relay']);
+  await web.send('before the outage');
+  await until('stored', async () => (await p.locator('.msg.pending').count()) === 0);
+
+  await n.stop();
+  await p.locator('.status.offline').waitFor();
+  // Typed while the node is down: kept and shown as pending.
+  await web.send('typed during the outage');
+  await p.locator('.msg.pending', { hasText: 'typed during the outage' }).waitFor();
+  await n.start();
+  cli.run(['send', 'relay', 'sent while the page was away']);
+  await until('reconnected and caught up', async () => (await web.shownTexts()).includes('sent while the page was away'), 60000);
+  await until('the pending message went out', async () => (await p.locator('.msg.pending').count()) === 0, 60000);
+  // Exactly once, and nothing lost. (It is signed when it goes out, after the node is back,
+  // so it sorts after the message sent meanwhile.)
+  const texts = await until('the CLI reads all three', () => {
+    const t = cli.texts('relay');
+    return t.length >= 3 && t;
+  });
+  assert.equal(texts.filter((t) => t === 'typed during the outage').length, 1, JSON.stringify(texts));
+  assert.deepEqual([...texts].sort(), ['before the outage', 'sent while the page was away', 'typed during the outage']);
+  assert.equal((await web.shownTexts()).filter((t) => t === 'typed during the outage').length, 1);
+  await web.close();
+});
+
+test('a wrong passphrase, a hostile display name and an unreadable message are handled', async () => {
+  const n = new BasisNode({ name: 'kit' });
+  nodes.push(n);
+  await n.start();
+  const web = await WebUser.open(n);
+  await web.create('Hana');
+  // Lock, then a wrong passphrase is refused in words and the key stays.
+  const p = web.page;
+  await p.goto(n.url + '#/me');
+  await p.getByRole('button', { name: /Lock/ }).click();
+  await p.getByLabel(/Passphrase of user/).fill('not the passphrase');
+  await p.getByRole('button', { name: 'Unlock' }).click();
+  await p.getByRole('alert').filter({ hasText: /wrong passphrase/i }).waitFor();
+  await p.getByLabel(/Passphrase of user/).fill(PASSPHRASE);
+  await p.getByRole('button', { name: 'Unlock' }).click();
+  await p.locator('.status.online').waitFor();
+
+  // A member whose display name is markup: shown as text, nothing runs.
+  const evil = new CliUser(n);
+  evil.run(['user', 'create', '--name', '<img src=x onerror="window.pwned=1">']);
+  await web.addContact('x', evil.id());
+  await p.goto(n.url + '#/new');
+  await p.getByLabel('Name').fill('<b>bold</b>');
+  await p.getByRole('button', { name: 'Create' }).click();
+  await p.locator('.room h2', { hasText: '<b>bold</b>' }).waitFor();
+  await web.send('before they came');
+  await until('stored', async () => (await p.locator('.msg.pending').count()) === 0);
+  await p.getByRole('button', { name: /member/ }).click();
+  await p.getByLabel('Invite a contact').selectOption('x');
+  await p.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('invited', () => evil.json(['rooms']).length === 1);
+  evil.run(['room', 'join', evil.json(['rooms'])[0].room.slice(0, 12)]);
+  evil.run(['send', evil.json(['rooms'])[0].room.slice(0, 12), '<script>window.pwned=2</script>']);
+  await until('the message shows as text', async () => (await web.shownTexts()).includes('<script>window.pwned=2</script>'));
+  await p.getByRole('button', { name: /member/ }).click();
+  assert.equal(await p.evaluate(() => window.pwned), undefined);
+  assert.equal(await p.locator('img[src=x]').count(), 0);
+  assert.equal(await p.locator('.msg b').count(), 0);
+
+  // A newcomer's page: the message from before they were invited says why it is unreadable.
+  const late = await WebUser.open(n);
+  await late.create('Ivo');
+  const lateId = await late.userId();
+  await web.addContact('ivo', lateId);
+  await web.openRoom('<b>bold</b>');
+  await p.getByRole('button', { name: /member/ }).click();
+  await p.getByLabel('Invite a contact').selectOption('ivo');
+  await p.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('Ivo sees the invitation', async () => {
+    await late.page.goto(n.url + '#/rooms');
+    return (await late.page.locator('.rooms a').count()) > 0;
+  });
+  await late.page.locator('.rooms a').first().click();
+  await late.page.getByRole('button', { name: 'Join' }).click();
+  await until('Ivo is told why he cannot read it', async () => (await late.page.locator('.text.gone').allTextContents()).some((t) => t.includes('sent before you joined')));
+  assert.deepEqual(web.errors, []);
+  await web.close();
+  await late.close();
+});
+
+test('phone and laptop screenshots, and no serious accessibility violation (axe-core)', async () => {
+  const n = new BasisNode({ name: 'field-kit-1' });
+  nodes.push(n);
+  await n.start();
+  const cli = new CliUser(n);
+  cli.run(['user', 'create', '--name', 'Jo']);
+  const axe = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  const audit = async (page, where) => {
+    await page.addScriptTag({ content: axe });
+    const result = await page.evaluate(async () => window.axe.run(document, { resultTypes: ['violations'] }));
+    const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(serious.map((v) => `${v.id}: ${v.help} (${v.nodes.length})`), [], `axe at ${where}`);
+  };
+  for (const [size, viewport] of [['phone', PHONE], ['laptop', LAPTOP]]) {
+    const web = await WebUser.open(n, viewport, { bypassCSP: true });
+    await audit(web.page, `${size} welcome`);
+    if (SHOTS) await web.page.screenshot({ path: join(SHOTS, `web-${size}-welcome.png`) });
+    await web.create(size === 'phone' ? 'Kim' : 'Lee');
+    await web.addContact('jo', cli.id());
+    const p = web.page;
+    await p.goto(n.url + '#/new');
+    await p.getByLabel('Name').fill(size === 'phone' ? 'ops' : 'logistics');
+    await p.getByRole('button', { name: 'Create' }).click();
+    await p.locator('.room h2').waitFor();
+    await p.getByRole('button', { name: /member/ }).click();
+    await p.getByLabel('Invite a contact').selectOption('jo');
+    await p.getByRole('button', { name: 'Invite', exact: true }).click();
+    await p.getByRole('button', { name: /member/ }).click();
+    const room = size === 'phone' ? 'ops' : 'logistics';
+    await until('Jo invited', () => cli.json(['rooms']).some((r) => r.name === room));
+    cli.run(['room', 'join', room]);
+    await web.send('Water at the school from 14:00. Bring containers.');
+    cli.run(['send', room, 'On my way with 20 litres 👍']);
+    await until('shown', async () => (await web.shownTexts()).length === 2);
+    await audit(p, `${size} room`);
+    if (SHOTS) await p.screenshot({ path: join(SHOTS, `web-${size}-room.png`) });
+    await p.goto(n.url + '#/node');
+    await p.locator('.facts dd', { hasText: 'field-kit-1' }).waitFor();
+    await audit(p, `${size} node page`);
+    await p.goto(n.url + '#/contacts');
+    await p.locator('img.qr').waitFor();
+    await audit(p, `${size} contacts`);
+    if (SHOTS && size === 'phone') await p.screenshot({ path: join(SHOTS, `web-${size}-contacts.png`) });
+    await web.close();
+  }
+});

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::stream::Notice;
+use super::stream::{Notice, StreamMessage, StreamRequest};
 use super::types::*;
 
 struct BearerAuth;
@@ -17,6 +17,8 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The project has chosen no license yet: say nothing rather than an empty name.
+        openapi.info.license = None;
     }
 }
 
@@ -48,8 +50,9 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody, ChallengeRequest, ChallengeReply, SessionRequest, SessionReply, PostEvent,
         Posted, ApiEvent, HistoryReply, StateReply, SyncReply, MemberInfo, RoomInfo, RoomList, UserInfo,
-        PeerInfo, PeerList, NodeInfo, Notice,
+        PeerInfo, PeerList, NodeInfo, Notice, StreamMessage, StreamRequest,
     )),
+    servers((url = "/", description = "This node: the same origin as the page or client that fetched this document")),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign in and out"),

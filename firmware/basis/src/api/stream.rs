@@ -68,18 +68,47 @@ pub struct Relayed {
     notice: Notice,
 }
 
-#[derive(Serialize)]
+/// A message the node sends on the stream: `{"type":"event","event":{...}}` for each new event
+/// of the user's rooms, `{"type":"notice","notice":{...}}` for typing and presence, and
+/// `{"type":"error","code":..,"message":..}` for a client message it cannot take.
+#[derive(Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Outgoing<'a> {
-    Event { event: &'a ApiEvent },
-    Notice { notice: &'a Notice },
+pub enum StreamMessage {
+    /// A new event of one of the user's rooms.
+    Event {
+        /// The event.
+        event: ApiEvent,
+    },
+    /// A typing or presence notice.
+    Notice {
+        /// The notice.
+        notice: Notice,
+    },
+    /// A client message that was not taken.
+    Error {
+        /// Stable code (`bad_notice`).
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
 }
 
-#[derive(Deserialize)]
+/// A message a client sends on the stream: typing in a room it is joined to, or its presence.
+#[derive(Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum Incoming {
-    Typing { room: String, typing: bool },
-    Presence { status: String },
+pub enum StreamRequest {
+    /// The user started (true) or stopped (false) typing in `room` (room id, hex).
+    Typing {
+        /// The room.
+        room: String,
+        /// Started or stopped.
+        typing: bool,
+    },
+    /// The user's presence: `online`, `away` or `offline`.
+    Presence {
+        /// The status.
+        status: String,
+    },
 }
 
 /// Open the live stream (WebSocket upgrade).
@@ -150,14 +179,14 @@ pub fn relayed(user: UserId, room: Option<RoomId>, kind: NoticeKind) -> Relayed 
 }
 
 fn parse_incoming(state: &ApiState, user: UserId, text: &str) -> Option<Relayed> {
-    match serde_json::from_str::<Incoming>(text).ok()? {
-        Incoming::Typing { room, typing } => {
+    match serde_json::from_str::<StreamRequest>(text).ok()? {
+        StreamRequest::Typing { room, typing } => {
             let room: RoomId = room.parse().ok()?;
             let rs = state.index.room(&room)?;
             (rs.standing(&user) == Some(Standing::Joined))
                 .then(|| relayed(user, Some(room), NoticeKind::Typing(typing)))
         }
-        Incoming::Presence { status } => {
+        StreamRequest::Presence { status } => {
             let p = match status.as_str() {
                 "online" => Presence::Online,
                 "away" => Presence::Away,
@@ -203,7 +232,10 @@ async fn run(state: Arc<ApiState>, me: UserId, since: Option<u64>, socket: WebSo
             position = page.next;
             pending = page.more;
             for event in &page.events {
-                let text = serde_json::to_string(&Outgoing::Event { event }).unwrap_or_default();
+                let text = serde_json::to_string(&StreamMessage::Event {
+                    event: event.clone(),
+                })
+                .unwrap_or_default();
                 if tx.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                     return;
                 }
@@ -221,7 +253,7 @@ async fn run(state: Arc<ApiState>, me: UserId, since: Option<u64>, socket: WebSo
             }
             notice = notices.recv() => match notice {
                 Ok(n) if for_me(&state, &me, &n) => {
-                    let text = serde_json::to_string(&Outgoing::Notice { notice: &n.notice })
+                    let text = serde_json::to_string(&StreamMessage::Notice { notice: n.notice.clone() })
                         .unwrap_or_default();
                     if tx.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                         break;
@@ -248,9 +280,12 @@ async fn run(state: Arc<ApiState>, me: UserId, since: Option<u64>, socket: WebSo
                             let _ = state.notices.send(n);
                         }
                         None => {
-                            let err = serde_json::json!({"type": "error", "code": "bad_notice",
-                                "message": "expected {\"type\":\"typing\",\"room\":ROOM,\"typing\":BOOL} as a member, or {\"type\":\"presence\",\"status\":\"online|away|offline\"}"});
-                            if tx.send(Message::Text(Utf8Bytes::from(err.to_string()))).await.is_err() {
+                            let err = StreamMessage::Error {
+                                code: "bad_notice".into(),
+                                message: "expected {\"type\":\"typing\",\"room\":ROOM,\"typing\":BOOL} as a member, or {\"type\":\"presence\",\"status\":\"online|away|offline\"}".into(),
+                            };
+                            let text = serde_json::to_string(&err).unwrap_or_default();
+                            if tx.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                                 break;
                             }
                         }

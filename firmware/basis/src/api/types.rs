@@ -59,7 +59,10 @@ pub struct SessionReply {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PostEvent {
     /// Standard base64 of the event's canonical wire bytes (see docs/PROTOCOL.md).
-    #[schema(pattern = "^[A-Za-z0-9+/]+={0,2}$", min_length = 4)]
+    #[schema(
+        pattern = "^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$|^[A-Za-z0-9+/]{2}==$|^[A-Za-z0-9+/]{3}=$",
+        min_length = 4
+    )]
     pub event: String,
 }
 

@@ -558,3 +558,58 @@ fn metrics_are_valid_prometheus_text_that_agrees_with_status() {
     );
     node.stop();
 }
+
+/// A TCP port free on every address right now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("[::]:0")
+        .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+#[test]
+fn a_second_node_on_a_busy_port_says_so_before_making_anything() {
+    let api_port = free_tcp_port();
+    let fed_port = free_udp_port();
+    let secret = "secret = \"busy port test 42\"";
+    let mut first = Node::with_config_extra(&format!(
+        "[api]\nlisten = \"[::]:{api_port}\"\n[federation]\n{secret}\nport = {fed_port}\nmdns = false\n"
+    ));
+    first.start();
+
+    let cases = [
+        (
+            format!("[api]\nlisten = \"[::]:{api_port}\"\n"),
+            "--set api.listen=",
+            "the client API's port",
+        ),
+        (
+            format!("[federation]\n{secret}\nport = {fed_port}\nmdns = false\n"),
+            "--set federation.port=",
+            "the federation's UDP port",
+        ),
+    ];
+    for (config, flag, what) in cases {
+        let second = Node::with_config_extra(&config);
+        fs::create_dir(&second.data).unwrap();
+        let out = second.run_refused(&[]);
+        assert_error_exit(&out, &format!("a second node on {what}"));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("in use") && stderr.contains(flag),
+            "{what}: the error should say the port is in use and name {flag}\n{}",
+            describe(&out)
+        );
+        assert!(
+            !stderr.contains("IPv6"),
+            "{what}: a busy port is not IPv6 being off\n{}",
+            describe(&out)
+        );
+        assert!(
+            !second.key_path().exists() && !second.db_path().exists(),
+            "{what}: a node that could not start made a key or a database"
+        );
+    }
+    first.stop();
+}

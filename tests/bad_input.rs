@@ -618,3 +618,49 @@ fn database_of_a_newer_schema_is_refused_untouched() {
         "the database file was changed"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Chat client
+
+/// `basis user create` in a fresh client folder with `passphrase`, and the folder.
+fn user_create_with(passphrase: &str) -> (std::process::Output, tempfile::TempDir) {
+    let profile = tempfile::Builder::new()
+        .prefix("basis-user")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut cmd = clean_command();
+    cmd.env("BASIS_CLIENT_DIR", profile.path())
+        .env("BASIS_PASSPHRASE", passphrase)
+        .env("BASIS_KDF", "fast")
+        // Nothing listens there: the key is made, its profile is published later.
+        .env("BASIS_NODE", "http://127.0.0.1:9")
+        .args(["user", "create"]);
+    (run_with_timeout(cmd, CMD_TIMEOUT), profile)
+}
+
+#[test]
+fn a_short_passphrase_for_a_new_user_key_is_refused() {
+    for short in ["x", "1234567"] {
+        let (out, profile) = user_create_with(short);
+        assert_error_exit(
+            &out,
+            &format!("basis user create with passphrase {short:?}"),
+        );
+        assert!(
+            text(&out.stderr).contains("at least 8"),
+            "the error does not say how long a passphrase must be\n{}",
+            describe(&out)
+        );
+        assert!(
+            !profile.path().join("user.key").exists()
+                && fs::read_dir(profile.path()).unwrap().next().is_none(),
+            "something was written for a refused passphrase"
+        );
+    }
+    let (out, profile) = user_create_with("12345678");
+    assert_success(&out, "basis user create with an 8-character passphrase");
+    assert!(
+        fs::read_dir(profile.path()).unwrap().next().is_some(),
+        "no key file made"
+    );
+}

@@ -453,3 +453,163 @@ fn global_flags_work_after_the_subcommand() {
     assert_eq!(v["node_id"], s["node_id"], "id {v} vs status {s}");
     node.stop();
 }
+
+/// Reads Prometheus text with the reference Python parser (`prometheus_client`, as
+/// node_exporter's textfile collector would read the file): each family as
+/// `{"name", "type", "samples": [[name, labels, value], ...]}`. `None` when python3 or the
+/// module is missing (tests/run installs it); then the test is skipped, or fails under CI.
+fn parse_prometheus_text(metrics: &str) -> Option<Vec<Value>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = "import json, sys\n\
+from prometheus_client.parser import text_string_to_metric_families\n\
+print(json.dumps([{'name': f.name, 'type': f.type,\n\
+  'samples': [[s.name, s.labels, s.value] for s in f.samples]}\n\
+  for f in text_string_to_metric_families(sys.stdin.read())]))\n";
+    let has_module = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_module {
+        let reason = "python3 with the module prometheus_client is missing (tests/run installs it)";
+        assert!(std::env::var_os("CI").is_none(), "{reason}, and CI is set");
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write the metrics to python3");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(
+        out.status.success(),
+        "the Prometheus text parser refused the metrics\n{}\n--- metrics ---\n{metrics}",
+        describe(&out)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("the parser's JSON"))
+}
+
+#[test]
+fn metrics_are_valid_prometheus_text_that_agrees_with_status() {
+    let mut node = Node::new();
+    node.start();
+    node.append_json(&["--count", "3"]);
+    // One event refused as invalid, so that the counter is not zero.
+    let reply = Control::connect(&node.socket()).append(b"not an event");
+    assert_eq!(reply["ok"], false, "{reply}");
+
+    let status = node.status_json();
+    let metrics = text(&node.cli_ok(&["metrics"]).stdout);
+    assert!(
+        !metrics.lines().any(|l| l.trim() == "# EOF"),
+        "`# EOF` belongs to OpenMetrics, not to the Prometheus text format:\n{metrics}"
+    );
+    let Some(families) = parse_prometheus_text(&metrics) else {
+        return;
+    };
+    let mut values = std::collections::HashMap::new();
+    for family in &families {
+        let samples = family["samples"].as_array().expect("samples");
+        assert!(
+            !samples.is_empty(),
+            "family {} has no samples: its TYPE line names another metric than its samples\n{metrics}",
+            family["name"]
+        );
+        assert_ne!(
+            family["type"], "unknown",
+            "family {} has no TYPE of its own\n{metrics}",
+            family["name"]
+        );
+        for s in samples {
+            values.insert(s[0].as_str().unwrap().to_string(), s[2].as_f64().unwrap());
+        }
+    }
+    let expect = |metric: &str, key: &str| {
+        let want = status[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {status}"));
+        assert_eq!(
+            values.get(metric).copied(),
+            Some(want),
+            "{metric} vs status {key}\n{metrics}\n{status}"
+        );
+    };
+    expect("basis_events", "events");
+    expect("basis_event_bytes", "event_bytes");
+    expect("basis_store_bytes", "store_bytes");
+    expect("basis_refused_events_total", "refused");
+    expect("basis_peers_linked", "peers_connected");
+    assert_eq!(status["refused"], 1, "{status}");
+    let uptime = values["basis_uptime_seconds"];
+    let status_uptime = status["uptime_secs"].as_f64().unwrap();
+    assert!(
+        (status_uptime..status_uptime + 60.0).contains(&uptime),
+        "uptime {uptime} vs status {status_uptime}"
+    );
+    node.stop();
+}
+
+/// A TCP port free on every address right now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("[::]:0")
+        .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+#[test]
+fn a_second_node_on_a_busy_port_says_so_before_making_anything() {
+    let api_port = free_tcp_port();
+    let fed_port = free_udp_port();
+    let secret = "secret = \"busy port test 42\"";
+    let mut first = Node::with_config_extra(&format!(
+        "[api]\nlisten = \"[::]:{api_port}\"\n[federation]\n{secret}\nport = {fed_port}\nmdns = false\n"
+    ));
+    first.start();
+
+    let cases = [
+        (
+            format!("[api]\nlisten = \"[::]:{api_port}\"\n"),
+            "--set api.listen=",
+            "the client API's port",
+        ),
+        (
+            format!("[federation]\n{secret}\nport = {fed_port}\nmdns = false\n"),
+            "--set federation.port=",
+            "the federation's UDP port",
+        ),
+    ];
+    for (config, flag, what) in cases {
+        let second = Node::with_config_extra(&config);
+        fs::create_dir(&second.data).unwrap();
+        let out = second.run_refused(&[]);
+        assert_error_exit(&out, &format!("a second node on {what}"));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("in use") && stderr.contains(flag),
+            "{what}: the error should say the port is in use and name {flag}\n{}",
+            describe(&out)
+        );
+        assert!(
+            !stderr.contains("IPv6"),
+            "{what}: a busy port is not IPv6 being off\n{}",
+            describe(&out)
+        );
+        assert!(
+            !second.key_path().exists() && !second.db_path().exists(),
+            "{what}: a node that could not start made a key or a database"
+        );
+    }
+    first.stop();
+}

@@ -104,3 +104,47 @@ fn provision_imports_and_exits_without_starting_the_node() {
     );
     assert!(!node.data.exists());
 }
+
+#[test]
+fn provision_and_config_check_agree_on_a_missing_config_file() {
+    let (node, boot_file) = node_with_boot_file("[store]\nreaders = 1\n");
+    let missing = node.root().join("etc/basis.toml");
+    let missing_text = missing.display().to_string();
+
+    // A main file named by --config that is not there is an error for both, naming it.
+    for args in [&["provision"][..], &["config", "check"][..]] {
+        let mut cmd = clean_command();
+        cmd.env("BASIS_FIRST_BOOT_FILE", &boot_file)
+            .arg("--config")
+            .arg(&missing)
+            .args(args);
+        let out = run_with_timeout(cmd, REFUSE_TIMEOUT);
+        assert_error_exit(
+            &out,
+            &format!("basis --config <missing> {}", args.join(" ")),
+        );
+        assert!(
+            text(&out.stderr).contains(&missing_text),
+            "basis {args:?}: the error does not name {missing_text}\n{}",
+            describe(&out)
+        );
+    }
+    // Nothing was imported beside the missing file.
+    assert_eq!(
+        fs::read_to_string(&boot_file).unwrap(),
+        "[store]\nreaders = 1\n"
+    );
+    assert!(!node.root().join("etc").exists(), "conf.d made anyway");
+
+    // The default main file missing is fine for both (when this machine has none).
+    if !std::path::Path::new("/etc/basis").exists() {
+        for args in [&["provision"][..], &["config", "check"][..]] {
+            let mut cmd = clean_command();
+            cmd.env("BASIS_FIRST_BOOT_FILE", "").args(args);
+            assert_success(
+                &run_with_timeout(cmd, REFUSE_TIMEOUT),
+                &format!("basis {} with no configuration file", args.join(" ")),
+            );
+        }
+    }
+}

@@ -49,6 +49,17 @@ impl Default for Sources {
 }
 
 impl Sources {
+    /// Checks that the main file exists when the user named it: a file named explicitly that
+    /// is missing is an error naming it, while the default one missing is fine. [`load`]
+    /// applies the same rule; this is for commands that do not load the configuration, such
+    /// as the first-boot import, so that they agree with it.
+    pub fn check_main(&self) -> Result<(), ConfigError> {
+        match std::fs::metadata(&self.main) {
+            Err(err) if self.main_required => Err(read_error(&self.main, &err)),
+            _ => Ok(()),
+        }
+    }
+
     /// The drop-in directory these sources use.
     pub fn conf_d_dir(&self) -> PathBuf {
         match &self.conf_d {
@@ -361,6 +372,10 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Read);
         assert_eq!(err.source, required.main.display().to_string());
         assert!(err.to_string().contains(": cannot read: "), "{err}");
+
+        // check_main applies the same rule without loading.
+        assert_eq!(fx.sources().check_main(), Ok(()));
+        assert_eq!(required.check_main(), Err(err));
     }
 
     #[test]

@@ -91,6 +91,17 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     datadir::prepare(&settings.data_dir)?;
     let lock = datadir::lock(&settings.data_dir)?;
+    // Everything that can refuse the start comes before the key and the database are made:
+    // a node that cannot run leaves no identity behind.
+    let federation_plan = federation::plan(&settings)?;
+    let api_listener = if settings.config.api.enabled {
+        Some(api::bind(&settings.config.api).await?)
+    } else {
+        None
+    };
+    if federation_plan.is_some() {
+        federation::check_port(&settings)?;
+    }
     let key = identity::load_or_create(&settings.key_file())?;
 
     let db = settings.db_file();
@@ -102,14 +113,10 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let listener = control::server::bind(&settings.socket)?;
     let mut listening = vec![format!("unix:{}", settings.socket.display())];
-    let api_listener = if settings.config.api.enabled {
-        let l = api::bind(&settings.config.api).await?;
+    if let Some(l) = &api_listener {
         let addr = l.local_addr().context("the API listener has no address")?;
         listening.push(format!("http://{addr}"));
-        Some(l)
-    } else {
-        None
-    };
+    }
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let node_id = key.id();
@@ -118,8 +125,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.port());
-    let federation = match federation::settings(&settings, key, &name)? {
-        Some(mut fed) => {
+    let federation = match federation_plan {
+        Some(plan) => {
+            let mut fed = plan.into_settings(&settings, key, &name);
             fed.api_port = api_port;
             let f = Federation::start(
                 fed,

@@ -1,5 +1,6 @@
 //! Turns the `[federation]` configuration into the settings of the federation service.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -77,13 +78,18 @@ fn upstream(settings: &Settings) -> Result<Option<UpstreamSettings>> {
     }))
 }
 
-/// The federation settings, or `None` when the node has neither a secret, nor an allow list,
-/// nor an upstream peer.
-pub fn settings(
-    settings: &Settings,
-    key: NodeKey,
-    name: &str,
-) -> Result<Option<FederationSettings>> {
+/// What the configuration asks of the federation, read and checked before the node makes its
+/// key or database: the secret (from its file), the allow list, the static and upstream peers.
+pub struct Plan {
+    federation: Option<FederationKey>,
+    allow: Vec<NodeId>,
+    static_peers: Vec<StaticPeer>,
+    upstream: Option<UpstreamSettings>,
+}
+
+/// The federation the configuration asks for, or `None` when the node has neither a secret,
+/// nor an allow list, nor an upstream peer.
+pub fn plan(settings: &Settings) -> Result<Option<Plan>> {
     let f = &settings.config.federation;
     let federation = secret(settings)?.map(|s| FederationKey::from_secret(s.as_bytes()));
     let allow = f
@@ -97,18 +103,63 @@ pub fn settings(
         return Ok(None);
     }
     let static_peers = parse_peers(&f.peers, "federation.peers")?;
-    Ok(Some(FederationSettings {
-        key,
-        name: name.to_string(),
+    Ok(Some(Plan {
         federation,
         allow,
-        port: f.port,
         static_peers,
-        mdns: f.mdns,
-        reconcile_every: Duration::from_secs(f.reconcile_secs),
-        max_peers: f.max_peers,
-        peer_rate: f.peer_rate_kib.saturating_mul(1024),
-        api_port: None,
         upstream,
     }))
+}
+
+/// Checks that the federation's UDP port is free, the way `basis-net` binds it (`[::]`, else
+/// `0.0.0.0` where IPv6 is off), so that a node that cannot federate says so before it makes
+/// a key or a database. Port 0 (any) is always free.
+pub fn check_port(settings: &Settings) -> Result<()> {
+    let port = settings.config.federation.port;
+    if port == 0 {
+        return Ok(());
+    }
+    let v6 = std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let result = match v6 {
+        Err(e) if e.kind() != ErrorKind::AddrInUse => {
+            std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+        }
+        other => other,
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => bail!(
+            "cannot listen for federation on UDP port {port}: the port is in use (by another basis node?); give this node another one with --set federation.port={}",
+            port.wrapping_add(1).max(1)
+        ),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot listen for federation on UDP port {port}"))
+        }
+    }
+}
+
+impl Plan {
+    /// The settings of the federation service, for a node with this key and name.
+    pub fn into_settings(
+        self,
+        settings: &Settings,
+        key: NodeKey,
+        name: &str,
+    ) -> FederationSettings {
+        let f = &settings.config.federation;
+        FederationSettings {
+            key,
+            name: name.to_string(),
+            federation: self.federation,
+            allow: self.allow,
+            port: f.port,
+            static_peers: self.static_peers,
+            mdns: f.mdns,
+            reconcile_every: Duration::from_secs(f.reconcile_secs),
+            max_peers: f.max_peers,
+            peer_rate: f.peer_rate_kib.saturating_mul(1024),
+            api_port: None,
+            upstream: self.upstream,
+        }
+    }
 }

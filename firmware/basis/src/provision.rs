@@ -61,10 +61,14 @@ pub struct Imported {
 /// loaded: imports the first-boot file into the drop-in directory the flags select, and logs
 /// what happened.
 pub fn first_boot(global: &Global) -> Result<()> {
+    let sources = settings::sources(global);
+    // A main file named by --config that is missing is an error here too, as it is for
+    // `basis config check` and `basis run`: nothing is imported beside a file that is not
+    // there (a typo in the path would put the import where no node reads it).
+    sources.check_main()?;
     let Some(boot_file) = boot_file_from(std::env::var_os(FIRST_BOOT_FILE_ENV)) else {
         return Ok(());
     };
-    let sources = settings::sources(global);
     if let Some(imported) = import(&boot_file, &sources.conf_d_dir())? {
         // The logger is not set up yet at this point; set it up at the level the
         // configuration (now including the imported file) asks for.

@@ -139,20 +139,30 @@ pub fn router(state: Arc<ApiState>, max_body: usize, cors_origins: &[String]) ->
     }
 }
 
-/// Binds the API's TCP listener. `[::]` falls back to `0.0.0.0` where IPv6 is off.
+/// Binds the API's TCP listener. `[::]` falls back to `0.0.0.0` where IPv6 is off; a port in
+/// use is said to be one, with the setting that moves it.
 pub async fn bind(config: &ApiConfig) -> Result<TcpListener> {
     let addr: SocketAddr = config
         .listen
         .parse()
         .with_context(|| format!("api.listen {:?} is not ip:port", config.listen))?;
+    let in_use = |addr: SocketAddr| {
+        let mut other = addr;
+        other.set_port(addr.port().wrapping_add(1).max(1));
+        anyhow::anyhow!(
+            "cannot listen for the client API on {addr}: the port is in use (by another basis node?); give this node another one with --set api.listen={other} (or turn the API off with --set api.enabled=false)"
+        )
+    };
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(addr)),
         Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
             let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
             log::warn!("api: cannot listen on {addr} ({e}); IPv6 may be off, using {v4}");
-            TcpListener::bind(v4)
-                .await
-                .with_context(|| format!("cannot listen for the client API on {v4}"))
+            match TcpListener::bind(v4).await {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(in_use(v4)),
+                other => other.with_context(|| format!("cannot listen for the client API on {v4}")),
+            }
         }
         Err(e) => Err(e).with_context(|| format!("cannot listen for the client API on {addr}")),
     }

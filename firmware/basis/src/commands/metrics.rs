@@ -1,8 +1,10 @@
-//! `basis metrics`: the running node's status as Prometheus text (for node_exporter's
-//! textfile collector, or any scraper run on the board).
+//! `basis metrics`: the running node's status in the Prometheus text exposition format
+//! (version 0.0.4), for node_exporter's textfile collector or any scraper run on the board.
+//! Not OpenMetrics: the textfile collector reads the Prometheus format, where a counter's
+//! family is named with its `_total` suffix and there is no `# EOF` line.
 
 use anyhow::{Context, Result};
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::prometheus_text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -27,15 +29,27 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, c);
 }
 
-fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+/// A labelled family of gauges, registered only when `present`: a family that will get no
+/// sample would show a metric with no value.
+fn family(registry: &mut Registry, name: &str, help: &str, present: bool) -> Family<Labels, Gauge> {
     let f = Family::<Labels, Gauge>::default();
-    registry.register(name, help, f.clone());
+    if present {
+        registry.register(name, help, f.clone());
+    }
     f
 }
 
-fn counters(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+/// A labelled family of counters, registered only when `present` (see [`family`]).
+fn counters(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    present: bool,
+) -> Family<Labels, Counter> {
     let f = Family::<Labels, Counter>::default();
-    registry.register(name, help, f.clone());
+    if present {
+        registry.register(name, help, f.clone());
+    }
     f
 }
 
@@ -84,26 +98,33 @@ pub fn render(status: &Status) -> Result<String> {
             "1 when a route to an upstream node leaves by an interface that is up",
             i64::from(bridge.wan.up),
         );
+        let upstreams = !bridge.upstreams.is_empty();
+        let rooms = !bridge.rooms.is_empty();
         let linked = family(
             &mut r,
             "basis_upstream_linked",
             "1 when the upstream node is linked",
+            upstreams,
         );
         let rtt: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
-        r.register(
-            "basis_upstream_rtt_seconds",
-            "Round-trip time to the upstream node",
-            rtt.clone(),
-        );
+        if bridge.upstreams.iter().any(|up| up.rtt_ms.is_some()) {
+            r.register(
+                "basis_upstream_rtt_seconds",
+                "Round-trip time to the upstream node",
+                rtt.clone(),
+            );
+        }
         let up_sent = counters(
             &mut r,
             "basis_upstream_events_sent",
             "Events sent to the upstream node since start",
+            upstreams,
         );
         let up_received = counters(
             &mut r,
             "basis_upstream_events_received",
             "Events received from the upstream node since start",
+            upstreams,
         );
         for up in &bridge.upstreams {
             let l: Labels = vec![("node", up.node_id.clone())];
@@ -120,41 +141,52 @@ pub fn render(status: &Status) -> Result<String> {
             &mut r,
             "basis_bridge_backlog_events",
             "Events of the room waiting to go upstream",
+            rooms,
         );
         let backlog_bytes = family(
             &mut r,
             "basis_bridge_backlog_bytes",
             "Bytes of the events of the room waiting to go upstream",
+            rooms,
         );
         let down = family(
             &mut r,
             "basis_bridge_downlink_backlog_events",
             "Events of the room upstream holds that have not come down yet",
+            rooms,
         );
         let limit = family(
             &mut r,
             "basis_bridge_budget_bytes_per_hour",
             "The room's hourly byte budget (absent: no limit)",
+            bridge
+                .rooms
+                .iter()
+                .any(|room| room.budget_bytes_per_hour.is_some()),
         );
         let used = family(
             &mut r,
             "basis_bridge_budget_used_bytes",
             "Bytes of the room that crossed the WAN in the last hour",
+            rooms,
         );
         let spent = family(
             &mut r,
             "basis_bridge_budget_exhausted",
             "1 when the budget stopped the room's traffic",
+            rooms,
         );
         let sent = counters(
             &mut r,
             "basis_bridge_sent_bytes",
             "Bytes of the room's events sent upstream since start",
+            rooms,
         );
         let received = counters(
             &mut r,
             "basis_bridge_received_bytes",
             "Bytes of the room's events received from upstream since start",
+            rooms,
         );
         for room in &bridge.rooms {
             let l: Labels = vec![("room", room.room.clone())];

@@ -16,6 +16,21 @@ use crate::client::session::{ClientOptions, Session};
 use crate::commands::print_json;
 use crate::node::wall_millis;
 
+/// Fewest characters of a new passphrase. The key file can be copied and attacked offline;
+/// Argon2id slows each guess, but a passphrase of a few characters falls anyway.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
+
+/// Refuses a passphrase too short to protect a new key file.
+fn check_new_passphrase(pass: &str) -> Result<()> {
+    let chars = pass.chars().count();
+    if chars < MIN_PASSPHRASE_CHARS {
+        bail!(
+            "the passphrase has {chars} characters; a new user key needs at least {MIN_PASSPHRASE_CHARS} (a few words are easy to remember and hard to guess); nothing was written"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a `basis user` subcommand.
 pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
     let dir = ClientDir::resolve(opts.profile.as_deref())?;
@@ -27,10 +42,11 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
                     dir.key_file().display()
                 );
             }
-            let secrets = UserSecrets::generate(wall_millis()).context("cannot make a key")?;
             let pass = opts
                 .passphrase
                 .get("Passphrase to protect your new user key: ", true)?;
+            check_new_passphrase(&pass)?;
+            let secrets = UserSecrets::generate(wall_millis()).context("cannot make a key")?;
             save_secrets(&dir, &secrets, &pass)?;
             println!("made user {}", secrets.user_id());
             println!("key file: {} (encrypted)", dir.key_file().display());
@@ -160,4 +176,20 @@ pub fn contacts(opts: &ClientOptions, command: ContactsCommand) -> Result<()> {
         }
     }
     c.save(&dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_passphrase_needs_eight_characters() {
+        let err = check_new_passphrase("x").unwrap_err().to_string();
+        assert!(err.contains("at least 8"), "{err}");
+        assert!(check_new_passphrase("seven c").is_err());
+        assert!(check_new_passphrase("eight ch").is_ok());
+        // Characters, not bytes: eight letters of any script will do, seven will not.
+        assert!(check_new_passphrase("ñandúñan").is_ok());
+        assert!(check_new_passphrase("ñandúña").is_err());
+    }
 }

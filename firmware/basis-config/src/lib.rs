@@ -22,3 +22,4 @@ pub use schema::{
     ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel,
     NodeConfig, RoomPolicyConfig, SECTIONS, Secret, StoreConfig, UpstreamConfig,
 };
+pub use validate::warnings;

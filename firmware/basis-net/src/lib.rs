@@ -16,9 +16,10 @@ pub mod tls;
 mod upstream;
 mod wan;
 
+pub use basis_proto::bridge_link::RoomSnapshot;
 pub use discovery::SERVICE_TYPE;
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
 pub use service::{Federation, FederationSettings, StaticPeer};
-pub use upstream::{BridgeSnapshot, RoomSnapshot, UpstreamSettings, UpstreamSnapshot};
+pub use upstream::{BridgeSnapshot, UpstreamSettings, UpstreamSnapshot, UpstreamState};
 pub use wan::WanView;

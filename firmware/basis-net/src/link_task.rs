@@ -196,7 +196,7 @@ pub(crate) async fn run(
         duplicate: false,
         banned: false,
     };
-    ctx.apply(first).await;
+    ctx.apply(first, &mut link).await;
 
     while ctx.closed.is_none() {
         let actions = tokio::select! {
@@ -261,7 +261,7 @@ pub(crate) async fn run(
                 vec![Action::Send(Frame::Bye("the node is shutting down".into())), Action::Close("this node is shutting down".into())]
             }
         };
-        ctx.apply(actions).await;
+        ctx.apply(actions, &mut link).await;
         ctx.shared.note_stats(peer, link.stats());
     }
     let reason = ctx.closed.take().unwrap_or_default();
@@ -348,7 +348,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn apply(&mut self, actions: Vec<Action>) {
+    async fn apply(&mut self, actions: Vec<Action>, link: &mut Link) {
         for action in actions {
             match action {
                 Action::Send(frame) => {
@@ -373,7 +373,13 @@ impl Ctx<'_> {
                     );
                     self.shared.admitted(peer, &name, self.remote);
                 }
-                Action::Store(events) => self.store(events).await,
+                Action::Store(events) => {
+                    if self.store(events).await
+                        && let Some(Action::Send(ack)) = link.stored()
+                    {
+                        let _ = self.control.send(ack.encode());
+                    }
+                }
                 Action::SendEvents(ids) => {
                     tokio::spawn(stream_events(
                         self.shared.readers.clone(),
@@ -407,8 +413,9 @@ impl Ctx<'_> {
                 Action::Notice(n) => {
                     let _ = self.shared.notices_in.send((self.peer, n));
                 }
-                // Only an upstream link reconciles by scope; its driver is `upstream`.
-                Action::Differences { .. } => {}
+                // Only an upstream link reconciles by scope and counts acknowledgements; its
+                // driver is `upstream`.
+                Action::Differences { .. } | Action::Delivered(_) => {}
                 Action::Close(reason) => {
                     if self.closed.is_none() {
                         self.closed = Some(reason);
@@ -418,9 +425,14 @@ impl Ctx<'_> {
         }
     }
 
-    async fn store(&mut self, events: Vec<basis_core::ValidEvent>) {
-        if let Err(e) = store_from(self.shared, self.peer, events).await {
-            log::error!("cannot store events from node {}: {e}", self.peer.short());
+    /// Stores events from the peer; false when the store failed.
+    async fn store(&mut self, events: Vec<basis_core::ValidEvent>) -> bool {
+        match store_from(self.shared, self.peer, events).await {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("cannot store events from node {}: {e}", self.peer.short());
+                false
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod bridge;
+pub mod bridge_link;
 pub mod close;
 pub mod duplicate;
 pub mod frame;
@@ -17,6 +18,7 @@ pub mod recon;
 pub mod reputation;
 
 pub use admission::{FederationKey, Proof, Role};
+pub use bridge_link::{BridgeLink, BridgeRooms, BridgeStore};
 pub use close::CloseCode;
 pub use duplicate::{Keep, LinkEnd, LinkFacts};
 pub use frame::{Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence};
@@ -26,4 +28,5 @@ pub use reputation::Reputation;
 /// ALPN protocol id of Basis federation links.
 pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3 added the `Stored` frame; a node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 3;

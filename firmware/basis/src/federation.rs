@@ -84,6 +84,9 @@ pub fn settings(
     key: NodeKey,
     name: &str,
 ) -> Result<Option<FederationSettings>> {
+    for warning in basis_config::warnings(&settings.config) {
+        log::warn!("configuration: {warning}");
+    }
     let f = &settings.config.federation;
     let federation = secret(settings)?.map(|s| FederationKey::from_secret(s.as_bytes()));
     let allow = f

@@ -8,25 +8,24 @@
 //! missing; content addressing makes a repeat harmless.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use basis_core::{EventId, NodeId, RoomId};
-use basis_proto::admission::EXPORTER_LABEL;
+use basis_core::{NodeId, RoomId};
 use basis_proto::bridge::RoomPolicy;
-use basis_proto::bridge_link::{HeldEvent, Now, RoomSnapshot, SavedRoom};
-use basis_proto::frame::Frame;
-use basis_proto::{Action, BridgeLink, BridgeRooms, BridgeStore, CloseCode, LinkConfig};
-use futures_util::StreamExt;
-use quinn::Connection;
+use basis_proto::bridge_link::{BridgeStats, RoomSnapshot, SavedRoom};
+use basis_proto::{BridgeRooms, CloseCode};
+use quinn::{Connection, Endpoint};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
-use tokio_util::codec::FramedRead;
+use tokio::sync::watch;
 
-use crate::closing::{close, read_close};
-use crate::link_task::{StoreItems, codec, store_from, writer};
-use crate::service::{Shared, StaticPeer, canonical, peer_of};
+use crate::addr::StaticPeer;
+use crate::closing::close;
+use crate::context::Context;
+use crate::driver;
+use crate::endpoint::{CONNECT_TIMEOUT, peer_of};
 use crate::wan::{WanView, unix_now};
 
 /// First wait before dialling an upstream node again; doubles up to [`MAX_BACKOFF`].
@@ -34,10 +33,6 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials while the WAN is up: an upstream node that restarted is
 /// found again within this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest wait for a handshake with an upstream node (WAN links can be slow).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the bridge's state (budgets, sync marks) is written to disk when it changed.
-const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// What the bridge needs from the node's configuration.
 #[derive(Debug, Clone)]
@@ -131,7 +126,7 @@ pub struct UpstreamSnapshot {
 
 /// How one attempt to link with an upstream node ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Attempt {
+pub(crate) enum Attempt {
     /// No connection: the dial got no answer, the name did not resolve, another key answered.
     NoAnswer(String),
     /// Connected, and the node did not admit this one.
@@ -263,6 +258,45 @@ impl Bridge {
         lock(&self.upstreams).get_mut(&id).map(f)
     }
 
+    /// The bridged rooms, locked (briefly: the bridge's machine runs under it).
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, BridgeRooms> {
+        lock(&self.rooms)
+    }
+
+    /// How often the rooms are reconciled again while linked.
+    pub(crate) fn reconcile_every(&self) -> Duration {
+        self.settings.reconcile_every
+    }
+
+    /// The upstream node `id` was admitted on `conn`.
+    pub(crate) fn linked(&self, id: NodeId, remote: SocketAddr, conn: Connection) {
+        self.upstream(id, |e| {
+            e.address = Some(remote.to_string());
+            e.conn = Some(conn);
+            e.set(UpstreamState::Linked, None);
+        });
+    }
+
+    /// The counters of the live link to `id`.
+    pub(crate) fn note_stats(&self, id: NodeId, stats: BridgeStats) {
+        self.upstream(id, |e| {
+            e.live_sent = stats.events_sent;
+            e.live_received = stats.events_received;
+            if stats.last_reconciled.is_some() {
+                e.last_reconciled = stats.last_reconciled;
+            }
+        });
+    }
+
+    /// The link to `id` ended: its counters join the totals.
+    pub(crate) fn unlinked(&self, id: NodeId) {
+        self.upstream(id, |e| {
+            e.events_sent += std::mem::take(&mut e.live_sent);
+            e.events_received += std::mem::take(&mut e.live_received);
+            e.conn = None;
+        });
+    }
+
     /// Writes budgets and sync marks to the state file when they changed.
     pub(crate) fn save(&self) {
         let Some(path) = &self.settings.state_file else {
@@ -331,24 +365,32 @@ impl Bridge {
     }
 }
 
+/// What dialling an upstream node needs: the endpoint and the client side of TLS with the
+/// upstream keep-alive.
+#[derive(Clone)]
+pub(crate) struct UpstreamDialler {
+    pub endpoint: Endpoint,
+    pub client: quinn::ClientConfig,
+}
+
 /// Starts one task per upstream node.
-pub(crate) fn start(shared: &Arc<Shared>, bridge: &Arc<Bridge>, client: quinn::ClientConfig) {
+pub(crate) fn start(ctx: &Arc<Context>, bridge: &Arc<Bridge>, dialler: UpstreamDialler) {
     for peer in bridge.settings.peers.clone() {
-        shared.tasks.spawn(peer_loop(
-            shared.clone(),
+        ctx.tasks.spawn(peer_loop(
+            ctx.clone(),
             bridge.clone(),
             peer,
-            client.clone(),
+            dialler.clone(),
         ));
     }
 }
 
 /// Keeps one upstream node linked while the WAN is up.
 async fn peer_loop(
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     bridge: Arc<Bridge>,
     peer: StaticPeer,
-    client: quinn::ClientConfig,
+    dialler: UpstreamDialler,
 ) {
     let Some(id) = peer.expected else {
         return log::warn!(
@@ -364,7 +406,7 @@ async fn peer_loop(
             last_failure = None;
             bridge.upstream(id, |e| e.set(UpstreamState::WaitingForWan, None));
             tokio::select! {
-                () = shared.stop.cancelled() => return,
+                () = ctx.stop.cancelled() => return,
                 changed = wan.changed() => if changed.is_err() { return },
             }
             backoff = FIRST_BACKOFF;
@@ -374,8 +416,10 @@ async fn peer_loop(
         if last_failure.is_none() {
             bridge.upstream(id, |e| e.set(UpstreamState::Linking, None));
         }
-        let attempt = match connect(&shared, &peer, id, &client).await {
-            Ok(conn) => run_link(&shared, &bridge, id, conn, &mut wan).await,
+        let attempt = match connect(&dialler, &peer, id).await {
+            Ok(conn) => {
+                driver::run_upstream(&ctx, &bridge, id, conn, wan.clone(), CONNECT_TIMEOUT).await
+            }
             Err(reason) => (false, Attempt::NoAnswer(reason)),
         };
         bridge.save();
@@ -413,7 +457,7 @@ async fn peer_loop(
             last_failure = Some(reason);
         }
         tokio::select! {
-            () = shared.stop.cancelled() => return,
+            () = ctx.stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
             _ = wan.changed() => {}
         }
@@ -422,10 +466,9 @@ async fn peer_loop(
 }
 
 async fn connect(
-    shared: &Shared,
+    dialler: &UpstreamDialler,
     peer: &StaticPeer,
     id: NodeId,
-    client: &quinn::ClientConfig,
 ) -> Result<Connection, String> {
     let addrs: Vec<_> = tokio::net::lookup_host((peer.host.as_str(), peer.port))
         .await
@@ -433,16 +476,17 @@ async fn connect(
         .collect();
     let mut last = format!("{} resolved to no address", peer.host);
     for addr in addrs {
-        let connecting = match shared
-            .endpoint
-            .connect_with(client.clone(), addr, "basis.invalid")
-        {
-            Ok(c) => c,
-            Err(e) => {
-                last = format!("cannot dial {addr}: {e}");
-                continue;
-            }
-        };
+        let connecting =
+            match dialler
+                .endpoint
+                .connect_with(dialler.client.clone(), addr, "basis.invalid")
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("cannot dial {addr}: {e}");
+                    continue;
+                }
+            };
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
@@ -467,272 +511,6 @@ async fn connect(
         }
     }
     Err(last)
-}
-
-impl BridgeStore for StoreItems {
-    fn last_seq(&mut self) -> Result<u64, String> {
-        tokio::task::block_in_place(|| self.0.last_seq()).map_err(|e| e.to_string())
-    }
-
-    fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String> {
-        let events = tokio::task::block_in_place(|| self.0.get_many(ids));
-        Ok(events
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|e| HeldEvent {
-                id: e.id,
-                ts: e.time.0,
-                raw: e.raw,
-            })
-            .collect())
-    }
-}
-
-fn now() -> Now {
-    Now {
-        at: Instant::now(),
-        unix: unix_now(),
-    }
-}
-
-/// Runs one upstream link until it ends: whether it was admitted, and how it ended.
-async fn run_link(
-    shared: &Arc<Shared>,
-    bridge: &Arc<Bridge>,
-    id: NodeId,
-    conn: Connection,
-    wan: &mut watch::Receiver<WanView>,
-) -> (bool, Attempt) {
-    let remote = canonical(conn.remote_address());
-    let mut exporter = [0u8; 32];
-    if conn
-        .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-        .is_err()
-    {
-        close(&conn, CloseCode::Unusable, "no keying material");
-        return (false, Attempt::Ended("no keying material".into()));
-    }
-    let (send, recv) = match tokio::time::timeout(CONNECT_TIMEOUT, conn.open_bi()).await {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(e)) => {
-            return (
-                false,
-                Attempt::Ended(format!("cannot open the link stream: {e}")),
-            );
-        }
-        Err(_) => {
-            return (
-                false,
-                Attempt::Ended("cannot open the link stream: timed out".into()),
-            );
-        }
-    };
-    let config = LinkConfig {
-        local: shared.local,
-        name: shared.link_config.name.clone(),
-        // The LAN's secret proves nothing upstream; the upstream node admits this node by id.
-        federation: None,
-        allow: vec![id],
-        reconcile_every: bridge.settings.reconcile_every,
-        upstream: true,
-        boot: shared.link_config.boot,
-        dial: shared.next_dial(),
-    };
-    let (mut machine, first) =
-        BridgeLink::new(config, id, exporter, bridge.settings.reconcile_every);
-    // Every frame goes in order on one queue: the upload frames' numbers must match the order
-    // the upstream node receives them in, and the machine bounds what is in flight.
-    let (control_tx, control_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let (_bulk_tx, bulk_rx) = mpsc::channel::<Vec<u8>>(1);
-    let writer_task = tokio::spawn(writer(send, control_rx, bulk_rx));
-    let mut frames = FramedRead::new(recv, codec());
-    let mut events = shared.events.subscribe();
-    let mut source = StoreItems(shared.readers.clone());
-    let mut run = Run {
-        shared,
-        bridge,
-        id,
-        remote,
-        conn: &conn,
-        control: control_tx,
-        admitted: false,
-        closed: None,
-    };
-    run.apply(first, &mut machine).await;
-    let stop = shared.stop.clone();
-    let mut saved_at = Instant::now();
-    while run.closed.is_none() {
-        let wake = machine.poll_timeout();
-        let save_at = lock(&bridge.rooms)
-            .has_changes()
-            .then_some(saved_at + SAVE_EVERY);
-        let deadline = [wake, save_at].into_iter().flatten().min();
-        let actions = tokio::select! {
-            biased;
-            () = stop.cancelled() => {
-                let _ = run.control.send(Frame::Bye("the node is shutting down".into()).encode());
-                run.closed = Some(Attempt::Stopped);
-                Vec::new()
-            }
-            changed = wan.changed() => {
-                if changed.is_err() {
-                    // The monitor ends only when the node stops.
-                    run.closed = Some(Attempt::Stopped);
-                } else if !wan.borrow().up {
-                    run.close("the WAN went down");
-                }
-                Vec::new()
-            }
-            frame = frames.next() => match frame {
-                Some(Ok(bytes)) => {
-                    let mut rooms = lock(&bridge.rooms);
-                    machine.on_frame(&bytes, now(), &mut rooms, &mut source)
-                }
-                Some(Err(e)) => {
-                    run.close(&format!("the link broke: {e}"));
-                    Vec::new()
-                }
-                None => {
-                    let reason = match conn.close_reason() {
-                        Some(reason) => read_close(&reason).0,
-                        None => "the upstream node ended the stream".into(),
-                    };
-                    run.close(&reason);
-                    Vec::new()
-                }
-            },
-            event = events.recv() => {
-                let room = match event {
-                    Ok(ev) if ev.origin == Some(id) => None,
-                    Ok(ev) => Some(Some(ev.room)),
-                    // Events were missed: any of them may go up.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(None),
-                    Err(_) => None,
-                };
-                if let Some(room) = room {
-                    machine.on_local_event(room, now(), &lock(&bridge.rooms));
-                }
-                Vec::new()
-            }
-            () = sleep_until(deadline) => {
-                if save_at.is_some_and(|t| Instant::now() >= t) {
-                    saved_at = Instant::now();
-                    bridge.save();
-                }
-                let mut rooms = lock(&bridge.rooms);
-                machine.on_timeout(now(), &mut rooms, &mut source)
-            }
-            reason = conn.closed() => {
-                run.close(&read_close(&reason).0);
-                Vec::new()
-            }
-        };
-        run.apply(actions, &mut machine).await;
-        let stats = machine.stats();
-        bridge.upstream(id, |e| {
-            e.live_sent = stats.events_sent;
-            e.live_received = stats.events_received;
-            if stats.last_reconciled.is_some() {
-                e.last_reconciled = stats.last_reconciled;
-            }
-        });
-    }
-    machine.closed(&mut lock(&bridge.rooms));
-    bridge.upstream(id, |e| {
-        e.events_sent += std::mem::take(&mut e.live_sent);
-        e.events_received += std::mem::take(&mut e.live_received);
-        e.conn = None;
-    });
-    let attempt = run.closed.take().unwrap_or(Attempt::Stopped);
-    let admitted = run.admitted;
-    drop(run);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
-    let (code, text) = match &attempt {
-        Attempt::Stopped => (
-            CloseCode::Shutdown,
-            "this node is shutting down".to_string(),
-        ),
-        Attempt::NoAnswer(r) | Attempt::NotAdmitted(r) | Attempt::Ended(r) => {
-            (CloseCode::Ended, r.clone())
-        }
-    };
-    close(&conn, code, &text);
-    if admitted {
-        log::debug!("upstream link to {remote} ended");
-    }
-    let attempt = match attempt {
-        Attempt::Ended(r) if !admitted && machine.link().refused() => Attempt::NotAdmitted(r),
-        other => other,
-    };
-    (admitted, attempt)
-}
-
-/// Sleeps until `deadline`, or for ever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-struct Run<'a> {
-    shared: &'a Arc<Shared>,
-    bridge: &'a Arc<Bridge>,
-    id: NodeId,
-    remote: std::net::SocketAddr,
-    conn: &'a Connection,
-    control: mpsc::UnboundedSender<Vec<u8>>,
-    admitted: bool,
-    closed: Option<Attempt>,
-}
-
-impl Run<'_> {
-    fn close(&mut self, reason: &str) {
-        self.closed
-            .get_or_insert(Attempt::Ended(reason.to_string()));
-    }
-
-    async fn apply(&mut self, actions: Vec<Action>, machine: &mut BridgeLink) {
-        for action in actions {
-            match action {
-                Action::Send(frame) => {
-                    let _ = self.control.send(frame.encode());
-                }
-                Action::Admitted { name, .. } => {
-                    self.admitted = true;
-                    log::info!("bridged with upstream node {} ({name})", self.id.short());
-                    let address = self.remote.to_string();
-                    let conn = self.conn.clone();
-                    self.bridge.upstream(self.id, |e| {
-                        e.address = Some(address);
-                        e.conn = Some(conn);
-                        e.set(UpstreamState::Linked, None);
-                    });
-                }
-                Action::Store(events) => {
-                    let n = events.len();
-                    if let Err(e) = store_from(self.shared, self.id, events).await {
-                        log::error!(
-                            "cannot store {n} events from upstream node {}: {e}",
-                            self.id.short()
-                        );
-                        machine.store_failed(now());
-                    }
-                }
-                Action::Penalize { reason, .. } => {
-                    log::warn!("upstream node {}: {reason}", self.id.short());
-                }
-                Action::Close(reason) => self.close(&reason),
-                // The machine consumes the rest; nothing else reaches a driver.
-                Action::SendEvents(_)
-                | Action::Learned(_)
-                | Action::Notice(_)
-                | Action::Reconciled { .. }
-                | Action::Differences { .. }
-                | Action::Delivered(_) => {}
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::StaticPeer;
+use crate::addr::StaticPeer;
 
 /// Quiet time after a netlink notice before looking: one change comes as a burst of notices.
 const SETTLE: Duration = Duration::from_millis(200);

@@ -167,6 +167,68 @@ fn missing_config_file_and_bad_overrides_are_errors() {
 }
 
 #[test]
+fn a_bad_upstream_room_in_a_drop_in_names_the_drop_in_line_and_room() {
+    let node = Node::new();
+    let conf_d = node.root().join("conf.d");
+    fs::create_dir_all(&conf_d).unwrap();
+    let drop_in = conf_d.join("60-upstream.toml");
+    let room = "ab".repeat(32);
+    let peer = format!("{}@hq.example.org:7464", "cd".repeat(32));
+    fs::write(
+        &drop_in,
+        format!(
+            "[upstream]\npeers = [\"{peer}\"]\n\n[upstream.rooms.{room}]\nuplink = false\ndownlink = false\n"
+        ),
+    )
+    .unwrap();
+    let out = node.cli(&["config", "check"]);
+    assert_error_exit(&out, "config check with both directions off");
+    let stderr = text(&out.stderr);
+    assert!(
+        names_file_at_line(&stderr, &drop_in, 5),
+        "the error does not name {}:5:\n{}",
+        drop_in.display(),
+        describe(&out)
+    );
+    assert!(
+        stderr.contains(&format!(
+            "upstream.rooms.{room}: uplink and downlink are both off"
+        )),
+        "the error does not name the room's table\n{}",
+        describe(&out)
+    );
+    assert!(!stderr.contains("built-in defaults"), "{}", describe(&out));
+
+    // A room id in capitals would be a second key for the same room: refused, likewise.
+    fs::write(
+        &drop_in,
+        format!(
+            "[upstream]\npeers = [\"{peer}\"]\n[upstream.rooms.{}]\npriority = 1\n",
+            room.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let out = node.cli(&["config", "check"]);
+    assert_error_exit(&out, "config check with an uppercase room id");
+    assert!(
+        names_file_at_line(&text(&out.stderr), &drop_in, 4)
+            && text(&out.stderr).contains("lowercase"),
+        "{}",
+        describe(&out)
+    );
+
+    // Rooms with no upstream node bridge nothing: allowed, with a warning.
+    fs::write(&drop_in, format!("[upstream.rooms.{room}]\npriority = 1\n")).unwrap();
+    let out = node.cli_ok(&["config", "check"]);
+    assert!(
+        text(&out.stderr).contains("warning: upstream.rooms:")
+            && text(&out.stderr).contains("upstream.peers is empty"),
+        "no warning\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let node = Node::new();
     for args in [

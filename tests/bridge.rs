@@ -495,3 +495,154 @@ fn the_hourly_budget_holds_and_messages_go_before_files() {
         "a restart reset the budget"
     );
 }
+
+#[test]
+fn a_cut_backlog_stays_an_upper_bound_and_costs_its_budget_once() {
+    let Site {
+        nodes,
+        mut gw,
+        wan_port,
+        up,
+        up_id,
+        wan,
+        _lan,
+        ..
+    } = site(lab_or_skip!(), 1);
+    let n1 = &nodes[0];
+    let (room, _) = append(n1, None, 2000, "a message of the backlog");
+    let total = room_ids(n1, &room).len();
+    // Enough for every event once, and not for the whole room twice.
+    let budget = room_bytes(n1, &room) * 13 / 10;
+    let rooms =
+        format!("[upstream.rooms.{room}]\ndownlink = false\nbudget_bytes_per_hour = {budget}\n");
+    bridge_to(&gw, &up_id, &up.host, &rooms);
+    gw.start();
+    wait_until(
+        Duration::from_secs(60),
+        "the gateway gets the room",
+        &gw,
+        || room_ids(&gw, &room).len() == total,
+    );
+
+    // The WAN at 1 Mbit/s, cut while the backlog crosses.
+    wan.set_rate(&wan_port, 1000);
+    wan.set_link(&wan_port, true);
+    wait_until(
+        Duration::from_secs(60),
+        "the backlog starts going up",
+        &gw,
+        || room_ids(&up, &room).len() > 200,
+    );
+    wan.set_link(&wan_port, false);
+    wait_until(
+        Duration::from_secs(10),
+        "the gateway sees the WAN down",
+        &gw,
+        || bridge_status(&gw)["wan"]["up"] == false,
+    );
+    thread::sleep(Duration::from_secs(1));
+    let lacking = total - room_ids(&up, &room).len();
+    assert!(
+        lacking > 0,
+        "the backlog finished before the cut; nothing was tested"
+    );
+    let status = room_status(&bridge_status(&gw), &room);
+    println!(
+        "bridge: WAN down with {lacking} events not up; status says at most {}",
+        status["backlog_events"]
+    );
+    assert!(
+        status["backlog_events"].as_u64().unwrap_or(0) >= lacking as u64,
+        "the backlog reads less than upstream lacks ({lacking}): {status}"
+    );
+
+    // Back: every event crosses within the hour's first window, each charged once.
+    wan.set_rate(&wan_port, 0);
+    wan.set_link(&wan_port, true);
+    let took = wait_until(Duration::from_secs(60), "every event crosses", &gw, || {
+        room_ids(&up, &room).len() == total
+    });
+    println!("bridge: the rest crossed {took:?} after the WAN came back");
+    wait_until(
+        Duration::from_secs(20),
+        "the backlog shows empty",
+        &gw,
+        || {
+            let s = room_status(&bridge_status(&gw), &room);
+            s["backlog_exact"] == true && s["backlog_events"] == 0
+        },
+    );
+    let status = room_status(&bridge_status(&gw), &room);
+    let used = status["budget_used_bytes"].as_i64().unwrap_or(-1);
+    let crossed = room_bytes(&up, &room);
+    println!("bridge: budget used {used} B for {crossed} B that crossed");
+    // An acknowledgement lost in the cut leaves at most the frame it was for uncharged.
+    const FRAME: i64 = 64 * 1024;
+    assert!(
+        used <= crossed && crossed - used <= FRAME,
+        "budget used {used} B, but {crossed} B crossed: {status}"
+    );
+    assert_eq!(status["budget_exhausted"], false, "{status}");
+}
+
+#[test]
+fn a_short_wan_blip_is_linked_again_within_seconds_and_a_stop_is_a_stop() {
+    let Site {
+        nodes,
+        mut gw,
+        wan_port,
+        up,
+        up_id,
+        wan,
+        _lan,
+        ..
+    } = site(lab_or_skip!(), 1);
+    let n1 = &nodes[0];
+    let (room, _) = append(n1, None, 10, "before the blip");
+    bridge_to(&gw, &up_id, &up.host, &format!("[upstream.rooms.{room}]\n"));
+    gw.start();
+    wan.set_link(&wan_port, true);
+    let linked = || bridge_status(&gw)["upstreams"][0]["state"] == "linked";
+    wait_until(Duration::from_secs(30), "the bridge links", &gw, linked);
+
+    // Three seconds without the WAN: the gateway notices, and links again at once after.
+    let blip = Instant::now();
+    wan.set_link(&wan_port, false);
+    wait_until(
+        Duration::from_secs(3),
+        "the gateway notices the blip",
+        &gw,
+        || !linked(),
+    );
+    thread::sleep(Duration::from_secs(3).saturating_sub(blip.elapsed()));
+    wan.set_link(&wan_port, true);
+    let took = wait_until(
+        Duration::from_secs(3),
+        "linked again after a 3 s blip",
+        &gw,
+        linked,
+    );
+    println!("bridge: linked again {took:?} after a 3 s WAN blip");
+    let (_, after) = append(n1, Some(&room), 1, "after the blip");
+    wait_until(
+        Duration::from_secs(10),
+        "events cross after the blip",
+        &gw,
+        || room_ids(&up, &room).contains(&id_bytes(&after[0])),
+    );
+
+    // A plain stop with the WAN up is a stop, not a WAN failure.
+    let log = gw.node.stop();
+    let last_link = log
+        .rfind("bridged with upstream node")
+        .expect("the log says the bridge linked");
+    let tail = &log[last_link..];
+    assert!(
+        !tail.contains("WAN went down"),
+        "a stop was logged as the WAN going down:\n{tail}"
+    );
+    assert!(
+        tail.contains("unlinked: this node is stopping"),
+        "the stop is not logged as one:\n{tail}"
+    );
+}

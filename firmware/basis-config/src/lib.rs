@@ -1,7 +1,6 @@
 //! Configuration of a Basis node: the schema with its documented defaults, layered loading
 //! (defaults, main file, `conf.d` drop-ins, environment, command-line overrides) and checks
 //! whose errors point at the source, line and field at fault.
-#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -22,3 +21,4 @@ pub use schema::{
     ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel,
     NodeConfig, RoomPolicyConfig, SECTIONS, Secret, StoreConfig, UpstreamConfig,
 };
+pub use validate::warnings;

@@ -212,9 +212,15 @@ fn finish(merged: &Merged) -> Result<Config, ConfigError> {
     validate(&config).map_err(|invalid| {
         let origin = merged
             .origin_of(invalid.field)
+            .or_else(|| {
+                invalid
+                    .within
+                    .as_deref()
+                    .and_then(|table| merged.origin_within(table))
+            })
             .or_else(|| invalid.related.and_then(|field| merged.origin_of(field)));
         let error = ConfigError {
-            field: Some(invalid.field.to_owned()),
+            field: Some(invalid.within.unwrap_or_else(|| invalid.field.to_owned())),
             ..ConfigError::new(ErrorKind::Invalid, DEFAULTS_SOURCE, invalid.reason)
         };
         blame(error, origin)

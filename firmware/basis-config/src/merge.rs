@@ -52,6 +52,19 @@ impl Merged {
     }
 }
 
+impl Merged {
+    /// Where the first setting inside `table` (a dotted path) came from, the one earliest in
+    /// its file: what to blame for a table as a whole.
+    pub fn origin_within(&self, table: &str) -> Option<&Origin> {
+        let prefix = format!("{table}.");
+        self.origins
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, origin)| origin)
+            .min_by_key(|o| (o.line, o.column))
+    }
+}
+
 /// Merges `over` into `base`: tables merge recursively, anything else replaces.
 fn merge_tables(base: &mut Table, over: Table) {
     for (key, value) in over {

@@ -23,6 +23,9 @@ pub(crate) struct Invalid {
     pub reason: String,
     /// Another field the rule depends on, blamed when `field` was left at its default.
     pub related: Option<&'static str>,
+    /// The table at fault, when the rule is about one entry of `field` (such as one room of
+    /// `upstream.rooms`): named in the error, and its settings are blamed.
+    pub within: Option<String>,
 }
 
 /// The first rule `config` breaks, if any.
@@ -40,6 +43,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
                 store.write_batch, store.write_queue
             ),
             related: Some("store.write_batch"),
+            within: None,
         });
     }
     in_range("store.write_queue", store.write_queue, 1..=MAX_WRITE_QUEUE)?;
@@ -167,19 +171,25 @@ fn validate_upstream(config: &Config) -> Result<(), Invalid> {
         ));
     }
     in_range("upstream.reconcile_secs", u.reconcile_secs, 5..=86_400)?;
-    if let Some(bad) = u.rooms.keys().find(|id| !is_node_id(id)) {
-        return Err(invalid(
-            "upstream.rooms",
-            format!("{bad:?} is not a room id (64 hex characters, see `basis rooms`)"),
-        ));
+    if let Some(bad) = u.rooms.keys().find(|id| !is_room_id(id)) {
+        let reason = if is_node_id(bad) {
+            format!("{bad:?}: write the room id in lowercase, as `basis store rooms` prints it")
+        } else {
+            format!("{bad:?} is not a room id (64 hex characters, see `basis store rooms`)")
+        };
+        return Err(Invalid {
+            within: Some(format!("upstream.rooms.{bad}")),
+            ..invalid("upstream.rooms", reason)
+        });
     }
     if let Some((room, _)) = u.rooms.iter().find(|(_, p)| !p.uplink && !p.downlink) {
-        return Err(invalid(
-            "upstream.rooms",
-            format!(
-                "room {room}: uplink and downlink are both off; remove the room to keep it on the LAN"
-            ),
-        ));
+        return Err(Invalid {
+            within: Some(format!("upstream.rooms.{room}")),
+            ..invalid(
+                "upstream.rooms",
+                "uplink and downlink are both off; remove the room to keep it on the LAN".into(),
+            )
+        });
     }
     Ok(())
 }
@@ -237,7 +247,31 @@ fn invalid(field: &'static str, reason: String) -> Invalid {
         field,
         reason,
         related: None,
+        within: None,
     }
+}
+
+/// Whether a room id is written as `basis store rooms` prints it: 64 lowercase hex
+/// characters (an uppercase one would be a second key for the same room).
+fn is_room_id(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What is allowed but probably not meant; `basis config check` and `basis run` say so.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let u = &config.upstream;
+    if u.peers.is_empty() && !u.rooms.is_empty() {
+        out.push(format!(
+            "upstream.rooms: {} room(s) are listed but upstream.peers is empty, so nothing is \
+             bridged; add the upstream node as NODEID@host:port",
+            u.rooms.len()
+        ));
+    }
+    out
 }
 
 fn in_range<T: PartialOrd + Display>(
@@ -303,6 +337,29 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.reason.contains("both off"), "{}", err.reason);
+        assert_eq!(err.within, Some(format!("upstream.rooms.{id}")));
+        // The same room in capitals would be a second key for it.
+        let err = check(|c| {
+            c.upstream
+                .rooms
+                .insert(id.to_uppercase(), crate::RoomPolicyConfig::default());
+        })
+        .unwrap_err();
+        assert!(err.reason.contains("lowercase"), "{}", err.reason);
+    }
+
+    #[test]
+    fn rooms_without_an_upstream_peer_are_a_warning() {
+        let mut c = Config::default();
+        assert!(warnings(&c).is_empty());
+        c.upstream
+            .rooms
+            .insert("ab".repeat(32), crate::RoomPolicyConfig::default());
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("upstream.peers is empty"), "{w:?}");
+        c.upstream.peers = vec![format!("{}@hq.example.org:7464", "cd".repeat(32))];
+        assert!(warnings(&c).is_empty());
     }
 
     #[test]

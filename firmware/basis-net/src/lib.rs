@@ -6,19 +6,26 @@
 //! what it receives through the store's writer, streams what it is asked for, discovers
 //! nodes with mDNS and keeps the table that `basis peers` shows.
 
+mod addr;
 mod closing;
+mod context;
+mod dialler;
 mod discovery;
+mod driver;
+mod endpoint;
 mod error;
-mod link_task;
 mod peers;
+mod registry;
 mod service;
 pub mod tls;
 mod upstream;
 mod wan;
 
+pub use addr::StaticPeer;
+pub use basis_proto::bridge_link::RoomSnapshot;
 pub use discovery::SERVICE_TYPE;
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
-pub use service::{Federation, FederationSettings, StaticPeer};
-pub use upstream::{BridgeSnapshot, RoomSnapshot, UpstreamSettings, UpstreamSnapshot};
+pub use service::{Federation, FederationSettings};
+pub use upstream::{BridgeSnapshot, UpstreamSettings, UpstreamSnapshot, UpstreamState};
 pub use wan::WanView;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::StaticPeer;
+use crate::addr::StaticPeer;
 
 /// Quiet time after a netlink notice before looking: one change comes as a burst of notices.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -96,7 +96,12 @@ async fn run(
         }
     };
     loop {
-        let (up, iface, detail, decided) = look(&peers, interface.as_deref()).await;
+        let Look {
+            up,
+            interface: iface,
+            detail,
+            decided,
+        } = look(&peers, interface.as_deref()).await;
         tx.send_if_modified(|view| {
             if view.up == up && view.interface == iface && view.detail == detail {
                 return false;
@@ -156,9 +161,22 @@ async fn run(
     }
 }
 
-/// One look: `(up, interface, detail, decided)`; `decided` is false when the answer may
-/// change without a netlink notice (a host name that did not resolve).
-async fn look(peers: &[StaticPeer], want: Option<&str>) -> (bool, Option<String>, String, bool) {
+/// What one look found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Look {
+    /// A route to an upstream node leaves by an interface that is up.
+    up: bool,
+    /// That interface.
+    interface: Option<String>,
+    /// Where the route goes, or why there is none.
+    detail: String,
+    /// False when the answer may change without a netlink notice (a host name that did not
+    /// resolve): look again after a while.
+    decided: bool,
+}
+
+/// One look at the routes to the upstream nodes.
+async fn look(peers: &[StaticPeer], want: Option<&str>) -> Look {
     let mut reasons = Vec::new();
     let mut decided = true;
     for peer in peers {
@@ -183,12 +201,12 @@ async fn look(peers: &[StaticPeer], want: Option<&str>) -> (bool, Option<String>
         for addr in addrs {
             match route(addr, want) {
                 Ok(iface) => {
-                    return (
-                        true,
-                        Some(iface.clone()),
-                        format!("{addr} is reached by {iface}"),
+                    return Look {
+                        up: true,
+                        detail: format!("{addr} is reached by {iface}"),
+                        interface: Some(iface),
                         decided,
-                    );
+                    };
                 }
                 Err(reason) => reasons.push(reason),
             }
@@ -197,7 +215,12 @@ async fn look(peers: &[StaticPeer], want: Option<&str>) -> (bool, Option<String>
     if reasons.is_empty() {
         reasons.push("no upstream peers".into());
     }
-    (false, None, reasons.join("; "), decided)
+    Look {
+        up: false,
+        interface: None,
+        detail: reasons.join("; "),
+        decided,
+    }
 }
 
 /// The interface the kernel's route to `addr` leaves by, if it is up (and is `want`).
@@ -268,9 +291,13 @@ mod tests {
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_down_and_rechecked() {
         let peer: StaticPeer = "no-such-host.invalid:7464".parse().unwrap();
-        let (up, iface, detail, decided) = look(&[peer], None).await;
-        assert!(!up && iface.is_none());
-        assert!(detail.contains("no-such-host.invalid"), "{detail}");
-        assert!(!decided);
+        let found = look(&[peer], None).await;
+        assert!(!found.up && found.interface.is_none());
+        assert!(
+            found.detail.contains("no-such-host.invalid"),
+            "{}",
+            found.detail
+        );
+        assert!(!found.decided);
     }
 }

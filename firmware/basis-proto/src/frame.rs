@@ -93,6 +93,10 @@ pub enum Frame {
     /// The next reconciliation session, until `ReconEnd`, covers only events of these rooms
     /// (sent by the initiator before its first `Recon`).
     Scope(Vec<RoomId>),
+    /// The sender has stored the events of the `n`-th `Events` frame it received on this link
+    /// (counting from 1). Sent only to a peer that sent a `Scope` (an upstream bridge), which
+    /// counts an event as crossed, charges its budget and advances its sync mark by it.
+    Stored(u64),
 }
 
 /// Why bytes are not a frame.
@@ -143,7 +147,62 @@ impl Frame {
             Frame::Notice(_) => "notice",
             Frame::Subscribe(_) => "subscribe",
             Frame::Scope(_) => "scope",
+            Frame::Stored(_) => "stored",
         }
+    }
+}
+
+/// Bytes one event of `len` bytes adds to an `Events` frame: the event and postcard's
+/// varint length before it.
+pub fn event_cost(len: usize) -> usize {
+    let mut prefix = 1;
+    let mut rest = len >> 7;
+    while rest > 0 {
+        prefix += 1;
+        rest >>= 7;
+    }
+    len + prefix
+}
+
+/// Packs events into `Events` frames holding at most `limit` bytes of events each (a single
+/// larger event still gets a frame of its own).
+#[derive(Debug)]
+pub struct EventsBatch {
+    limit: usize,
+    size: usize,
+    events: Vec<Vec<u8>>,
+}
+
+impl EventsBatch {
+    /// An empty batch for frames of at most `limit` bytes of events.
+    pub fn new(limit: usize) -> EventsBatch {
+        EventsBatch {
+            limit,
+            size: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether an event of `len` bytes still fits in this frame.
+    pub fn fits(&self, len: usize) -> bool {
+        self.events.is_empty() || self.size + event_cost(len) <= self.limit
+    }
+
+    /// Adds an event (whether or not it [fits](EventsBatch::fits): the caller decides).
+    pub fn push(&mut self, event: Vec<u8>) {
+        self.size += event_cost(event.len());
+        self.events.push(event);
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The frame of the events gathered so far, leaving the batch empty (`None` when empty).
+    pub fn take(&mut self) -> Option<Frame> {
+        self.size = 0;
+        (!self.events.is_empty()).then(|| Frame::Events(std::mem::take(&mut self.events)))
     }
 }
 
@@ -162,6 +221,32 @@ mod tests {
             Frame::decode(&bytes),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_batch_never_outgrows_its_limit_and_its_size_is_the_encoding() {
+        for len in [0usize, 1, 127, 128, 16383, 16384, 300_000] {
+            let frame = Frame::Events(vec![vec![7; len]]);
+            let empty = Frame::Events(vec![]).encode().len();
+            // The frame's tag and event count take the same bytes either way.
+            assert_eq!(frame.encode().len() - empty, event_cost(len), "{len}");
+        }
+        let mut batch = EventsBatch::new(1000);
+        let mut frames = Vec::new();
+        for _ in 0..25 {
+            if !batch.fits(100) {
+                frames.extend(batch.take());
+            }
+            batch.push(vec![1; 100]);
+        }
+        frames.extend(batch.take());
+        assert_eq!(frames.len(), 3, "9 events of 101 bytes a frame");
+        assert!(batch.take().is_none());
+        // A lone oversized event still goes, alone.
+        let mut batch = EventsBatch::new(10);
+        assert!(batch.fits(50));
+        batch.push(vec![0; 50]);
+        assert!(!batch.fits(1));
     }
 
     proptest! {

@@ -4,10 +4,36 @@
 //! peer sent and the time, and returns [`link::Action`]s: frames to send, events to store,
 //! events to stream to the peer, penalties. It never touches a socket, a clock or a database
 //! itself, so it is tested with in-memory pipes and fuzzed directly; `basis-net` drives it over
-//! QUIC. See `docs/FEDERATION.md` for the protocol.
+//! QUIC. See `docs/FEDERATION.md` for the protocol. [`bridge_link::BridgeLink`] does the same
+//! for a link to an upstream node, with the bridge's decisions on top (`docs/BRIDGE.md`).
+//!
+//! # How a driver calls a [`Link`]
+//!
+//! 1. [`Link::new`] once the connection is up and the peer's key is known; send the hello it
+//!    returns before anything else.
+//! 2. Then loop, handling one input at a time, in the order they happen:
+//!    - each complete frame from the peer: [`Link::on_frame`];
+//!    - when the time reaches [`Link::poll_timeout`] (ask again after every call that may
+//!      change it, that is after every input): [`Link::on_tick`]. Sleep until then; there is
+//!      nothing to do between deadlines without input;
+//!    - a new event stored on this node: [`Link::push`]; a notice of this node's clients:
+//!      [`Link::notice`]; when peers change: [`Link::share_peers`];
+//!    - on an upstream link, the driver's own decisions: [`Link::reconcile_rooms`],
+//!      [`Link::want`], [`Link::subscribe`] (a [`bridge_link::BridgeLink`] makes them).
+//! 3. Carry out every returned [`Action`] in order before the next input:
+//!    [`Action::Send`] frames go out in the order returned; [`Action::Store`] events are
+//!    made durable, then [`Link::stored`] says what to acknowledge; [`Action::SendEvents`]
+//!    are streamed newest first and reported with [`Link::sent`] once they went out;
+//!    [`Action::Admitted`] is when the driver applies the one-link-per-pair rule
+//!    ([`duplicate::keep`] with [`Link::facts`]); after [`Action::Close`] the link takes no
+//!    more input: close the connection with the [`CloseCode`] that [`Link::refused_by_me`],
+//!    [`Link::refused`] and [`Link::was_admitted`] call for.
+//!
+//! The link never blocks and never reads a clock: every method that needs the time takes it.
 
 pub mod admission;
 pub mod bridge;
+pub mod bridge_link;
 pub mod close;
 pub mod duplicate;
 pub mod frame;
@@ -17,6 +43,7 @@ pub mod recon;
 pub mod reputation;
 
 pub use admission::{FederationKey, Proof, Role};
+pub use bridge_link::{BridgeLink, BridgeRooms, BridgeStore};
 pub use close::CloseCode;
 pub use duplicate::{Keep, LinkEnd, LinkFacts};
 pub use frame::{Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence};
@@ -26,4 +53,5 @@ pub use reputation::Reputation;
 /// ALPN protocol id of Basis federation links.
 pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3 added the `Stored` frame; a node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 3;

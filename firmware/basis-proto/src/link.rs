@@ -8,7 +8,7 @@ use basis_core::{EventId, NodeId, RoomId};
 
 use crate::PROTOCOL_VERSION;
 use crate::admission::{FederationKey, Role};
-use crate::frame::{Frame, Notice, PeerInfo};
+use crate::frame::{EventsBatch, Frame, Notice, PeerInfo};
 use crate::limits::{
     EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS, MAX_WANTED,
     NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
@@ -72,7 +72,8 @@ pub enum Action {
         /// The peer's human name.
         name: String,
     },
-    /// Store these valid events from the peer (then offer the new ones to other peers).
+    /// Store these valid events from the peer (then offer the new ones to other peers); once
+    /// they are durable, call [`Link::stored`] and send what it returns.
     Store(Vec<ValidEvent>),
     /// Send these held events to the peer, newest first, then call [`Link::sent`].
     SendEvents(Vec<EventId>),
@@ -108,6 +109,9 @@ pub enum Action {
         /// Ids the peer holds that this node lacks.
         need: Vec<EventId>,
     },
+    /// The peer has stored the events of the `n`-th `Events` frame this node sent on the link
+    /// (counting from 1); only a link that sent a `Scope` hears this.
+    Delivered(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +190,12 @@ pub struct Link {
     peer_numbers: Option<(u64, u64)>,
     /// The peer was admitted (see [`Link::was_admitted`]).
     admitted: bool,
+    /// `Events` frames received so far (the number of the last one).
+    frames_in: u64,
+    /// The peer sent a `Scope`: it wants a `Stored` frame for each `Events` frame.
+    peer_wants_acks: bool,
+    /// The number of the `Events` frame whose events the driver is storing now.
+    storing: Option<u64>,
 }
 
 impl Link {
@@ -231,6 +241,9 @@ impl Link {
             refused_by_me: false,
             peer_numbers: None,
             admitted: false,
+            frames_in: 0,
+            peer_wants_acks: false,
+            storing: None,
         };
         (link, vec![Action::Send(hello)])
     }
@@ -396,6 +409,7 @@ impl Link {
                     // A new scope starts a new session.
                     self.responder = None;
                     self.peer_scope = Some(rooms);
+                    self.peer_wants_acks = true;
                 }
             }
             (State::Open, Frame::Subscribe(rooms)) => {
@@ -419,6 +433,7 @@ impl Link {
                 }
             }
             (State::Open, Frame::Events(events)) => self.on_events(events, &mut out),
+            (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
             (State::Open, Frame::Notice(notice)) => {
                 if self.notice_allowed(now) {
                     out.push(Action::Notice(notice));
@@ -587,7 +602,15 @@ impl Link {
         }
         self.stats.events_received += valid.len() as u64;
         self.stats.invalid_received += u64::from(invalid);
-        if !valid.is_empty() {
+        self.frames_in += 1;
+        let acks = self.peer_wants_acks && !self.config.upstream;
+        if valid.is_empty() {
+            // Nothing to store: the frame is done with at once.
+            if acks {
+                out.push(Action::Send(Frame::Stored(self.frames_in)));
+            }
+        } else {
+            self.storing = acks.then_some(self.frames_in);
             out.push(Action::Store(valid));
         }
         if let Some(e) = first_error {
@@ -595,6 +618,26 @@ impl Link {
                 points: invalid.saturating_mul(PENALTY_INVALID_EVENT),
                 reason: format!("sent {invalid} invalid events ({e})"),
             });
+        }
+    }
+
+    /// The driver stored the events of the last [`Action::Store`]: the acknowledgement to send
+    /// the peer, when it asked for them.
+    pub fn stored(&mut self) -> Option<Action> {
+        let n = self.storing.take()?;
+        (self.state == State::Open).then_some(Action::Send(Frame::Stored(n)))
+    }
+
+    /// When [`Link::on_tick`] next has work to do (`None`: not before some other input).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Open
+            && self.role == Role::Dialer
+            && self.initiator.is_none()
+            && !self.config.upstream
+        {
+            self.next_recon
+        } else {
+            None
         }
     }
 
@@ -610,9 +653,12 @@ impl Link {
     }
 
     /// Offers a newly stored event of `room` for live push; returns the frame to send, unless
-    /// the peer is known to have it, did not subscribe to the room, or the link is not open.
+    /// the peer is known to have it, did not subscribe to the room, the link is not open, or
+    /// it is an upstream link (its bridge decides what goes).
     pub fn push(&mut self, room: RoomId, id: EventId, bytes: &[u8]) -> Option<Action> {
+        // An upstream link sends only what its bridge chooses, numbered for acknowledgements.
         if self.state != State::Open
+            || self.config.upstream
             || self.recent.contains(&id)
             || self
                 .subscription
@@ -716,18 +762,13 @@ impl Link {
 /// Splits events (wire bytes) into `Events` frames of at most [`EVENTS_FRAME_BYTES`].
 pub fn event_frames(events: Vec<Vec<u8>>) -> Vec<Frame> {
     let mut frames = Vec::new();
-    let mut batch = Vec::new();
-    let mut size = 0;
+    let mut batch = EventsBatch::new(EVENTS_FRAME_BYTES);
     for ev in events {
-        if size + ev.len() > EVENTS_FRAME_BYTES && !batch.is_empty() {
-            frames.push(Frame::Events(std::mem::take(&mut batch)));
-            size = 0;
+        if !batch.fits(ev.len()) {
+            frames.extend(batch.take());
         }
-        size += ev.len() + 4;
         batch.push(ev);
     }
-    if !batch.is_empty() {
-        frames.push(Frame::Events(batch));
-    }
+    frames.extend(batch.take());
     frames
 }

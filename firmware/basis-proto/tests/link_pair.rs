@@ -1,5 +1,8 @@
 //! Two links wired back to back in memory, with in-memory stores: the protocol end to end
-//! without sockets.
+//! without sockets. `bridge` drives the upstream bridge's state machine the same way.
+
+#[path = "link_pair/bridge.rs"]
+mod bridge;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -59,6 +62,11 @@ fn config(node: u8, secret: Option<&str>) -> LinkConfig {
 }
 
 fn events(n: usize, seed: u8) -> Vec<(u64, EventId, Vec<u8>)> {
+    events_with(n, seed, |i| format!("{seed}-{i}"))
+}
+
+/// A new room (its creation first) and `n` messages in it with the texts `text(i)`.
+fn events_with(n: usize, seed: u8, text: impl Fn(usize) -> String) -> Vec<(u64, EventId, Vec<u8>)> {
     let key = UserKey::from_secret([seed; 32]);
     let create = EventContent {
         version: PROTOCOL_VERSION,
@@ -86,9 +94,7 @@ fn events(n: usize, seed: u8) -> Vec<(u64, EventId, Vec<u8>)> {
             author: key.id(),
             parents: vec![],
             time: Timestamp::new(1_700_000_000_000 + 1 + i as u64, 0),
-            body: Body::Message(MessageBody::Text {
-                text: format!("{seed}-{i}"),
-            }),
+            body: Body::Message(MessageBody::Text { text: text(i) }),
         };
         let v = validate_event(c.sign(&key)).unwrap();
         out.push((v.event().content.time.0, v.id(), v.bytes().to_vec()));
@@ -133,6 +139,9 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
                         .events
                         .insert(e.id(), (e.event().content.time.0, e.bytes().to_vec()));
                 }
+                if let Some(Action::Send(ack)) = s.link.stored() {
+                    peer_inbox.push_back(ack.encode());
+                }
             }
             Action::SendEvents(ids) => {
                 let mut raws: Vec<(u64, Vec<u8>)> = ids
@@ -150,6 +159,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::Close(reason) => s.closed = Some(reason),
             Action::Notice(n) => s.notices.push(n),
             Action::Differences { have, need, .. } => s.differences.push((have, need)),
+            Action::Delivered(_) => {}
         }
     }
 }

@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use basis_core::encoding::decode_event;
+use basis_core::room::RoomState;
+use basis_core::{Event, RoomId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
@@ -21,9 +24,9 @@ pub struct CheckReport {
     pub schema_version: i64,
 }
 
-/// Opens the database read-only (never creating or migrating it) and runs SQLite's
-/// `PRAGMA integrity_check`, then counts events and rooms.
-pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
+/// Opens the database read-only (never creating or migrating it), refusing a file that is
+/// not a Basis store.
+fn open_read_only(path: &Path) -> Result<(Connection, i64), StoreError> {
     if !path.exists() {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
@@ -35,10 +38,6 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
     let (app_id, schema_version) = inspect(&conn, path)?;
     if app_id != APPLICATION_ID {
         return Err(StoreError::NotBasis {
@@ -46,6 +45,17 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
             found: app_id,
         });
     }
+    Ok((conn, schema_version))
+}
+
+/// Opens the database read-only (never creating or migrating it) and runs SQLite's
+/// `PRAGMA integrity_check`, then counts events and rooms.
+pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
+    let (conn, schema_version) = open_read_only(path)?;
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let problems: Vec<String> = {
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let lines = stmt
@@ -74,4 +84,61 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         rooms,
         schema_version,
     })
+}
+
+/// One room the store holds, as `basis store rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomListing {
+    /// The room.
+    pub room: RoomId,
+    /// Its current name (from its creation and later settings; empty when unnamed or when
+    /// the store does not hold its creation).
+    pub name: String,
+    /// Events held.
+    pub events: u64,
+    /// Bytes of their encodings.
+    pub bytes: u64,
+    /// Newest timestamp held.
+    pub newest: Timestamp,
+}
+
+/// Every room the database holds, most recently active first; opened read-only, so safe
+/// while a node runs on it.
+pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
+    let (conn, _) = open_read_only(path)?;
+    let mut stmt = conn.prepare(
+        "SELECT room, count(*), sum(length(raw)), max(ts) FROM events
+         GROUP BY room ORDER BY max(ts) DESC, room",
+    )?;
+    let counts = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?.max(0) as u64,
+                r.get::<_, i64>(2)?.max(0) as u64,
+                r.get::<_, i64>(3)?.max(0) as u64,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    // Only creations and settings name a room (kinds 0 and 2, in the state index).
+    let mut names = conn
+        .prepare("SELECT raw FROM events WHERE room = ?1 AND kind IN (0, 1, 2, 6) ORDER BY seq")?;
+    let mut out = Vec::with_capacity(counts.len());
+    for (room, events, bytes, newest) in counts {
+        let Ok(room) = <[u8; 32]>::try_from(room.as_slice()).map(RoomId) else {
+            continue;
+        };
+        let state: Vec<Event> = names
+            .query_map([room.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
+            .filter_map(|raw| decode_event(&raw.ok()?).ok())
+            .collect();
+        out.push(RoomListing {
+            room,
+            name: RoomState::from_events(&state).name,
+            events,
+            bytes,
+            newest: Timestamp(newest),
+        });
+    }
+    Ok(out)
 }

@@ -14,7 +14,7 @@ mod readers;
 mod schema;
 mod writer;
 
-pub use check::{CheckReport, check};
+pub use check::{CheckReport, RoomListing, check, list_rooms};
 pub use error::StoreError;
 pub use expiry::{ExpiryPolicy, ExpiryReport};
 pub use open::{Store, StoreOptions};

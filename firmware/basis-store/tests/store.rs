@@ -488,3 +488,56 @@ fn per_room_items_events_and_backlog_counts() {
         "held ones, in the order asked"
     );
 }
+
+#[test]
+fn rooms_are_listed_with_their_current_name_counts_and_newest_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let general = create("general");
+    let (g, later) = (general.room(), create("later"));
+    let l = later.room();
+    let renamed = event(
+        g,
+        T0 + 5,
+        Body::Settings(RoomSettings {
+            name: Some("town square".into()),
+            retention_secs: None,
+            history: None,
+        }),
+    );
+    let events = vec![
+        general.clone(),
+        text(g, T0 + 1, "one"),
+        renamed.clone(),
+        later.clone(),
+        text(l, T0 + 9, "newest"),
+    ];
+    let bytes = |evs: &[&ValidEvent]| evs.iter().map(|e| e.bytes().len() as u64).sum::<u64>();
+    let g_bytes = bytes(&[&events[0], &events[1], &events[2]]);
+    let l_bytes = bytes(&[&events[3], &events[4]]);
+    store.writer().insert_blocking(events).unwrap();
+    store.close().unwrap();
+
+    let rooms = basis_store::list_rooms(&dir.path().join("basis.db")).unwrap();
+    let summary: Vec<(RoomId, &str, u64, u64, u64)> = rooms
+        .iter()
+        .map(|r| {
+            (
+                r.room,
+                r.name.as_str(),
+                r.events,
+                r.bytes,
+                r.newest.millis(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (l, "later", 2, l_bytes, T0 + 9),
+            (g, "town square", 3, g_bytes, T0 + 5),
+        ]
+    );
+    let missing = basis_store::list_rooms(&dir.path().join("nothing.db"));
+    assert!(missing.is_err());
+}

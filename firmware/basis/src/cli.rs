@@ -366,6 +366,14 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List every room the node holds (id, name, events, bytes, newest event), most recently
+    /// active first: the room ids `[upstream.rooms.<room id>]` takes. Read-only; safe while
+    /// the node runs.
+    Rooms {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `basis dev ...`

@@ -138,9 +138,16 @@ pub async fn run(settings: Settings) -> Result<()> {
             )
             .context("cannot start federation")?;
             listening.push(format!("quic:{}", f.local_addr()));
+            // Without a secret there is no tag: nodes are admitted by id only.
+            let tag = match f.tag() {
+                "" if settings.config.federation.allow.is_empty() => {
+                    "no tag (upstream bridge only)".to_string()
+                }
+                "" => "no tag (allow-list only)".to_string(),
+                tag => format!("tag {tag}"),
+            };
             log::info!(
-                "federation: tag {}, QUIC on {}{}",
-                f.tag(),
+                "federation: {tag}, QUIC on {}{}",
                 f.local_addr(),
                 if settings.config.federation.mdns {
                     ", announced over mDNS"

@@ -90,6 +90,9 @@ pub struct Plan {
 /// The federation the configuration asks for, or `None` when the node has neither a secret,
 /// nor an allow list, nor an upstream peer.
 pub fn plan(settings: &Settings) -> Result<Option<Plan>> {
+    for warning in basis_config::warnings(&settings.config) {
+        log::warn!("configuration: {warning}");
+    }
     let f = &settings.config.federation;
     let federation = secret(settings)?.map(|s| FederationKey::from_secret(s.as_bytes()));
     let allow = f

@@ -170,6 +170,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Command::Store(StoreCommand::Check { json }) => {
                     commands::store::check(&settings, json)
                 }
+                Command::Store(StoreCommand::Rooms { json }) => {
+                    commands::store::rooms(&settings, json)
+                }
                 Command::Dev(DevCommand::Append(args)) => {
                     runtime()?.block_on(commands::dev::append(&settings, args))
                 }

@@ -27,11 +27,14 @@ fn error_json(e: &ConfigError) -> serde_json::Value {
 /// Checks one file over the defaults, or the whole layered configuration.
 pub fn check(global: &Global, file: Option<&Path>, json: bool) -> Result<()> {
     let result = match file {
-        Some(path) => basis_config::check_file(path).map(|_| vec![path.to_path_buf()]),
-        None => basis_config::load(&settings::sources(global)).map(|l| l.files),
+        Some(path) => basis_config::check_file(path).map(|c| (vec![path.to_path_buf()], c)),
+        None => basis_config::load(&settings::sources(global)).map(|l| (l.files, l.config)),
     };
     match result {
-        Ok(files) => {
+        Ok((files, config)) => {
+            for warning in basis_config::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             if json {
                 print_json(&json!({
                     "ok": true,

@@ -130,7 +130,7 @@ pub fn render(status: &Status) -> Result<String> {
             let l: Labels = vec![("node", up.node_id.clone())];
             linked
                 .get_or_create(&l)
-                .set(i64::from(up.state == "linked"));
+                .set(i64::from(up.state == basis_net::UpstreamState::Linked));
             if let Some(ms) = up.rtt_ms {
                 rtt.get_or_create(&l).set(ms / 1000.0);
             }

@@ -84,11 +84,15 @@ fn print_bridge(bridge: &basis_net::BridgeSnapshot) {
         wan.detail
     );
     for up in &bridge.upstreams {
+        // An unreachable or refused node says why in the state itself.
+        let state = match (&up.last_error, up.state.has_reason()) {
+            (Some(why), true) => format!("{}: {why}", up.state.as_str()),
+            _ => up.state.as_str().to_string(),
+        };
         let mut line = format!(
-            "upstream    {} {} {} since {}",
+            "upstream    {} {} {state} since {}",
             &up.node_id[..up.node_id.len().min(8)],
             up.host,
-            up.state,
             ago(up.since)
         );
         if let Some(rtt) = up.rtt_ms {
@@ -98,7 +102,8 @@ fn print_bridge(bridge: &basis_net::BridgeSnapshot) {
             ", {} events sent, {} received",
             up.events_sent, up.events_received
         ));
-        if up.state != "linked"
+        if !up.state.has_reason()
+            && up.state != basis_net::UpstreamState::Linked
             && let Some(e) = &up.last_error
         {
             line.push_str(&format!(" (last error: {e})"));

@@ -1,0 +1,869 @@
+//! The connection driver: one loop for LAN and upstream links. It moves frames between the
+//! QUIC stream and the protocol state machine (a [`Link`] on the LAN, a [`BridgeLink`]
+//! upstream), sleeps until the machine's next deadline, and carries out the actions it
+//! returns: frames to send, events to store or stream, peers to record, penalties.
+//!
+//! Each turn of the loop waits for the first of: the node stopping; a frame from the peer; a
+//! new event stored on this node; the session's own input (on the LAN: a client's notice, a
+//! batch of streamed events sent, the set of linked peers changing; upstream: the WAN going
+//! down); the machine's deadline ([`Link::poll_timeout`], [`BridgeLink::poll_timeout`]); the
+//! connection closing. Then it hands the actions to the session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use basis_core::{EventId, NodeId, RoomId};
+use basis_proto::admission::EXPORTER_LABEL;
+use basis_proto::bridge_link::{HeldEvent, Now};
+use basis_proto::frame::Frame;
+use basis_proto::limits::MAX_FRAME;
+use basis_proto::link::{Action, Link, event_frames};
+use basis_proto::recon::Items;
+use basis_proto::{BridgeLink, BridgeStore, CloseCode, ItemSource, LinkConfig, LinkFacts, Role};
+use basis_store::Readers;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::addr::canonical;
+use crate::closing::{Outcome, close, read_close, refusal_by_peer};
+use crate::context::{Context, Dial, NewEvent};
+use crate::peers::{Found, Refusal};
+use crate::upstream::{Attempt, Bridge};
+use crate::wan::{WanView, unix_now};
+
+/// How often a link shares the node's peers when nothing changed (it also shares at once
+/// whenever this node gains or loses a link, so a node linked through a hub meets the others).
+const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
+/// Events per store read while streaming.
+const STREAM_CHUNK: usize = 500;
+/// How long a closing link waits for its last frames (a `Bye`) to leave.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the bridge's state (budgets, sync marks) is written to disk when it changed.
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// Per-peer rate limit on bytes read: a token bucket holding one second of the rate. A peer
+/// that reads ahead is made to wait, and QUIC flow control holds it back in turn.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimit {
+    fn new(bytes_per_sec: u64) -> RateLimit {
+        let rate = bytes_per_sec.max(1) as f64;
+        RateLimit {
+            rate,
+            tokens: rate.max(MAX_FRAME as f64),
+            updated: Instant::now(),
+        }
+    }
+
+    /// How long to wait before `bytes` more may be read.
+    fn take(&mut self, bytes: usize) -> Duration {
+        let now = Instant::now();
+        let burst = self.rate.max(MAX_FRAME as f64);
+        self.tokens =
+            (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.rate).min(burst);
+        self.updated = now;
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// The store as the set a link reconciles over, and as the bridge reads it.
+pub(crate) struct StoreItems(pub Arc<Readers>);
+
+impl ItemSource for StoreItems {
+    fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
+        // Pushing fails only on a sealed set; this one is being built.
+        let visit = |ts, id| {
+            let _ = items.push(ts, id);
+        };
+        // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
+        tokio::task::block_in_place(|| match scope {
+            Some(rooms) => self.0.for_each_item_in(rooms, visit),
+            None => self.0.for_each_item(visit),
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl BridgeStore for StoreItems {
+    fn last_seq(&mut self) -> Result<u64, String> {
+        tokio::task::block_in_place(|| self.0.last_seq()).map_err(|e| e.to_string())
+    }
+
+    fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String> {
+        let events = tokio::task::block_in_place(|| self.0.get_many(ids));
+        Ok(events
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| HeldEvent {
+                id: e.id,
+                ts: e.time.0,
+                raw: e.raw,
+            })
+            .collect())
+    }
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// Writes frames to the stream: small control frames first, bulk event frames when idle.
+async fn writer(
+    send: SendStream,
+    mut control: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut bulk: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut sink = FramedWrite::new(send, codec());
+    loop {
+        let next = tokio::select! {
+            biased;
+            frame = control.recv() => frame,
+            frame = bulk.recv() => match frame {
+                Some(f) => Some(f),
+                None => control.recv().await,
+            },
+        };
+        let Some(frame) = next else { break };
+        if sink.send(Bytes::from(frame)).await.is_err() {
+            return;
+        }
+    }
+    let mut send = sink.into_inner();
+    let _ = send.finish();
+}
+
+/// Streams held events to the peer, newest first, reporting what went out.
+async fn stream_events(
+    readers: Arc<Readers>,
+    ids: Vec<EventId>,
+    bulk: mpsc::Sender<Vec<u8>>,
+    sent: mpsc::UnboundedSender<Vec<EventId>>,
+) {
+    let ordered = {
+        let readers = readers.clone();
+        tokio::task::spawn_blocking(move || readers.newest_first(&ids)).await
+    };
+    let Ok(Ok(ordered)) = ordered else {
+        log::warn!("cannot read events a peer asked for");
+        return;
+    };
+    for chunk in ordered.chunks(STREAM_CHUNK) {
+        let ids: Vec<EventId> = chunk.iter().map(|(_, id)| *id).collect();
+        let raw = {
+            let readers = readers.clone();
+            let ids = ids.clone();
+            tokio::task::spawn_blocking(move || readers.raw_many(&ids)).await
+        };
+        let Ok(Ok(raw)) = raw else {
+            log::warn!("cannot read events a peer asked for");
+            return;
+        };
+        for frame in event_frames(raw) {
+            if bulk.send(frame.encode()).await.is_err() {
+                return;
+            }
+        }
+        let _ = sent.send(ids);
+    }
+}
+
+/// Stores valid events from `peer` and offers the new ones to the other links.
+async fn store_from(
+    ctx: &Context,
+    peer: NodeId,
+    events: Vec<basis_core::ValidEvent>,
+) -> Result<(), basis_store::StoreError> {
+    let keep: Vec<(EventId, RoomId, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.id(), e.room(), e.bytes().to_vec()))
+        .collect();
+    let results = ctx.writer.insert(events).await?;
+    for (inserted, (id, room, bytes)) in results.iter().zip(keep) {
+        if inserted.new {
+            let _ = ctx.events.send(Arc::new(NewEvent {
+                id,
+                room,
+                bytes,
+                origin: Some(peer),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// The session-specific input a turn of the loop may bring.
+enum Extra {
+    /// A notice of this node's clients (LAN).
+    Notice(Result<basis_proto::Notice, broadcast::error::RecvError>),
+    /// Events streamed to the peer went out (LAN).
+    Sent(Vec<EventId>),
+    /// This node gained or lost a link (LAN).
+    PeersChanged,
+    /// The WAN view changed, or the monitor ended (upstream).
+    Wan(bool),
+}
+
+/// A LAN link: the protocol state and what the LAN adds to it.
+struct Lan {
+    link: Link,
+    /// The link's facts for the duplicate rule, once the peer's hello came.
+    facts: Option<LinkFacts>,
+    /// Another link to the same peer was kept; this one closes as a duplicate.
+    duplicate: bool,
+    /// This node banned the peer on this link.
+    banned: bool,
+    rate: RateLimit,
+    notices: broadcast::Receiver<basis_proto::Notice>,
+    sent_tx: mpsc::UnboundedSender<Vec<EventId>>,
+    sent_rx: mpsc::UnboundedReceiver<Vec<EventId>>,
+    changes: watch::Receiver<u64>,
+    next_share: Instant,
+    bulk: mpsc::Sender<Vec<u8>>,
+}
+
+/// An upstream link: the bridge's state machine and what it reads and writes.
+struct Upstream {
+    bridge: Arc<Bridge>,
+    machine: BridgeLink,
+    wan: watch::Receiver<WanView>,
+    saved_at: Instant,
+}
+
+enum Session {
+    Lan(Box<Lan>),
+    Upstream(Box<Upstream>),
+}
+
+/// How the loop ended.
+enum End {
+    /// The node is stopping.
+    Stopped,
+    /// For this reason.
+    Closed(String),
+}
+
+/// What every driver holds: the connection, the queue to the writer, the store.
+struct Io<'a> {
+    ctx: &'a Arc<Context>,
+    conn: &'a Connection,
+    peer: NodeId,
+    remote: SocketAddr,
+    control: mpsc::UnboundedSender<Vec<u8>>,
+    source: StoreItems,
+    /// Why the link is ending, once it is.
+    end: Option<End>,
+    admitted: bool,
+}
+
+impl Io<'_> {
+    fn send(&self, frame: &Frame) {
+        let _ = self.control.send(frame.encode());
+    }
+
+    fn close(&mut self, reason: String) {
+        self.end.get_or_insert(End::Closed(reason));
+    }
+}
+
+fn now() -> Now {
+    Now {
+        at: Instant::now(),
+        unix: unix_now(),
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    fn on_frame(&mut self, io: &mut Io<'_>, bytes: &[u8]) -> Vec<Action> {
+        match self {
+            Session::Lan(lan) => {
+                let out = lan.link.on_frame(bytes, Instant::now(), &mut io.source);
+                lan.facts = lan.link.facts(Duration::ZERO);
+                out
+            }
+            Session::Upstream(up) => {
+                let mut rooms = up.bridge.rooms();
+                up.machine
+                    .on_frame(bytes, now(), &mut rooms, &mut io.source)
+            }
+        }
+    }
+
+    fn on_new_event(&mut self, peer: NodeId, event: Option<&NewEvent>) -> Vec<Action> {
+        match self {
+            Session::Lan(lan) => match event {
+                Some(ev) if ev.origin != Some(peer) => lan
+                    .link
+                    .push(ev.room, ev.id, &ev.bytes)
+                    .into_iter()
+                    .collect(),
+                Some(_) => Vec::new(),
+                None => {
+                    log::debug!(
+                        "link {}: live events skipped; reconciliation will catch up",
+                        peer.short()
+                    );
+                    Vec::new()
+                }
+            },
+            Session::Upstream(up) => {
+                // Events from upstream itself need not go back; missed ones may have to.
+                match event {
+                    Some(ev) if ev.origin == Some(peer) => {}
+                    ev => {
+                        let room = ev.map(|e| e.room);
+                        up.machine.on_local_event(room, now(), &up.bridge.rooms());
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The session's own input; never ready for a session without any.
+    async fn extra(&mut self) -> Extra {
+        match self {
+            Session::Lan(lan) => tokio::select! {
+                n = lan.notices.recv() => Extra::Notice(n),
+                Some(ids) = lan.sent_rx.recv() => Extra::Sent(ids),
+                changed = lan.changes.changed() => match changed {
+                    Ok(()) => Extra::PeersChanged,
+                    Err(_) => std::future::pending().await,
+                },
+            },
+            Session::Upstream(up) => Extra::Wan(up.wan.changed().await.is_ok()),
+        }
+    }
+
+    fn on_extra(&mut self, io: &mut Io<'_>, extra: Extra) -> Vec<Action> {
+        match (self, extra) {
+            (Session::Lan(lan), Extra::Notice(Ok(n))) => lan.link.notice(n).into_iter().collect(),
+            (Session::Lan(lan), Extra::Sent(ids)) => {
+                lan.link.sent(&ids);
+                Vec::new()
+            }
+            (Session::Lan(lan), Extra::PeersChanged) => lan.share(io),
+            (Session::Upstream(up), Extra::Wan(alive)) => {
+                if !alive {
+                    // The monitor ends only when the node stops.
+                    io.end.get_or_insert(End::Stopped);
+                } else if !up.wan.borrow().up {
+                    io.close("the WAN went down".into());
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Session::Lan(lan) => {
+                let share = lan.link.is_open().then_some(lan.next_share);
+                [lan.link.poll_timeout(), share].into_iter().flatten().min()
+            }
+            Session::Upstream(up) => {
+                let save = up
+                    .bridge
+                    .rooms()
+                    .has_changes()
+                    .then_some(up.saved_at + SAVE_EVERY);
+                [up.machine.poll_timeout(), save]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, io: &mut Io<'_>) -> Vec<Action> {
+        match self {
+            Session::Lan(lan) => {
+                let mut out = lan.link.on_tick(Instant::now(), &mut io.source);
+                if lan.link.is_open() && Instant::now() >= lan.next_share {
+                    out.extend(lan.share(io));
+                }
+                out
+            }
+            Session::Upstream(up) => {
+                if up.saved_at.elapsed() >= SAVE_EVERY && up.bridge.rooms().has_changes() {
+                    up.saved_at = Instant::now();
+                    up.bridge.save();
+                }
+                let mut rooms = up.bridge.rooms();
+                up.machine.on_timeout(now(), &mut rooms, &mut io.source)
+            }
+        }
+    }
+
+    /// How long to wait before reading a frame of `len` bytes (the LAN's per-peer rate).
+    fn read_wait(&mut self, len: usize) -> Duration {
+        match self {
+            Session::Lan(lan) => lan.rate.take(len),
+            Session::Upstream(_) => Duration::ZERO,
+        }
+    }
+
+    async fn apply(&mut self, io: &mut Io<'_>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(frame) => io.send(&frame),
+                Action::Admitted { peer, name } => self.admitted(io, peer, &name),
+                Action::Store(events) => {
+                    let stored = match store_from(io.ctx, io.peer, events).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::error!("cannot store events from node {}: {e}", io.peer.short());
+                            false
+                        }
+                    };
+                    match self {
+                        Session::Lan(lan) => {
+                            if stored && let Some(Action::Send(ack)) = lan.link.stored() {
+                                io.send(&ack);
+                            }
+                        }
+                        // Nothing was acknowledged upstream; reconciling again asks again.
+                        Session::Upstream(up) if !stored => up.machine.store_failed(now()),
+                        Session::Upstream(_) => {}
+                    }
+                }
+                Action::SendEvents(ids) => {
+                    if let Session::Lan(lan) = self {
+                        tokio::spawn(stream_events(
+                            io.ctx.readers.clone(),
+                            ids,
+                            lan.bulk.clone(),
+                            lan.sent_tx.clone(),
+                        ));
+                    }
+                }
+                Action::Learned(peers) => {
+                    for info in io.ctx.registry.learned(io.peer, peers) {
+                        for addr in info.addrs {
+                            io.ctx.dial(Dial {
+                                addr,
+                                expected: Some(info.node),
+                                found: Some(Found::Exchange),
+                            });
+                        }
+                    }
+                }
+                Action::Reconciled { have, need, rounds } => {
+                    log::info!(
+                        "reconciled with node {}: it lacked {have}, this node lacked {need} ({rounds} round trips)",
+                        io.peer.short()
+                    );
+                    io.ctx.registry.note_reconciled(io.peer, SystemTime::now());
+                }
+                Action::Penalize { points, reason } => self.penalize(io, points, reason),
+                Action::Notice(n) => {
+                    let _ = io.ctx.notices_in.send((io.peer, n));
+                }
+                Action::Close(reason) => io.close(reason),
+                // The bridge consumes these; a LAN link never reconciles by scope.
+                Action::Differences { .. } | Action::Delivered(_) => {}
+            }
+        }
+    }
+
+    fn admitted(&mut self, io: &mut Io<'_>, peer: NodeId, name: &str) {
+        io.admitted = true;
+        match self {
+            Session::Lan(lan) => {
+                // One link per pair: a live link to the same peer may win over this one.
+                let kept = lan
+                    .facts
+                    .is_some_and(|f| io.ctx.registry.register(peer, Box::new(io.conn.clone()), f));
+                if !kept {
+                    lan.duplicate = true;
+                    io.close("another link to this node was kept".into());
+                    return;
+                }
+                log::info!(
+                    "linked with node {} ({name}) at {}",
+                    peer.short(),
+                    io.remote
+                );
+                io.ctx.writer.remember_peer(peer.0, io.remote.to_string());
+                io.ctx.registry.admitted(peer, name, io.remote);
+            }
+            Session::Upstream(up) => {
+                log::info!("bridged with upstream node {} ({name})", peer.short());
+                up.bridge.linked(peer, io.remote, io.conn.clone());
+            }
+        }
+    }
+
+    fn penalize(&mut self, io: &mut Io<'_>, points: u32, reason: String) {
+        match self {
+            Session::Lan(lan) => {
+                let (banned, score) = io.ctx.registry.penalize(io.peer, points, &reason);
+                log::warn!(
+                    "node {} at {}: {reason} (score now {score})",
+                    io.peer.short(),
+                    io.remote
+                );
+                if banned && io.end.is_none() {
+                    lan.banned = true;
+                    let why = format!("banned for misbehaving: {reason}");
+                    io.send(&Frame::Bye(why.clone()));
+                    io.close(why);
+                }
+            }
+            Session::Upstream(_) => log::warn!("upstream node {}: {reason}", io.peer.short()),
+        }
+    }
+
+    /// Counters for the peer table or the bridge's status.
+    fn note_stats(&self, io: &Io<'_>) {
+        match self {
+            Session::Lan(lan) => io.ctx.registry.note_stats(io.peer, lan.link.stats()),
+            Session::Upstream(up) => up.bridge.note_stats(io.peer, up.machine.stats()),
+        }
+    }
+}
+
+impl Lan {
+    /// The peer-exchange frame, now.
+    fn share(&mut self, io: &Io<'_>) -> Vec<Action> {
+        self.changes.mark_unchanged();
+        self.next_share = Instant::now() + SHARE_PEERS_EVERY;
+        self.link
+            .share_peers(&io.ctx.registry.connected_peers())
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Drives the connection until the link ends; returns how it ended.
+async fn drive(
+    io: &mut Io<'_>,
+    session: &mut Session,
+    first: Vec<Action>,
+    recv: RecvStream,
+) -> End {
+    let mut frames = FramedRead::new(recv, codec());
+    let mut events = io.ctx.events.subscribe();
+    let stop = io.ctx.stop.clone();
+    session.apply(io, first).await;
+    while io.end.is_none() {
+        let deadline = session.poll_timeout();
+        let actions = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                io.send(&Frame::Bye("the node is shutting down".into()));
+                io.end = Some(End::Stopped);
+                Vec::new()
+            }
+            frame = frames.next() => match frame {
+                Some(Ok(bytes)) => {
+                    let wait = session.read_wait(bytes.len());
+                    if !wait.is_zero() {
+                        io.ctx.registry.note_throttled(io.peer, wait);
+                        tokio::time::sleep(wait).await;
+                    }
+                    session.on_frame(io, &bytes)
+                }
+                // A frame over the size limit is the peer's fault; a connection that broke
+                // (a partition, a peer that went away) is nobody's and costs no score.
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let reason = format!("unreadable frame from the peer: {e}");
+                    vec![
+                        Action::Send(Frame::Bye(reason.clone())),
+                        Action::Penalize {
+                            points: basis_proto::link::PENALTY_VIOLATION,
+                            reason: reason.clone(),
+                        },
+                        Action::Close(reason),
+                    ]
+                }
+                Some(Err(e)) => vec![Action::Close(match io.conn.close_reason() {
+                    Some(reason) => read_close(&reason).0,
+                    None => format!("the link broke: {e}"),
+                })],
+                None => vec![Action::Close(match io.conn.close_reason() {
+                    Some(reason) => read_close(&reason).0,
+                    None => "the peer ended the stream".into(),
+                })],
+            },
+            event = events.recv() => match event {
+                Ok(ev) => session.on_new_event(io.peer, Some(&ev)),
+                Err(broadcast::error::RecvError::Lagged(_)) => session.on_new_event(io.peer, None),
+                Err(broadcast::error::RecvError::Closed) => Vec::new(),
+            },
+            extra = session.extra() => session.on_extra(io, extra),
+            () = sleep_until(deadline) => session.on_timeout(io),
+            reason = io.conn.closed() => vec![Action::Close(read_close(&reason).0)],
+        };
+        session.apply(io, actions).await;
+        session.note_stats(io);
+    }
+    io.end.take().unwrap_or(End::Stopped)
+}
+
+/// The queue to a new writer task on `send`, the task, and the bulk queue (LAN streaming).
+fn spawn_writer(
+    send: SendStream,
+) -> (
+    mpsc::UnboundedSender<Vec<u8>>,
+    mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (bulk_tx, bulk_rx) = mpsc::channel(8);
+    (
+        control_tx,
+        bulk_tx,
+        tokio::spawn(writer(send, control_rx, bulk_rx)),
+    )
+}
+
+/// The exporter value of the connection's TLS session, for the admission proof.
+fn exporter(conn: &Connection) -> Option<[u8; 32]> {
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .ok()
+        .map(|()| exporter)
+}
+
+/// Runs a LAN link until it closes, then records how it ended.
+pub(crate) async fn run_lan(
+    ctx: Arc<Context>,
+    conn: Connection,
+    role: Role,
+    peer: NodeId,
+    send: SendStream,
+    recv: RecvStream,
+) {
+    let Some(exporter) = exporter(&conn) else {
+        return close(&conn, CloseCode::Unusable, "no keying material");
+    };
+    let mut config = ctx.link_config.clone();
+    if role == Role::Dialer {
+        config.dial = ctx.next_dial();
+    }
+    let (link, first) = Link::new(config, role, peer, exporter);
+    let (control, bulk, writer_task) = spawn_writer(send);
+    let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+    let mut session = Session::Lan(Box::new(Lan {
+        link,
+        facts: None,
+        duplicate: false,
+        banned: false,
+        rate: RateLimit::new(ctx.peer_rate),
+        notices: ctx.notices_out.subscribe(),
+        sent_tx,
+        sent_rx,
+        changes: ctx.registry.changes(),
+        next_share: Instant::now(),
+        bulk,
+    }));
+    let mut io = Io {
+        ctx: &ctx,
+        conn: &conn,
+        peer,
+        remote: canonical(conn.remote_address()),
+        control,
+        source: StoreItems(ctx.readers.clone()),
+        end: None,
+        admitted: false,
+    };
+    let end = drive(&mut io, &mut session, first, recv).await;
+    drop(io);
+    let Session::Lan(lan) = session else {
+        return;
+    };
+    let stopping = matches!(end, End::Stopped) || ctx.stop.is_cancelled();
+    let reason = match end {
+        End::Stopped => "this node is shutting down".to_string(),
+        End::Closed(reason) => reason,
+    };
+    let (outcome, code) = ending(&conn, &lan.link, lan.duplicate, lan.banned, stopping);
+    drop(lan);
+    if outcome != Outcome::Duplicate {
+        // Let a Bye reach the peer before the connection goes.
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer_task).await;
+    }
+    close(&conn, code, &reason);
+    ctx.registry.link_ended(peer, &conn, &reason, outcome);
+}
+
+/// Runs an upstream link until it ends: whether it was admitted, and how it ended.
+pub(crate) async fn run_upstream(
+    ctx: &Arc<Context>,
+    bridge: &Arc<Bridge>,
+    id: NodeId,
+    conn: Connection,
+    wan: watch::Receiver<WanView>,
+    connect_timeout: Duration,
+) -> (bool, Attempt) {
+    let Some(exporter) = exporter(&conn) else {
+        close(&conn, CloseCode::Unusable, "no keying material");
+        return (false, Attempt::Ended("no keying material".into()));
+    };
+    let (send, recv) = match tokio::time::timeout(connect_timeout, conn.open_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => {
+            let reason = format!("cannot open the link stream: {e}");
+            return (false, Attempt::Ended(reason));
+        }
+        Err(_) => {
+            let reason = "cannot open the link stream: timed out".to_string();
+            return (false, Attempt::Ended(reason));
+        }
+    };
+    let config = LinkConfig {
+        local: ctx.local,
+        name: ctx.link_config.name.clone(),
+        // The LAN's secret proves nothing upstream; the upstream node admits this node by id.
+        federation: None,
+        allow: vec![id],
+        reconcile_every: bridge.reconcile_every(),
+        upstream: true,
+        boot: ctx.link_config.boot,
+        dial: ctx.next_dial(),
+    };
+    let (machine, first) = BridgeLink::new(config, id, exporter, bridge.reconcile_every());
+    // Every frame goes in order on one queue: the upload frames' numbers must match the order
+    // the upstream node receives them in, and the machine bounds what is in flight.
+    let (control, _bulk, writer_task) = spawn_writer(send);
+    let mut session = Session::Upstream(Box::new(Upstream {
+        bridge: bridge.clone(),
+        machine,
+        wan,
+        saved_at: Instant::now(),
+    }));
+    let remote = canonical(conn.remote_address());
+    let mut io = Io {
+        ctx,
+        conn: &conn,
+        peer: id,
+        remote,
+        control,
+        source: StoreItems(ctx.readers.clone()),
+        end: None,
+        admitted: false,
+    };
+    let end = drive(&mut io, &mut session, first, recv).await;
+    let admitted = io.admitted;
+    drop(io);
+    let Session::Upstream(mut up) = session else {
+        return (admitted, Attempt::Stopped);
+    };
+    up.machine.closed(&mut bridge.rooms());
+    bridge.unlinked(id);
+    let refused = up.machine.link().refused();
+    drop(up);
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer_task).await;
+    let attempt = match end {
+        End::Stopped => {
+            close(&conn, CloseCode::Shutdown, "this node is shutting down");
+            Attempt::Stopped
+        }
+        End::Closed(reason) => {
+            close(&conn, CloseCode::Ended, &reason);
+            if !admitted && refused {
+                Attempt::NotAdmitted(reason)
+            } else {
+                Attempt::Ended(reason)
+            }
+        }
+    };
+    if admitted {
+        log::debug!("upstream link to {remote} ended");
+    }
+    (admitted, attempt)
+}
+
+/// What a finished LAN link's end means, and the close code to send for it.
+fn ending(
+    conn: &Connection,
+    link: &Link,
+    duplicate: bool,
+    banned: bool,
+    stopping: bool,
+) -> (Outcome, CloseCode) {
+    let closed = conn.close_reason();
+    let peer_code = closed.as_ref().and_then(|e| read_close(e).1);
+    // Closed here while the link ran: another link to the same peer replaced this one.
+    let replaced = !stopping && matches!(closed, Some(quinn::ConnectionError::LocallyClosed));
+    if duplicate || replaced || peer_code == Some(CloseCode::Duplicate) {
+        return (Outcome::Duplicate, CloseCode::Duplicate);
+    }
+    if link.refused_by_me() {
+        return (
+            Outcome::Refused(Refusal::NotAdmittedHere),
+            CloseCode::NotAdmitted,
+        );
+    }
+    if banned {
+        return (Outcome::Refused(Refusal::Banned), CloseCode::Banned);
+    }
+    if let Some(refusal) = peer_code.and_then(refusal_by_peer) {
+        return (Outcome::Refused(refusal), CloseCode::Ended);
+    }
+    if link.refused() {
+        return (
+            Outcome::Refused(Refusal::NotAdmittedThere),
+            CloseCode::Ended,
+        );
+    }
+    let code = if stopping {
+        CloseCode::Shutdown
+    } else {
+        CloseCode::Ended
+    };
+    if link.was_admitted() {
+        (Outcome::Ended, code)
+    } else {
+        (Outcome::Broke, code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_lets_a_burst_through_then_paces() {
+        let mut r = RateLimit::new(2 * MAX_FRAME as u64);
+        // A full second's worth passes at once.
+        assert!(r.take(2 * MAX_FRAME).is_zero());
+        // The next second's worth must wait about a second.
+        let wait = r.take(2 * MAX_FRAME);
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn slow_rates_still_admit_one_whole_frame() {
+        let mut r = RateLimit::new(1024);
+        assert!(r.take(MAX_FRAME).is_zero());
+        assert!(!r.take(1).is_zero());
+    }
+}

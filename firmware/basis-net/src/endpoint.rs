@@ -1,0 +1,107 @@
+//! The QUIC endpoint: its transport settings, binding the UDP port, the peer's node key of a
+//! connection, and the accept loop that hands each admitted-to-be connection to a driver.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basis_core::NodeId;
+use basis_proto::{CloseCode, Role};
+use quinn::{Connection, Endpoint, TransportConfig};
+
+use crate::addr::canonical;
+use crate::closing::close;
+use crate::context::Context;
+use crate::driver;
+use crate::error::NetError;
+use crate::peers::Found;
+use crate::tls;
+
+/// QUIC keep-alive on the LAN: well inside the idle timeout, so a quiet link stays up (a few
+/// dozen bytes every 5 s per link).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A LAN link silent this long is dead: a peer that vanished without a goodbye is shown
+/// disconnected within this time (`docs/FEDERATION.md`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Keep-alive on an upstream link: a WAN may be metered, yet a dead upstream node (one that
+/// restarted without saying goodbye) must be noticed well before the LAN's timeout.
+pub(crate) const UPSTREAM_KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// An upstream link silent this long is dead.
+pub(crate) const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait for a handshake.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The LAN's transport settings.
+pub(crate) fn transport() -> Arc<TransportConfig> {
+    transport_with(KEEP_ALIVE, IDLE_TIMEOUT)
+}
+
+/// Transport settings with this keep-alive and idle timeout.
+pub(crate) fn transport_with(keep_alive: Duration, idle: Duration) -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(keep_alive));
+    // Seconds fit in a VarInt, so the conversion cannot fail.
+    t.max_idle_timeout(idle.try_into().ok());
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+/// Binds the endpoint on `port` of every address, IPv6 (with IPv4 mapped) when it can.
+pub(crate) fn bind(server: quinn::ServerConfig, port: u16) -> Result<Endpoint, NetError> {
+    let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+    match Endpoint::server(server.clone(), v6) {
+        Ok(e) => Ok(e),
+        Err(_) => Endpoint::server(server, SocketAddr::from(([0, 0, 0, 0], port)))
+            .map_err(|source| NetError::Bind { port, source }),
+    }
+}
+
+/// The node id the peer proved in TLS (its raw public key).
+pub(crate) fn peer_of(conn: &Connection) -> Option<NodeId> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::node_id_of(certs.first()?.as_ref())
+}
+
+/// Accepts connections until the node stops; each becomes a LAN link's driver once its peer
+/// is known, not banned and not one too many.
+pub(crate) async fn accept_loop(ctx: Arc<Context>, endpoint: Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            () = ctx.stop.cancelled() => return,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { return };
+        let ctx2 = ctx.clone();
+        ctx.tasks.spawn(async move {
+            let remote = canonical(incoming.remote_address());
+            let conn = match tokio::time::timeout(CONNECT_TIMEOUT, async { incoming.await }).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return log::debug!("handshake from {remote} failed: {e}"),
+                Err(_) => return log::debug!("handshake from {remote} timed out"),
+            };
+            let Some(peer) = peer_of(&conn) else {
+                return close(&conn, CloseCode::Unusable, "no node key");
+            };
+            if let Some(reason) = ctx2.registry.banned(&peer) {
+                log::info!(
+                    "refused node {} at {remote}: banned for {reason}",
+                    peer.short()
+                );
+                return close(&conn, CloseCode::Banned, "banned for misbehaving");
+            }
+            if ctx2.registry.full_for(&peer) {
+                return close(&conn, CloseCode::TooManyPeers, "too many peers");
+            }
+            ctx2.registry.found(peer, Some(Found::Inbound), remote);
+            let streams = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi()).await;
+            let Ok(Ok((send, recv))) = streams else {
+                return close(&conn, CloseCode::Unusable, "no link stream");
+            };
+            driver::run_lan(ctx2, conn, Role::Acceptor, peer, send, recv).await;
+        });
+    }
+}

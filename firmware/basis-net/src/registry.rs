@@ -66,7 +66,7 @@ struct State {
     peers: PeerTable,
     reputation: Reputation,
     links: HashMap<NodeId, Linked>,
-    /// Refusals already logged, by peer and cause: each is logged once.
+    /// Peers whose refusal was logged: once per peer until it links, not per attempt.
     refusals_logged: HashSet<NodeId>,
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use basis_config::{Config, Sources};
 
-use crate::cli::Global;
+use crate::cli::NodeArgs;
 
 /// The configuration in effect and the paths derived from it.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl Settings {
 }
 
 /// The sources named by the flags (and `BASIS_CONFIG`).
-pub fn sources(global: &Global) -> Sources {
+pub fn sources(global: &NodeArgs) -> Sources {
     let mut sources = Sources::default();
     if let Some(main) = &global.config {
         sources.main = main.clone();
@@ -53,7 +53,7 @@ pub fn sources(global: &Global) -> Sources {
 }
 
 /// Loads the layered configuration and resolves the data directory and control socket.
-pub fn load(global: &Global) -> Result<Settings> {
+pub fn load(global: &NodeArgs) -> Result<Settings> {
     let loaded = basis_config::load(&sources(global))?;
     let is_root = is_root();
     let data_dir = loaded

@@ -35,7 +35,7 @@ fn check_new_passphrase(pass: &str) -> Result<()> {
 pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
     let dir = ClientDir::resolve(opts.profile.as_deref())?;
     match command {
-        UserCommand::Create { name } => {
+        UserCommand::Create { name, .. } => {
             if dir.key_file().exists() {
                 bail!(
                     "{} already holds a user key; use another --profile to make a second user",
@@ -64,7 +64,7 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Show { qr, json } => {
+        UserCommand::Show { qr, json, .. } => {
             let text = fs::read_to_string(dir.key_file()).with_context(|| {
                 format!(
                     "no user key in {}: make one with `basis user create`",
@@ -85,7 +85,7 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Export { file } => {
+        UserCommand::Export { file, .. } => {
             let text = fs::read_to_string(dir.key_file())
                 .with_context(|| format!("no user key in {}", dir.path().display()))?;
             match file {
@@ -100,8 +100,8 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Import { file } => import(&dir, opts, &file),
-        UserCommand::Name { name } => {
+        UserCommand::Import { file, .. } => import(&dir, opts, &file),
+        UserCommand::Name { name, .. } => {
             let s = Session::open(opts).await?;
             s.publish_profile_if_needed(Some(&name)).await?;
             println!("display name {name:?} published");

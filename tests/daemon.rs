@@ -715,3 +715,57 @@ fn contacts_alone_lists_the_contacts() {
     );
     assert_eq!(listed, contacts(&["list"]));
 }
+
+#[test]
+fn admin_commands_find_a_node_run_with_another_data_directory() {
+    let default_socket = std::path::Path::new("/var/lib/basis/control.sock");
+    if unsafe { libc::geteuid() } == 0 && default_socket.exists() {
+        eprintln!("skipped: a node runs at the default data directory of this machine");
+        return;
+    }
+    let mut node = Node::new();
+    let runtime = node.root().join("runtime");
+    fs::create_dir(&runtime).unwrap();
+    // Flags only, no configuration file: the way one tries a node by hand.
+    let mut cmd = clean_command();
+    cmd.env("XDG_RUNTIME_DIR", &runtime)
+        .env("BASIS_FIRST_BOOT_FILE", "")
+        .args(["run", "--set", "api.listen=127.0.0.1:0", "--data-dir"])
+        .arg(&node.data);
+    node.start_command(cmd);
+    let id = node.node_id();
+
+    let admin = |args: &[&str]| {
+        let mut cmd = clean_command();
+        cmd.env("XDG_RUNTIME_DIR", &runtime)
+            .env("BASIS_FIRST_BOOT_FILE", "")
+            .args(args);
+        run_with_timeout(cmd, CMD_TIMEOUT)
+    };
+    let out = admin(&["status", "--json"]);
+    assert_success(&out, "basis status --json, no flags");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["node_id"], id.as_str(), "{s}");
+    assert_eq!(
+        fs::canonicalize(s["data_dir"].as_str().unwrap()).ok(),
+        fs::canonicalize(&node.data).ok(),
+        "{s}"
+    );
+    for args in [&["metrics"][..], &["peers"], &["store", "check"]] {
+        assert_success(&admin(args), &format!("basis {}, no flags", args.join(" ")));
+    }
+    let out = admin(&["id"]);
+    assert_success(&out, "basis id, no flags");
+    assert_eq!(text(&out.stdout).trim(), id);
+
+    // A clean stop takes the pointer away; then the command says which flag would help.
+    node.stop();
+    assert_eq!(fs::read_dir(runtime.join("basis")).unwrap().count(), 0);
+    let out = admin(&["status"]);
+    assert_error_exit(&out, "basis status after the node stopped");
+    assert!(
+        text(&out.stderr).contains("--data-dir"),
+        "{}",
+        describe(&out)
+    );
+}

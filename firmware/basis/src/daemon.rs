@@ -204,6 +204,20 @@ pub async fn run(settings: Settings) -> Result<()> {
         status.store_bytes
     );
     log::info!("control socket: {}", settings.socket.display());
+    // Admin commands run without flags find this node through the pointer, even when it uses
+    // another data directory than theirs.
+    let pointer = crate::running::dir(&|name| std::env::var(name).ok(), crate::settings::is_root())
+        .and_then(|dir| {
+            crate::running::Published::write(&dir, &settings.data_dir, &settings.socket)
+                .map_err(|e| log::debug!("no pointer for admin commands: {e:#}"))
+                .ok()
+        });
+    if let Some(p) = &pointer {
+        log::debug!(
+            "admin commands find this node through {}",
+            p.path().display()
+        );
+    }
     log::info!("ready");
     notify::ready(&format!("serving {} events", status.events));
     if let Some(period) = notify::watchdog_period() {
@@ -231,6 +245,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         .context("the store task failed")?
         .context("cannot close the database cleanly")?;
     let _ = std::fs::remove_file(&settings.socket);
+    drop(pointer);
     drop(lock);
     log::info!("stopped; every acknowledged event is on disk");
     Ok(())

@@ -14,6 +14,7 @@ mod logging;
 mod node;
 mod notify;
 mod provision;
+mod running;
 mod settings;
 
 use std::process::ExitCode;
@@ -74,10 +75,10 @@ fn client_options(args: ClientArgs) -> ClientOptions {
     }
 }
 
-/// Runs a node-admin command that needs the configuration, logging at warnings (or what the
-/// configuration asks, if less).
+/// Runs a node-admin command that works with the running node (or its data directory),
+/// logging at warnings (or what the configuration asks, if less).
 fn admin(node: &NodeArgs, run: impl FnOnce(&Settings) -> Result<()>) -> Result<()> {
-    let settings = settings::load(node)?;
+    let settings = settings::load_for_running(node)?;
     logging::init(basis_config::LogLevel::Warn.min(settings.config.log.level));
     run(&settings)
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use basis_config::{Config, Sources};
 
 use crate::cli::NodeArgs;
@@ -68,8 +68,47 @@ pub fn load(global: &NodeArgs) -> Result<Settings> {
     })
 }
 
+/// Like [`load`], for an admin command that works with a running node (`status`, `metrics`,
+/// `peers`, `dev append`, `store check`, `id`): when no flag or `BASIS_CONFIG` names the
+/// configuration or the data directory and no node's socket is at the default place, the
+/// node found through its pointer file (see [`crate::running`]) is used; several such nodes
+/// are an error that lists the --data-dir of each.
+pub fn load_for_running(global: &NodeArgs) -> Result<Settings> {
+    let mut settings = load(global)?;
+    let named = global.config.is_some()
+        || global.conf_d.is_some()
+        || global.data_dir.is_some()
+        || !global.set.is_empty();
+    if named || std::fs::symlink_metadata(&settings.socket).is_ok() {
+        return Ok(settings);
+    }
+    let Some(dir) = crate::running::dir(&|name| std::env::var(name).ok(), is_root()) else {
+        return Ok(settings);
+    };
+    match crate::running::running(&dir).as_slice() {
+        [] => {}
+        [only] => {
+            settings.data_dir = only.data_dir.clone();
+            settings.socket = only.socket.clone();
+        }
+        several => {
+            let list: Vec<String> = several
+                .iter()
+                .map(|p| format!("--data-dir {}", p.data_dir.display()))
+                .collect();
+            bail!(
+                "no node runs with the data directory {}, but {} others do; say which with one of: {}",
+                settings.data_dir.display(),
+                several.len(),
+                list.join(", ")
+            );
+        }
+    }
+    Ok(settings)
+}
+
 /// Whether this process runs as root (by its effective user id).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

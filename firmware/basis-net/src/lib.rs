@@ -16,7 +16,7 @@ pub mod tls;
 mod upstream;
 mod wan;
 
-pub use discovery::SERVICE_TYPE;
+pub use discovery::{Discovery, SERVICE_TYPE};
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
 pub use service::{Federation, FederationSettings, StaticPeer};

@@ -611,6 +611,8 @@ impl Shared {
     fn saw_outsider(&self, s: &Sighting) {
         let refusal = if self.tag.is_empty() && self.link_config.allow.is_empty() {
             Refusal::NoFederationHere
+        } else if s.tag.is_empty() {
+            Refusal::NoFederationThere
         } else {
             Refusal::OtherFederation
         };
@@ -914,6 +916,7 @@ async fn sighting_loop(shared: Arc<Shared>, mut sightings: mpsc::Receiver<Sighti
             // A node that was refused for announcing another federation now announces this one.
             if e.refusal == Some(Refusal::OtherFederation)
                 || e.refusal == Some(Refusal::NoFederationHere)
+                || e.refusal == Some(Refusal::NoFederationThere)
             {
                 e.state = PeerState::Disconnected;
                 e.refusal = None;

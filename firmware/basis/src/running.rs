@@ -70,6 +70,7 @@ impl Published {
         fs::write(&tmp, text)
             .and_then(|()| fs::rename(&tmp, &path))
             .with_context(|| format!("cannot write {}", path.display()))?;
+        remove_stale(dir);
         Ok(Published { path })
     }
 
@@ -103,6 +104,26 @@ pub fn running(dir: &Path) -> Vec<Pointer> {
         .collect();
     found.sort_by(|a, b| a.data_dir.cmp(&b.data_dir));
     found
+}
+
+/// Removes the pointers of nodes that died without removing theirs (killed, power cut), so
+/// that they do not pile up. Best effort.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| {
+            n.strip_prefix(PREFIX)?
+                .strip_suffix(SUFFIX)?
+                .parse::<u32>()
+                .ok()
+        });
+        if pid.is_some_and(|pid| !alive(pid)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Whether a process with this id exists (it may belong to another user).
@@ -169,6 +190,10 @@ mod tests {
         .unwrap();
         fs::write(runtime.join("node-1.json"), b"not json").unwrap();
         assert_eq!(running(&runtime).len(), 1);
+        // The next node to start removes the pointer of the dead one.
+        let _again = Published::write(&runtime, &data, &socket).unwrap();
+        assert!(!runtime.join("node-4294967295.json").exists());
+        assert!(runtime.join("node-1.json").exists(), "pid 1 is alive");
         fs::remove_file(&socket).unwrap();
         assert!(running(&runtime).is_empty());
 

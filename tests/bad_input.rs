@@ -726,3 +726,45 @@ fn a_short_passphrase_for_a_new_user_key_is_refused() {
         "no key file made"
     );
 }
+
+#[test]
+fn node_may_be_given_as_host_and_port_and_an_unreachable_one_is_named() {
+    let mut node = Node::new();
+    node.start();
+    let host_port = node.api_url().trim_start_matches("http://").to_string();
+    let profile = tempfile::Builder::new()
+        .prefix("basis-user")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let client = |args: &[&str]| {
+        let mut cmd = clean_command();
+        cmd.env("BASIS_CLIENT_DIR", profile.path())
+            .env("BASIS_PASSPHRASE", "a long test passphrase")
+            .env("BASIS_KDF", "fast")
+            .args(args);
+        run_with_timeout(cmd, CMD_TIMEOUT)
+    };
+
+    // HOST:PORT with no scheme means http://HOST:PORT.
+    let out = client(&["user", "create", "--node", &host_port]);
+    assert_success(&out, "basis user create --node HOST:PORT");
+    assert!(
+        text(&out.stdout).contains("profile published through the node"),
+        "{}",
+        describe(&out)
+    );
+    assert_success(
+        &client(&["rooms", "--node", &host_port]),
+        "basis rooms --node HOST:PORT",
+    );
+
+    // Nothing listens on the discard port: the error names the URL and asks the question.
+    let out = client(&["rooms", "--node", "127.0.0.1:9"]);
+    assert_error_exit(&out, "basis rooms --node <nothing there>");
+    assert!(
+        text(&out.stderr).contains("cannot reach the node at http://127.0.0.1:9: is it running?"),
+        "{}",
+        describe(&out)
+    );
+    node.stop();
+}

@@ -613,3 +613,159 @@ fn a_second_node_on_a_busy_port_says_so_before_making_anything() {
     }
     first.stop();
 }
+
+/// `basis <args> --help`, asserted to succeed.
+fn help_of(args: &[&str]) -> String {
+    let mut cmd = clean_command();
+    cmd.args(args).arg("--help");
+    let out = run_with_timeout(cmd, CMD_TIMEOUT);
+    assert_success(&out, &format!("basis {} --help", args.join(" ")));
+    text(&out.stdout)
+}
+
+const NODE_FLAGS: [&str; 4] = ["--config", "--conf-d", "--set", "--data-dir"];
+const CHAT_FLAGS: [&str; 3] = ["--node", "--profile", "--passphrase-file"];
+
+#[test]
+fn each_command_shows_only_the_flags_it_takes() {
+    let takes = |args: &[&str], has: &[&str], lacks: &[&str]| {
+        let help = help_of(args);
+        for flag in has {
+            assert!(
+                help.contains(flag),
+                "basis {args:?} --help lacks {flag}:\n{help}"
+            );
+        }
+        for flag in lacks {
+            assert!(
+                !help.contains(flag),
+                "basis {args:?} --help shows {flag}, which it does not take:\n{help}"
+            );
+        }
+    };
+    for chat in [
+        &["send"][..],
+        &["history"],
+        &["room", "create"],
+        &["user", "create"],
+    ] {
+        takes(chat, &CHAT_FLAGS, &NODE_FLAGS);
+    }
+    for admin in [
+        &["status"][..],
+        &["metrics"],
+        &["peers"],
+        &["run"],
+        &["config", "check"],
+    ] {
+        takes(admin, &NODE_FLAGS, &CHAT_FLAGS);
+    }
+    // Commands on this computer's files take --profile alone.
+    let profile_only = [
+        &CHAT_FLAGS[0],
+        &CHAT_FLAGS[2],
+        &NODE_FLAGS[0],
+        &NODE_FLAGS[3],
+    ];
+    for local in [&["user", "show"][..], &["contacts", "add"]] {
+        takes(local, &["--profile"], &profile_only.map(|f| *f));
+    }
+    takes(&["bench"], &[], &NODE_FLAGS);
+    // The top level lists commands, not the flags of some of them.
+    takes(&[], &["status", "send"], &["--data-dir", "--profile"]);
+
+    // A flag given before a command that does not take it is refused by name, not ignored.
+    let node = Node::new();
+    let mut cmd = clean_command();
+    cmd.args(["--node", "http://127.0.0.1:9", "--config"])
+        .arg(&node.config)
+        .arg("status");
+    let out = run_with_timeout(cmd, CMD_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--node") && stderr.contains("basis status"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn contacts_alone_lists_the_contacts() {
+    let profile = tempfile::Builder::new()
+        .prefix("basis-user")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let contacts = |args: &[&str]| {
+        let mut cmd = clean_command();
+        cmd.env("BASIS_CLIENT_DIR", profile.path())
+            .arg("contacts")
+            .args(args);
+        let out = run_with_timeout(cmd, CMD_TIMEOUT);
+        assert_success(&out, &format!("basis contacts {}", args.join(" ")));
+        text(&out.stdout)
+    };
+    assert!(contacts(&[]).contains("no contacts yet"));
+    let ben = UserKey::generate().unwrap().id().to_string();
+    contacts(&["add", "ben", &ben]);
+    let listed = contacts(&[]);
+    assert!(
+        listed.contains("ben") && listed.contains(&ben),
+        "basis contacts: {listed}"
+    );
+    assert_eq!(listed, contacts(&["list"]));
+}
+
+#[test]
+fn admin_commands_find_a_node_run_with_another_data_directory() {
+    let default_socket = std::path::Path::new("/var/lib/basis/control.sock");
+    if unsafe { libc::geteuid() } == 0 && default_socket.exists() {
+        eprintln!("skipped: a node runs at the default data directory of this machine");
+        return;
+    }
+    let mut node = Node::new();
+    let runtime = node.root().join("runtime");
+    fs::create_dir(&runtime).unwrap();
+    // Flags only, no configuration file: the way one tries a node by hand.
+    let mut cmd = clean_command();
+    cmd.env("XDG_RUNTIME_DIR", &runtime)
+        .env("BASIS_FIRST_BOOT_FILE", "")
+        .args(["run", "--set", "api.listen=127.0.0.1:0", "--data-dir"])
+        .arg(&node.data);
+    node.start_command(cmd);
+    let id = node.node_id();
+
+    let admin = |args: &[&str]| {
+        let mut cmd = clean_command();
+        cmd.env("XDG_RUNTIME_DIR", &runtime)
+            .env("BASIS_FIRST_BOOT_FILE", "")
+            .args(args);
+        run_with_timeout(cmd, CMD_TIMEOUT)
+    };
+    let out = admin(&["status", "--json"]);
+    assert_success(&out, "basis status --json, no flags");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["node_id"], id.as_str(), "{s}");
+    assert_eq!(
+        fs::canonicalize(s["data_dir"].as_str().unwrap()).ok(),
+        fs::canonicalize(&node.data).ok(),
+        "{s}"
+    );
+    for args in [&["metrics"][..], &["peers"], &["store", "check"]] {
+        assert_success(&admin(args), &format!("basis {}, no flags", args.join(" ")));
+    }
+    let out = admin(&["id"]);
+    assert_success(&out, "basis id, no flags");
+    assert_eq!(text(&out.stdout).trim(), id);
+
+    // A clean stop takes the pointer away; then the command says which flag would help.
+    node.stop();
+    assert_eq!(fs::read_dir(runtime.join("basis")).unwrap().count(), 0);
+    let out = admin(&["status"]);
+    assert_error_exit(&out, "basis status after the node stopped");
+    assert!(
+        text(&out.stderr).contains("--data-dir"),
+        "{}",
+        describe(&out)
+    );
+}

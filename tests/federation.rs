@@ -482,3 +482,88 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_node_without_a_secret_serves_chat_clients_on_the_lan_and_is_no_peer() {
+    let lab = lab_or_skip!();
+    // Started the README's way: no secret, the client API on its default address.
+    let mut lone = LabNode::new(&lab, "lone", "[api]\nlisten = \"[::]:7480\"");
+    lone.start();
+    let lone_id = lone.node.node_id();
+    let url = format!("http://{}:7480/", lone.host.ipv4());
+
+    // Its log and status say where clients reach it: its LAN address, never [::].
+    assert!(
+        lone.node.log_text().contains(&url),
+        "{}",
+        lone.node.log_text()
+    );
+    let status = lone.node.status_json();
+    let urls = status["api_urls"].as_array().cloned().unwrap_or_default();
+    assert!(urls.contains(&url.clone().into()), "{status}");
+    assert!(
+        urls.iter()
+            .all(|u| !u.as_str().unwrap_or("[::]").contains("[::]")),
+        "{status}"
+    );
+    let plain = text(&lone.node.cli_ok(&["status"]).stdout);
+    assert!(plain.contains(&url), "{plain}");
+
+    // A user on another host of the LAN finds it with no --node.
+    let laptop = lab.add_host("laptop");
+    let profile = tempfile::Builder::new()
+        .prefix("basis-user")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut cmd = laptop.command(env!("CARGO_BIN_EXE_basis"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("BASIS_")) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("BASIS_CLIENT_DIR", profile.path())
+        .env("BASIS_PASSPHRASE", "a long test passphrase")
+        .env("BASIS_KDF", "fast")
+        .args(["user", "create", "--name", "Ana"]);
+    let out = common::run_with_timeout(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success() && text(&out.stdout).contains("profile published through the node"),
+        "basis user create did not find the node\n{}\n--- node log ---\n{}",
+        common::describe(&out),
+        lone.node.log_text()
+    );
+
+    // A federated node on the same LAN sees it, but as a node with no secret: refused, and
+    // never linked.
+    let mut member = LabNode::new(&lab, "member", &format!("secret = \"{SECRET}\""));
+    member.start();
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let out = member.node.cli_ok(&["peers", "--json"]);
+        let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node_id"] == lone_id.as_str())
+            .cloned();
+        if let Some(p) = seen {
+            assert_eq!(p["state"], "refused", "{p}");
+            assert_eq!(p["refusal"], "no-federation-there", "{p}");
+            assert!(
+                p["hint"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("no federation secret"),
+                "{p}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the federated node never saw the node without a secret: {peers}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(lone.node.status_json()["peers_connected"], 0);
+}

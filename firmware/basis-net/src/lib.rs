@@ -23,7 +23,7 @@ mod wan;
 
 pub use addr::StaticPeer;
 pub use basis_proto::bridge_link::RoomSnapshot;
-pub use discovery::SERVICE_TYPE;
+pub use discovery::{Discovery, SERVICE_TYPE};
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
 pub use service::{Federation, FederationSettings};

@@ -53,10 +53,13 @@ impl PeerState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Refusal {
-    /// It announces another federation on the LAN (a different federation tag, or none).
+    /// It announces another federation on the LAN (a different federation tag).
     OtherFederation,
     /// It is a Basis node on the LAN, but this node has no federation secret or allow-list.
     NoFederationHere,
+    /// It is a Basis node on the LAN that has no federation secret: it serves chat clients
+    /// and replicates with no other node.
+    NoFederationThere,
     /// It dialled or answered this node but did not prove this federation's secret.
     NotAdmittedHere,
     /// It did not admit this node: it holds another secret or allow-list.
@@ -76,6 +79,9 @@ impl Refusal {
             }
             Refusal::NoFederationHere => {
                 "this node has no federation secret: set federation.secret (the same on every node) to link with it"
+            }
+            Refusal::NoFederationThere => {
+                "it has no federation secret: it serves its own clients only; set the same federation.secret there to link with it"
             }
             Refusal::NotAdmittedHere => {
                 "it did not prove this federation's secret: same LAN, different federation secret?"

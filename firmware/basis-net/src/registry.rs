@@ -375,6 +375,8 @@ impl Registry {
         let ours = (!self.tag.is_empty() && s.tag == self.tag) || self.allow.contains(&s.node);
         let refusal = if self.tag.is_empty() && self.allow.is_empty() {
             Refusal::NoFederationHere
+        } else if s.tag.is_empty() {
+            Refusal::NoFederationThere
         } else {
             Refusal::OtherFederation
         };
@@ -386,7 +388,11 @@ impl Registry {
             // A node that was refused for announcing another federation now announces this one.
             if matches!(
                 e.refusal,
-                Some(Refusal::OtherFederation | Refusal::NoFederationHere)
+                Some(
+                    Refusal::OtherFederation
+                        | Refusal::NoFederationHere
+                        | Refusal::NoFederationThere
+                )
             ) {
                 e.state = PeerState::Disconnected;
                 e.refusal = None;

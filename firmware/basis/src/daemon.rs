@@ -121,10 +121,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     let tasks = TaskTracker::new();
     let node_id = key.id();
     let name = node_name(&settings, &node_id);
-    let api_port = api_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| a.port());
+    let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // An API on loopback serves this machine only: it is not announced on the LAN.
+    let api_port = api_addr.filter(|a| !a.ip().is_loopback()).map(|a| a.port());
     let federation = match federation_plan {
         Some(plan) => {
             let mut fed = plan.into_settings(&settings, key, &name);
@@ -179,9 +178,32 @@ pub async fn run(settings: Settings) -> Result<()> {
         stop.clone(),
         tasks.clone(),
     ));
+    // Without federation nothing else announces the node: announce its client API, so that
+    // chat clients on the LAN find it with no --node.
+    let api_announcement = match (&federation, api_addr) {
+        (None, Some(addr)) if settings.config.federation.mdns && !addr.ip().is_loopback() => {
+            match basis_net::Discovery::announce_api(node_id, &node.name, addr) {
+                Ok(d) => {
+                    log::info!("client API announced over mDNS");
+                    Some(d)
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot announce the client API over mDNS ({e}); chat clients need --node URL"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     if let Some(l) = api_listener {
         if let Ok(addr) = l.local_addr() {
-            log::info!("client API on http://{addr}/v1/ (OpenAPI at /v1/openapi.json)");
+            let urls = api::reachable_urls(addr);
+            if let Some(first) = urls.first() {
+                log::info!("client API on {first}v1/ (OpenAPI at /v1/openapi.json)");
+            }
+            log::info!("chat clients reach this node at {}", urls.join(" "));
         }
         tasks.spawn(api::serve(
             l,
@@ -211,6 +233,20 @@ pub async fn run(settings: Settings) -> Result<()> {
         status.store_bytes
     );
     log::info!("control socket: {}", settings.socket.display());
+    // Admin commands run without flags find this node through the pointer, even when it uses
+    // another data directory than theirs.
+    let pointer = crate::running::dir(&|name| std::env::var(name).ok(), crate::settings::is_root())
+        .and_then(|dir| {
+            crate::running::Published::write(&dir, &settings.data_dir, &settings.socket)
+                .map_err(|e| log::debug!("no pointer for admin commands: {e:#}"))
+                .ok()
+        });
+    if let Some(p) = &pointer {
+        log::debug!(
+            "admin commands find this node through {}",
+            p.path().display()
+        );
+    }
     log::info!("ready");
     notify::ready(&format!("serving {} events", status.events));
     if let Some(period) = notify::watchdog_period() {
@@ -231,6 +267,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     if let Some(f) = &federation {
         f.shutdown();
     }
+    if let Some(d) = api_announcement {
+        d.stop();
+    }
     drop(federation);
     drop(node);
     tokio::task::spawn_blocking(move || store.close())
@@ -238,6 +277,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         .context("the store task failed")?
         .context("cannot close the database cleanly")?;
     let _ = std::fs::remove_file(&settings.socket);
+    drop(pointer);
     drop(lock);
     log::info!("stopped; every acknowledged event is on disk");
     Ok(())

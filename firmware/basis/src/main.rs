@@ -14,18 +14,37 @@ mod logging;
 mod node;
 mod notify;
 mod provision;
+mod running;
 mod settings;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command, ConfigCommand, DevCommand, StoreCommand};
+use crate::cli::{
+    Before, Cli, ClientArgs, Command, ConfigCommand, DevCommand, NodeArgs, NotTaken, StoreCommand,
+    Takes, UserCommand,
+};
+use crate::client::profile::PassphraseSource;
+use crate::client::session::ClientOptions;
+use crate::settings::Settings;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut path = Vec::new();
+    let mut leaf = &matches;
+    while let Some((name, sub)) = leaf.subcommand() {
+        path.push(name);
+        leaf = sub;
+    }
+    let result = dispatch(cli, &path.join(" ")).unwrap_or_else(|not_taken| {
+        Cli::command()
+            .error(clap::error::ErrorKind::UnknownArgument, not_taken)
+            .exit()
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Under systemd stderr may not be read: put a failed start in the journal too.
@@ -45,139 +64,218 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Runs a chat-client command; `None` when the command is not one.
-fn client_command(global: &cli::Global, command: Command) -> Result<Option<Result<()>>, Command> {
-    use crate::client::profile::PassphraseSource;
-    use crate::client::session::ClientOptions;
-    let opts = ClientOptions {
-        node: global.node.clone(),
-        profile: global.profile.clone(),
+/// The chat client's options from its flags.
+fn client_options(args: ClientArgs) -> ClientOptions {
+    ClientOptions {
+        node: args.node.node,
+        profile: args.profile.profile,
         passphrase: PassphraseSource {
-            file: global.passphrase_file.clone(),
+            file: args.passphrase.passphrase_file,
         },
-    };
-    let rt = match &command {
-        Command::User(_)
-        | Command::Rooms { .. }
-        | Command::Room(_)
-        | Command::Send { .. }
-        | Command::Dm { .. }
-        | Command::Edit { .. }
-        | Command::Delete { .. }
-        | Command::React { .. }
-        | Command::Read { .. }
-        | Command::History { .. }
-        | Command::Tail { .. }
-        | Command::Chat { .. } => match runtime() {
-            Ok(rt) => rt,
-            Err(e) => return Ok(Some(Err(e))),
-        },
-        Command::Contacts(_) => {
-            return Ok(Some(commands::user::contacts(
-                &opts,
-                match command {
-                    Command::Contacts(c) => c,
-                    _ => return Ok(None),
-                },
-            )));
-        }
-        _ => return Err(command),
-    };
-    use commands::{live, messages, rooms, user};
-    let result = rt.block_on(async {
-        match command {
-            Command::User(c) => user::user(&opts, c).await,
-            Command::Rooms { json } => rooms::list(&opts, json).await,
-            Command::Room(c) => rooms::room(&opts, c).await,
-            Command::Send { room, text, json } => messages::send(&opts, &room, text, json).await,
-            Command::Dm { who, text } => messages::dm(&opts, &who, text).await,
-            Command::Edit { room, event, text } => {
-                messages::change(&opts, &room, &event, messages::Act::Edit(text)).await
-            }
-            Command::Delete { room, event } => {
-                messages::change(&opts, &room, &event, messages::Act::Delete).await
-            }
-            Command::React { room, event, key } => {
-                messages::change(&opts, &room, &event, messages::Act::React(key)).await
-            }
-            Command::Read { room } => messages::read(&opts, &room).await,
-            Command::History {
-                room,
-                before,
-                limit,
-                json,
-            } => messages::history(&opts, &room, before.as_deref(), limit, json).await,
-            Command::Tail { room, json } => live::tail(&opts, &room, json).await,
-            Command::Chat { room } => live::chat(&opts, room.as_deref()).await,
-            _ => Ok(()),
-        }
-    });
-    Ok(Some(result))
+    }
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
-    let global = cli.global;
-    if let Command::Bench { full, json, only } = cli.command {
-        logging::init(basis_config::LogLevel::Warn);
-        return runtime()?.block_on(bench::run(bench::BenchOptions { full, json, only }));
-    }
-    // The chat client needs no node configuration (it may run on a laptop).
-    let command = match client_command(&global, cli.command) {
-        Ok(Some(result)) => {
-            return result;
+/// Runs a node-admin command that works with the running node (or its data directory),
+/// logging at warnings (or what the configuration asks, if less).
+fn admin(node: &NodeArgs, run: impl FnOnce(&Settings) -> Result<()>) -> Result<()> {
+    let settings = settings::load_for_running(node)?;
+    logging::init(basis_config::LogLevel::Warn.min(settings.config.log.level));
+    run(&settings)
+}
+
+/// Runs a chat command on a runtime. The chat client needs no node configuration (it may run
+/// on a laptop).
+fn chat<F: std::future::Future<Output = Result<()>>>(
+    args: ClientArgs,
+    run: impl FnOnce(ClientOptions) -> F,
+) -> Result<()> {
+    runtime()?.block_on(run(client_options(args)))
+}
+
+/// Runs the command; `Err` when a flag given before the subcommand is not one it takes.
+fn dispatch(cli: Cli, path: &str) -> Result<Result<()>, NotTaken> {
+    use commands::{live, messages, rooms, user};
+    let Cli { before, command } = cli;
+    let node = |before: Before, after: NodeArgs| before.node_args(after, path);
+    let client = |before: Before, after: ClientArgs| before.client_args(after, Takes::ALL, path);
+    Ok(match command {
+        Command::Run { node: after } => {
+            let node = node(before, after)?;
+            run(&node)
         }
-        Ok(None) => return Ok(()),
-        Err(command) => command,
-    };
-    let cli = Cli {
-        global: global.clone(),
-        command,
-    };
-    // Commands that must work even when the configuration is broken come first.
-    match &cli.command {
-        Command::Config(ConfigCommand::Check { file, json }) => {
-            return commands::config::check(&global, file.as_deref(), *json);
-        }
+        // Commands that must work even when the configuration is broken load none.
+        Command::Provision { node: after } => provision::first_boot(&node(before, after)?),
+        Command::Config(ConfigCommand::Check {
+            file,
+            json,
+            node: after,
+        }) => commands::config::check(&node(before, after)?, file.as_deref(), json),
         Command::Config(ConfigCommand::Defaults) => {
+            // It reads no configuration, but like the other admin commands it lets node flags
+            // stand before it (scripts put `--config FILE` first for every admin command).
+            node(before, NodeArgs::default())?;
             commands::config::defaults();
-            return Ok(());
+            Ok(())
         }
-        Command::Config(ConfigCommand::Show { json }) => {
-            return commands::config::show(&global, *json);
+        Command::Config(ConfigCommand::Show { json, node: after }) => {
+            commands::config::show(&node(before, after)?, json)
         }
-        Command::Provision => return provision::first_boot(&global),
-        // A file a team put on the boot partition joins the configuration before it loads.
-        Command::Run => provision::first_boot(&global)?,
-        _ => {}
-    }
-    let settings = settings::load(&global)?;
-    match cli.command {
-        Command::Run => {
-            logging::init(settings.config.log.level);
-            runtime()?.block_on(daemon::run(settings))
+        Command::Id { json, node: after } => {
+            admin(&node(before, after)?, |s| commands::id::run(s, json))
         }
-        command => {
-            logging::init(basis_config::LogLevel::Warn.min(settings.config.log.level));
-            match command {
-                Command::Id { json } => commands::id::run(&settings, json),
-                Command::Status { json } => {
-                    runtime()?.block_on(commands::status::run(&settings, json))
-                }
-                Command::Metrics => runtime()?.block_on(commands::metrics::run(&settings)),
-                Command::Peers { json } => {
-                    runtime()?.block_on(commands::peers::run(&settings, json))
-                }
-                Command::Store(StoreCommand::Check { json }) => {
-                    commands::store::check(&settings, json)
-                }
-                Command::Store(StoreCommand::Rooms { json }) => {
-                    commands::store::rooms(&settings, json)
-                }
-                Command::Dev(DevCommand::Append(args)) => {
-                    runtime()?.block_on(commands::dev::append(&settings, args))
-                }
-                _ => Ok(()),
-            }
+        Command::Status { json, node: after } => admin(&node(before, after)?, |s| {
+            runtime()?.block_on(commands::status::run(s, json))
+        }),
+        Command::Metrics { node: after } => admin(&node(before, after)?, |s| {
+            runtime()?.block_on(commands::metrics::run(s))
+        }),
+        Command::Peers { json, node: after } => admin(&node(before, after)?, |s| {
+            runtime()?.block_on(commands::peers::run(s, json))
+        }),
+        Command::Store(StoreCommand::Check { json, node: after }) => {
+            admin(&node(before, after)?, |s| commands::store::check(s, json))
         }
-    }
+        Command::Store(StoreCommand::Rooms { json, node: after }) => {
+            admin(&node(before, after)?, |s| commands::store::rooms(s, json))
+        }
+        Command::Dev(DevCommand::Append(mut args)) => {
+            let node = node(before, std::mem::take(&mut args.node))?;
+            admin(&node, |s| {
+                runtime()?.block_on(commands::dev::append(s, args))
+            })
+        }
+        Command::Bench { full, json, only } => {
+            before.nothing(path)?;
+            logging::init(basis_config::LogLevel::Warn);
+            runtime()
+                .and_then(|rt| rt.block_on(bench::run(bench::BenchOptions { full, json, only })))
+        }
+        Command::User(command) => {
+            let (after, takes) = match &command {
+                UserCommand::Create { client, .. } | UserCommand::Name { client, .. } => {
+                    (client.clone(), Takes::ALL)
+                }
+                UserCommand::Show { profile, .. } | UserCommand::Export { profile, .. } => (
+                    ClientArgs {
+                        profile: profile.clone(),
+                        ..ClientArgs::default()
+                    },
+                    Takes::PROFILE,
+                ),
+                UserCommand::Import {
+                    profile,
+                    passphrase,
+                    ..
+                } => (
+                    ClientArgs {
+                        profile: profile.clone(),
+                        passphrase: passphrase.clone(),
+                        ..ClientArgs::default()
+                    },
+                    Takes {
+                        passphrase: true,
+                        ..Takes::PROFILE
+                    },
+                ),
+            };
+            let args = before.client_args(after, takes, path)?;
+            chat(args, |opts| async move { user::user(&opts, command).await })
+        }
+        Command::Contacts { command, profile } => {
+            let after = ClientArgs {
+                profile,
+                ..ClientArgs::default()
+            };
+            let args = before.client_args(after, Takes::PROFILE, path)?;
+            let command = command.unwrap_or(cli::ContactsCommand::List { json: false });
+            user::contacts(&client_options(args), command)
+        }
+        Command::Rooms {
+            json,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            rooms::list(&opts, json).await
+        }),
+        Command::Room {
+            command,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            rooms::room(&opts, command).await
+        }),
+        Command::Send {
+            room,
+            text,
+            json,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::send(&opts, &room, text, json).await
+        }),
+        Command::Dm {
+            who,
+            text,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::dm(&opts, &who, text).await
+        }),
+        Command::Edit {
+            room,
+            event,
+            text,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::change(&opts, &room, &event, messages::Act::Edit(text)).await
+        }),
+        Command::Delete {
+            room,
+            event,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::change(&opts, &room, &event, messages::Act::Delete).await
+        }),
+        Command::React {
+            room,
+            event,
+            key,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::change(&opts, &room, &event, messages::Act::React(key)).await
+        }),
+        Command::Read {
+            room,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::read(&opts, &room).await
+        }),
+        Command::History {
+            room,
+            before: cursor,
+            limit,
+            json,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            messages::history(&opts, &room, cursor.as_deref(), limit, json).await
+        }),
+        Command::Tail {
+            room,
+            json,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            live::tail(&opts, &room, json).await
+        }),
+        Command::Chat {
+            room,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            live::chat(&opts, room.as_deref()).await
+        }),
+    })
+}
+
+/// `basis run`: a file a team put on the boot partition joins the configuration before it
+/// loads; then the daemon runs.
+fn run(node: &NodeArgs) -> Result<()> {
+    provision::first_boot(node)?;
+    let settings = settings::load(node)?;
+    logging::init(settings.config.log.level);
+    runtime()?.block_on(daemon::run(settings))
 }

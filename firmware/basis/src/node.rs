@@ -169,6 +169,12 @@ impl Node {
             event_bytes: self.stats.event_bytes.load(Ordering::Relaxed),
             store_bytes: file_size("") + file_size("-wal") + file_size("-shm"),
             listening: self.listening.clone(),
+            api_urls: self
+                .listening
+                .iter()
+                .filter_map(|l| l.strip_prefix("http://")?.parse().ok())
+                .flat_map(crate::api::reachable_urls)
+                .collect(),
             uptime_secs: self.started.elapsed().as_secs(),
             refused: self.refused.load(Ordering::Relaxed),
             federation_tag: self

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cli::Global;
+use crate::cli::NodeArgs;
 use crate::{logging, settings};
 
 /// Where a team puts the file: the boot partition as Raspberry Pi OS (bookworm and newer)
@@ -60,7 +60,7 @@ pub struct Imported {
 /// Runs at the start of `basis run` and as `basis provision`, before the configuration is
 /// loaded: imports the first-boot file into the drop-in directory the flags select, and logs
 /// what happened.
-pub fn first_boot(global: &Global) -> Result<()> {
+pub fn first_boot(global: &NodeArgs) -> Result<()> {
     let sources = settings::sources(global);
     // A main file named by --config that is missing is an error here too, as it is for
     // `basis config check` and `basis run`: nothing is imported beside a file that is not

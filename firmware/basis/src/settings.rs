@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use basis_config::{Config, Sources};
 
-use crate::cli::Global;
+use crate::cli::NodeArgs;
 
 /// The configuration in effect and the paths derived from it.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl Settings {
 }
 
 /// The sources named by the flags (and `BASIS_CONFIG`).
-pub fn sources(global: &Global) -> Sources {
+pub fn sources(global: &NodeArgs) -> Sources {
     let mut sources = Sources::default();
     if let Some(main) = &global.config {
         sources.main = main.clone();
@@ -53,7 +53,7 @@ pub fn sources(global: &Global) -> Sources {
 }
 
 /// Loads the layered configuration and resolves the data directory and control socket.
-pub fn load(global: &Global) -> Result<Settings> {
+pub fn load(global: &NodeArgs) -> Result<Settings> {
     let loaded = basis_config::load(&sources(global))?;
     let is_root = is_root();
     let data_dir = loaded
@@ -68,8 +68,47 @@ pub fn load(global: &Global) -> Result<Settings> {
     })
 }
 
+/// Like [`load`], for an admin command that works with a running node (`status`, `metrics`,
+/// `peers`, `dev append`, `store check`, `id`): when no flag or `BASIS_CONFIG` names the
+/// configuration or the data directory and no node's socket is at the default place, the
+/// node found through its pointer file (see [`crate::running`]) is used; several such nodes
+/// are an error that lists the --data-dir of each.
+pub fn load_for_running(global: &NodeArgs) -> Result<Settings> {
+    let mut settings = load(global)?;
+    let named = global.config.is_some()
+        || global.conf_d.is_some()
+        || global.data_dir.is_some()
+        || !global.set.is_empty();
+    if named || std::fs::symlink_metadata(&settings.socket).is_ok() {
+        return Ok(settings);
+    }
+    let Some(dir) = crate::running::dir(&|name| std::env::var(name).ok(), is_root()) else {
+        return Ok(settings);
+    };
+    match crate::running::running(&dir).as_slice() {
+        [] => {}
+        [only] => {
+            settings.data_dir = only.data_dir.clone();
+            settings.socket = only.socket.clone();
+        }
+        several => {
+            let list: Vec<String> = several
+                .iter()
+                .map(|p| format!("--data-dir {}", p.data_dir.display()))
+                .collect();
+            bail!(
+                "no node runs with the data directory {}, but {} others do; say which with one of: {}",
+                settings.data_dir.display(),
+                several.len(),
+                list.join(", ")
+            );
+        }
+    }
+    Ok(settings)
+}
+
 /// Whether this process runs as root (by its effective user id).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

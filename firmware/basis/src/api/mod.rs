@@ -168,6 +168,29 @@ pub async fn bind(config: &ApiConfig) -> Result<TcpListener> {
     }
 }
 
+/// The URLs clients on the LAN reach an API bound to `bound` at, such as
+/// `http://192.168.1.20:7480/`: every address of the machine but loopback when it listens on
+/// all of them (`[::]` takes IPv4 and IPv6, `0.0.0.0` IPv4 only), IPv4 first; loopback only
+/// when there is no other address; never `[::]` or `0.0.0.0`.
+pub fn reachable_urls(bound: SocketAddr) -> Vec<String> {
+    let ips: Vec<std::net::IpAddr> = if bound.ip().is_unspecified() {
+        let lan: Vec<_> = basis_net::Discovery::lan_addresses()
+            .into_iter()
+            .filter(|ip| bound.is_ipv6() || ip.is_ipv4())
+            .collect();
+        if lan.is_empty() {
+            vec![std::net::Ipv4Addr::LOCALHOST.into()]
+        } else {
+            lan
+        }
+    } else {
+        vec![bound.ip()]
+    };
+    ips.into_iter()
+        .map(|ip| format!("http://{}/", SocketAddr::new(ip, bound.port())))
+        .collect()
+}
+
 /// Passes notices from linked nodes to this node's WebSocket clients.
 async fn relay_notices(
     state: Arc<ApiState>,
@@ -233,5 +256,43 @@ pub async fn serve(
     .await;
     if let Err(e) = served {
         log::error!("api: the server stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable_urls;
+
+    #[test]
+    fn urls_name_addresses_clients_can_reach() {
+        assert_eq!(
+            reachable_urls("127.0.0.1:7480".parse().unwrap()),
+            ["http://127.0.0.1:7480/"]
+        );
+        assert_eq!(
+            reachable_urls("[2001:db8::7]:80".parse().unwrap()),
+            ["http://[2001:db8::7]:80/"]
+        );
+        for any in ["[::]:7480", "0.0.0.0:7480"] {
+            let urls = reachable_urls(any.parse().unwrap());
+            assert!(!urls.is_empty(), "{any}");
+            for url in &urls {
+                assert!(
+                    url.starts_with("http://") && url.ends_with(":7480/"),
+                    "{url}"
+                );
+                assert!(!url.contains("[::]") && !url.contains("0.0.0.0"), "{url}");
+            }
+            let lan = basis_net::Discovery::lan_addresses();
+            if lan.iter().any(|ip| ip.is_ipv4()) {
+                assert!(!urls.iter().any(|u| u.contains("127.0.0.1")), "{urls:?}");
+            }
+        }
+        // 0.0.0.0 takes no IPv6 connection: no IPv6 URL for it.
+        assert!(
+            !reachable_urls("0.0.0.0:7480".parse().unwrap())
+                .iter()
+                .any(|u| u.contains('['))
+        );
     }
 }

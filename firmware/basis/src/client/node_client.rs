@@ -77,7 +77,14 @@ impl NodeClient {
             .build()
             .context("cannot make an HTTP client")?;
         let user = secrets.user_id();
-        let reach = |e: reqwest::Error| anyhow!("cannot reach the node at {base}: {e}");
+        let reach = |e: reqwest::Error| {
+            // reqwest's own text names the URL only; its deepest cause says what went wrong.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            anyhow!("cannot reach the node at {base}: is it running? ({cause})")
+        };
         let c: ChallengeReply = decode(
             http.post(format!("{base}/v1/auth/challenge"))
                 .json(&ChallengeRequest {

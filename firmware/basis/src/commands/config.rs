@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use basis_config::{ConfigError, DEFAULTS_TOML};
 use serde_json::json;
 
-use crate::cli::Global;
+use crate::cli::NodeArgs;
 use crate::commands::print_json;
 use crate::settings;
 
@@ -25,7 +25,7 @@ fn error_json(e: &ConfigError) -> serde_json::Value {
 }
 
 /// Checks one file over the defaults, or the whole layered configuration.
-pub fn check(global: &Global, file: Option<&Path>, json: bool) -> Result<()> {
+pub fn check(global: &NodeArgs, file: Option<&Path>, json: bool) -> Result<()> {
     let result = match file {
         Some(path) => basis_config::check_file(path).map(|c| (vec![path.to_path_buf()], c)),
         None => basis_config::load(&settings::sources(global)).map(|l| (l.files, l.config)),
@@ -64,7 +64,7 @@ pub fn defaults() {
 }
 
 /// Prints the configuration in effect, with the federation secret masked.
-pub fn show(global: &Global, json: bool) -> Result<()> {
+pub fn show(global: &NodeArgs, json: bool) -> Result<()> {
     let mut settings = settings::load(global)?;
     if settings.config.federation.secret.is_set() {
         settings.config.federation.secret.0 = "<hidden>".into();

@@ -61,6 +61,9 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     for address in &status.listening {
         println!("listening   {address}");
     }
+    for url in &status.api_urls {
+        println!("client API  {url}");
+    }
     if let Some(bridge) = &status.bridge {
         print_bridge(bridge);
     }

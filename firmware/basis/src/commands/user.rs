@@ -35,7 +35,7 @@ fn check_new_passphrase(pass: &str) -> Result<()> {
 pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
     let dir = ClientDir::resolve(opts.profile.as_deref())?;
     match command {
-        UserCommand::Create { name } => {
+        UserCommand::Create { name, .. } => {
             if dir.key_file().exists() {
                 bail!(
                     "{} already holds a user key; use another --profile to make a second user",
@@ -69,7 +69,7 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Show { qr, json } => {
+        UserCommand::Show { qr, json, .. } => {
             let text = fs::read_to_string(dir.key_file()).with_context(|| {
                 format!(
                     "no user key in {}: make one with `basis user create`",
@@ -90,7 +90,7 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Export { file } => {
+        UserCommand::Export { file, .. } => {
             let text = fs::read_to_string(dir.key_file())
                 .with_context(|| format!("no user key in {}", dir.path().display()))?;
             match file {
@@ -105,8 +105,8 @@ pub async fn user(opts: &ClientOptions, command: UserCommand) -> Result<()> {
             }
             Ok(())
         }
-        UserCommand::Import { file } => import(&dir, opts, &file),
-        UserCommand::Name { name } => {
+        UserCommand::Import { file, .. } => import(&dir, opts, &file),
+        UserCommand::Name { name, .. } => {
             let secrets = load_secrets(&dir, &opts.passphrase)?;
             // Kept until a node has it: published now, or at the next command that reaches
             // a node.

@@ -21,7 +21,7 @@ impl Client {
         let stream = UnixStream::connect(socket).await.map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                    "no node is running there; start one with `basis run`"
+                    "no node is running there; start one with `basis run`, or, if it runs with another data directory, add --data-dir DIR (or the --config FILE it was started with)"
                 }
                 std::io::ErrorKind::PermissionDenied => {
                     "permission denied; run as the node's user (or root)"

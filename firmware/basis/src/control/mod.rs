@@ -46,6 +46,10 @@ pub struct Status {
     pub store_bytes: u64,
     /// Addresses the node listens on.
     pub listening: Vec<String>,
+    /// URLs clients reach the client API at, e.g. `http://192.168.1.20:7480/`: each address of
+    /// the machine but loopback when the API listens on all of them (empty: the API is off).
+    #[serde(default)]
+    pub api_urls: Vec<String>,
     /// Seconds since the node started.
     pub uptime_secs: u64,
     /// Events refused as invalid since start.

@@ -21,7 +21,7 @@ use basis_core::{
     Timestamp, UserId, UserKey,
 };
 use serde::Serialize;
-use vodozemac::megolm::GroupSession;
+use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionKey};
 
 use crate::keyfile::{self, KdfParams};
 use crate::outbound::OutboundSession;
@@ -113,6 +113,13 @@ struct SessionVector {
     session_id: String,
     session_id_base64: String,
     session_key: String,
+    later_ratchets: Vec<RatchetVector>,
+}
+
+#[derive(Serialize)]
+struct RatchetVector {
+    index: u32,
+    ratchet: String,
 }
 
 #[derive(Serialize)]
@@ -328,6 +335,24 @@ fn fixed_group_session(ratchet: &[u8; 128], index: u32, seed: &[u8; 32]) -> Grou
     GroupSession::from_pickle(serde_json::from_value(pickle).unwrap())
 }
 
+/// The ratchet at indices that advance each of its four parts (§4.2), as vodozemac's inbound
+/// session exports it: 1 byte of version, 4 of index, then the 128 ratchet bytes.
+fn later_ratchets(session_key: &[u8]) -> Vec<RatchetVector> {
+    let key = SessionKey::from_bytes(session_key).unwrap();
+    let mut inbound = InboundGroupSession::new(&key, crate::megolm_config());
+    [1, 2, 255, 256, 257, 65_535, 65_536, 65_793, 16_777_216]
+        .into_iter()
+        .map(|index| {
+            let export = inbound.export_at(index).unwrap().to_bytes();
+            assert_eq!(export[1..5], index.to_be_bytes());
+            RatchetVector {
+                index,
+                ratchet: hex::encode(&export[5..133]),
+            }
+        })
+        .collect()
+}
+
 fn sign(key: &UserKey, room: RoomId, parent: EventId, offset_ms: u64, body: Body) -> Event {
     EventContent {
         version: PROTOCOL_VERSION,
@@ -475,6 +500,7 @@ fn generate() -> VectorFile {
         session_id: hex::encode(&session_id),
         session_id_base64,
         session_key: hex::encode(session_key.as_slice()),
+        later_ratchets: later_ratchets(&session_key),
     };
 
     let binding = Binding {

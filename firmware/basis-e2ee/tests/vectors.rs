@@ -16,7 +16,7 @@ use basis_e2ee::{
     UserSecrets, keyfile, open_session_key, open_state,
 };
 use serde_json::Value;
-use vodozemac::megolm::{MegolmMessage, SessionKey};
+use vodozemac::megolm::{InboundGroupSession, MegolmMessage, SessionConfig, SessionKey};
 
 fn committed() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/e2ee.json");
@@ -219,7 +219,16 @@ fn the_session_key_is_the_stated_export() {
     let signer = basis_core::UserKey::from_secret(seed);
     assert_eq!(hex_of(signer.id().as_bytes()), s(&session["session_id"]));
     assert_eq!(hex_of(&signer.sign(&key[..165])), hex_of(&key[165..]));
-    assert!(SessionKey::from_bytes(&key).is_ok());
+    let session_key = SessionKey::from_bytes(&key).expect("a valid session key");
+    // The ratchet at later indices, as an inbound session reaches them.
+    let mut inbound = InboundGroupSession::new(&session_key, SessionConfig::version_1());
+    let later = list(&session["later_ratchets"]);
+    assert!(later.len() >= 5);
+    for r in later {
+        let index = number(&r["index"]) as u32;
+        let export = inbound.export_at(index).expect("a later index").to_bytes();
+        assert_eq!(hex_of(&export[5..133]), s(&r["ratchet"]), "index {index}");
+    }
     assert_eq!(
         vodozemac::base64_decode(s(&session["session_id_base64"])).unwrap(),
         bytes(&session["session_id"])

@@ -136,7 +136,7 @@ impl KdfParams {
     }
 
     /// The Argon2id key for `passphrase` and `salt`.
-    fn derive(
+    pub(crate) fn derive(
         &self,
         passphrase: &[u8],
         salt: &[u8; SALT_LEN],
@@ -233,11 +233,26 @@ pub fn encrypt(
 ) -> Result<String, KeyFileError> {
     params.check()?;
     let random = |e: getrandom::Error| KeyFileError::Random(e.to_string());
+    let salt = crate::random_array().map_err(random)?;
+    let nonce = crate::random_array().map_err(random)?;
+    encrypt_with(secrets, passphrase, params, salt, nonce)
+}
+
+/// [`encrypt`] with the salt and nonce given (the test vectors fix them; everything else
+/// draws them).
+pub(crate) fn encrypt_with(
+    secrets: &UserSecrets,
+    passphrase: &[u8],
+    params: KdfParams,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+) -> Result<String, KeyFileError> {
+    params.check()?;
     let header = Header {
         params,
-        salt: crate::random_array().map_err(random)?,
+        salt,
         user: secrets.user_id(),
-        nonce: crate::random_array().map_err(random)?,
+        nonce,
     };
     let header_bytes = header.to_bytes();
     let key = params.derive(passphrase, &header.salt)?;
@@ -299,7 +314,7 @@ fn armor(blob: &[u8]) -> String {
 
 /// The blob inside the armour. Text before the BEGIN line and after the END line is ignored
 /// (a key pasted from a mail or a note still reads); whitespace around lines is too.
-fn unarmor(text: &str) -> Result<Vec<u8>, KeyFileError> {
+pub(crate) fn unarmor(text: &str) -> Result<Vec<u8>, KeyFileError> {
     if text.len() > MAX_TEXT_LEN {
         return Err(KeyFileError::Malformed(format!(
             "longer than {MAX_TEXT_LEN} bytes"

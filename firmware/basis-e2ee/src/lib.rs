@@ -74,6 +74,8 @@ pub mod seal;
 pub mod secrets;
 pub mod send;
 pub mod state;
+#[cfg(test)]
+mod vectors;
 
 pub use inbound::{AbsorbError, DecryptError, RoomKeys};
 pub use keyfile::{KdfParams, KeyFileError};

@@ -77,6 +77,20 @@ impl OutboundSession {
         }
     }
 
+    /// A session around a given vodozemac session (the test vectors fix its ratchet and key).
+    #[cfg(test)]
+    pub(crate) fn from_group_session(
+        session: GroupSession,
+        now_ms: u64,
+        members: BTreeSet<UserId>,
+    ) -> Self {
+        Self {
+            session,
+            created_ms: now_ms,
+            members,
+        }
+    }
+
     /// The session id as it travels in events: the 32 bytes of the session's ed25519 public
     /// key (vodozemac's base64 session id, decoded).
     pub fn session_id(&self) -> Vec<u8> {

@@ -78,19 +78,64 @@ pub fn seal_session_key(
     binding: &Binding,
     session_key: &[u8],
 ) -> Result<SealedKey, SealError> {
+    seal_with(
+        recipient,
+        recipient_key,
+        binding,
+        session_key,
+        |public, info, plaintext, aad| {
+            hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, public, info, plaintext, aad)
+        },
+    )
+}
+
+/// [`seal_session_key`] with the randomness given: the HPKE ephemeral key is derived from the
+/// first 32 bytes `rng` yields (RFC 9180 `DeriveKeyPair`). For the test vectors only.
+#[cfg(test)]
+pub(crate) fn seal_session_key_with_rng(
+    recipient: UserId,
+    recipient_key: [u8; 32],
+    binding: &Binding,
+    session_key: &[u8],
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<SealedKey, SealError> {
+    seal_with(
+        recipient,
+        recipient_key,
+        binding,
+        session_key,
+        |public, info, plaintext, aad| {
+            hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+                &OpModeS::Base,
+                public,
+                info,
+                plaintext,
+                aad,
+                rng,
+            )
+        },
+    )
+}
+
+/// What HPKE's single-shot seal returns: the encapsulated key and the ciphertext.
+type Sealed = Result<(<Kem as hpke::Kem>::EncappedKey, Vec<u8>), hpke::HpkeError>;
+
+/// Seals with `seal` (HPKE single-shot seal of recipient key, info, plaintext, aad), then maps
+/// the result to a [`SealedKey`]: the one body of both sealing functions.
+fn seal_with(
+    recipient: UserId,
+    recipient_key: [u8; 32],
+    binding: &Binding,
+    session_key: &[u8],
+    seal: impl FnOnce(&<Kem as hpke::Kem>::PublicKey, &[u8], &[u8], &[u8]) -> Sealed,
+) -> Result<SealedKey, SealError> {
     let public = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient_key)
         .map_err(|_| SealError::BadRecipientKey)?;
-    let (encapsulated, ciphertext) = hpke::single_shot_seal::<Aead, Kdf, Kem>(
-        &OpModeS::Base,
-        &public,
-        &binding.info(),
-        session_key,
-        recipient.as_bytes(),
-    )
-    .map_err(|e| match e {
-        hpke::HpkeError::EncapError => SealError::BadRecipientKey,
-        other => SealError::Seal(other.to_string()),
-    })?;
+    let (encapsulated, ciphertext) =
+        seal(&public, &binding.info(), session_key, recipient.as_bytes()).map_err(|e| match e {
+            hpke::HpkeError::EncapError => SealError::BadRecipientKey,
+            other => SealError::Seal(other.to_string()),
+        })?;
     Ok(SealedKey {
         recipient,
         recipient_key,

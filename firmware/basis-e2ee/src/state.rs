@@ -77,10 +77,20 @@ pub fn seal_state(
 ) -> Result<Vec<u8>, StateError> {
     let nonce: [u8; NONCE_LEN] =
         crate::random_array().map_err(|e| StateError::Random(e.to_string()))?;
+    seal_state_with_nonce(state_key, &nonce, aad, plaintext)
+}
+
+/// [`seal_state`] with the nonce given (the test vectors fix it; everything else draws it).
+pub(crate) fn seal_state_with_nonce(
+    state_key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, StateError> {
     let ciphertext =
-        xchacha_seal(state_key, &nonce, aad, plaintext).map_err(|_| StateError::Encrypt)?;
+        xchacha_seal(state_key, nonce, aad, plaintext).map_err(|_| StateError::Encrypt)?;
     let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ciphertext);
     Ok(out)
 }

@@ -120,13 +120,8 @@ impl User {
 }
 
 /// Polls `check` until it holds or `SYNC` passes.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < SYNC, "not within {SYNC:?}: {what}");
-        thread::sleep(Duration::from_millis(300));
-    }
-    start.elapsed()
+fn wait_until(what: &str, check: impl FnMut() -> bool) -> Duration {
+    common::wait_until_with(SYNC, Duration::from_millis(300), what, check, String::new)
 }
 
 /// The room's entry in `basis rooms --json`, by name.

@@ -2,8 +2,7 @@
 //! the protocol refuses, a hostile control-socket client, a database from the future. Each is
 //! refused with a clear message, changes nothing, and never crashes the daemon.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

@@ -5,12 +5,9 @@
 //! duplicates, the hourly byte budget holds with messages going before files, and a restarted
 //! upstream node is found again quickly. Needs root (skips otherwise).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::common;
+use crate::lab;
+use crate::lab_node;
 
 use std::collections::BTreeSet;
 use std::thread;

@@ -2,12 +2,9 @@
 //! nodes (netns lab, root), a removed member (loopback), and keys rotated while a member is
 //! cut off by a partition (netns lab).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::common;
+use crate::lab;
+use crate::lab_node;
 
 use std::fs;
 use std::process::{Command, Output};

@@ -2,8 +2,7 @@
 //! events still sort the same on both, and retention drops nothing as too old or from the
 //! future. Each node runs under libfaketime (Debian package faketime; tests/run installs it).
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

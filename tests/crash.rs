@@ -7,10 +7,8 @@
 //! (default 5; the full run is `BASIS_CRASH_ROUNDS=50`), `BASIS_CRASH_SEED` replays a run (the
 //! seed is printed).
 
-#[path = "api_client.rs"]
-mod api_client;
-#[path = "common/mod.rs"]
-mod common;
+use crate::api_client;
+use crate::common;
 
 use std::collections::HashSet;
 use std::fs;

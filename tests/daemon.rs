@@ -1,8 +1,7 @@
 //! The daemon's life cycle as a user sees it: identity, storage across restarts, signals,
 //! the data-directory lock, `status`, `dev append`, `config defaults`.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::fs;

@@ -2,8 +2,7 @@
 //! forged events. It is cut off and banned, nothing of it is stored, and honest replication
 //! goes on. The hostile peer is this test, speaking the wire protocol over QUIC on loopback.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! A node remembers the peers it was linked with (in its database) and dials them again after
 //! a restart, even when nothing else (mDNS, static peers) would introduce them. Loopback only.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::fs;
 use std::thread;

@@ -1,10 +1,8 @@
 //! The client API on one node over loopback: sign-in and its refusals, bad input of every
 //! kind answered with JSON errors (never a 5xx), room rules, sync and the live stream.
 
-#[path = "api_client.rs"]
-mod api_client;
-#[path = "common/mod.rs"]
-mod common;
+use crate::api_client;
+use crate::common;
 
 use std::time::Duration;
 

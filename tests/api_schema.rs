@@ -2,10 +2,8 @@
 //! every operation, signed in, must never get a server error or a reply that breaks the
 //! document. Bounded in time; `tests/run` installs schemathesis.
 
-#[path = "api_client.rs"]
-mod api_client;
-#[path = "common/mod.rs"]
-mod common;
+use crate::api_client;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

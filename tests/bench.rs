@@ -2,8 +2,7 @@
 //! report with every figure, and each figure is a finite, positive measurement. No timing is
 //! asserted: the figures are for people, and this machine is shared.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

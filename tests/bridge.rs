@@ -5,12 +5,9 @@
 //! duplicates, the hourly byte budget holds with messages going before files, and a restarted
 //! upstream node is found again quickly. Needs root (skips otherwise).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::common;
+use crate::lab;
+use crate::lab_node;
 
 use std::collections::BTreeSet;
 use std::thread;
@@ -78,19 +75,11 @@ fn wait_until(
     limit: Duration,
     what: &str,
     gateway: &LabNode,
-    mut done: impl FnMut() -> bool,
+    done: impl FnMut() -> bool,
 ) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        if start.elapsed() > limit {
-            panic!(
-                "{what}: not within {limit:?}\n--- gateway log ---\n{}",
-                gateway.node.log_text()
-            );
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
+    common::wait_until_with(limit, common::POLL, what, done, || {
+        format!("--- gateway log ---\n{}", gateway.node.log_text())
+    })
 }
 
 /// The upstream node: in its own host on the WAN lab, admitting the gateway by id.

@@ -6,12 +6,8 @@
 //! `BASIS_CHAOS_SEED` replays a schedule; `BASIS_CHAOS_SECS` sets how long the chaos lasts
 //! (default 30 s; the full run is 240). Needs root (skips otherwise).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::lab;
+use crate::lab_node;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

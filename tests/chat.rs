@@ -2,12 +2,9 @@
 //! nodes (netns lab, root), a removed member (loopback), and keys rotated while a member is
 //! cut off by a partition (netns lab).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::common;
+use crate::lab;
+use crate::lab_node;
 
 use std::fs;
 use std::process::{Command, Output};
@@ -120,13 +117,8 @@ impl User {
 }
 
 /// Polls `check` until it holds or `SYNC` passes.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < SYNC, "not within {SYNC:?}: {what}");
-        thread::sleep(Duration::from_millis(300));
-    }
-    start.elapsed()
+fn wait_until(what: &str, check: impl FnMut() -> bool) -> Duration {
+    common::wait_until_with(SYNC, Duration::from_millis(300), what, check, String::new)
 }
 
 /// The room's entry in `basis rooms --json`, by name.

@@ -2,16 +2,15 @@
 //! events still sort the same on both, and retention drops nothing as too old or from the
 //! future. Each node runs under libfaketime (Debian package faketime; tests/run installs it).
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    Node, clean_command, count_events, describe, free_udp_port, open_db_ro, run_with_timeout,
+    Node, clean_command, count_events, describe, open_db_ro, run_with_timeout, wait_until,
 };
 use serde_json::Value;
 
@@ -63,16 +62,8 @@ fn texts(node: &Node, dir: &std::path::Path, room: &str) -> Vec<String> {
         .collect()
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not within 60 s: {what}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
+/// How long a change may take to cross between the two nodes.
+const SYNC: Duration = Duration::from_secs(60);
 
 #[test]
 fn clocks_years_apart_keep_order_and_retention_sane() {
@@ -85,21 +76,14 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
         return;
     };
     let secret = "[federation]\nsecret = \"skewed clocks 99\"\nmdns = false\n";
-    let past_port = free_udp_port();
-    // A board stuck in 2019, and one that believes it is 2031.
-    let past = node_at(
-        &lib,
-        "2019-03-01 00:00:00",
-        &format!("{secret}port = {past_port}\n"),
-    );
+    // A board stuck in 2019, and one that believes it is 2031; each binds a free port.
+    let past = node_at(&lib, "2019-03-01 00:00:00", &format!("{secret}port = 0\n"));
+    let past_port = past.quic_port();
     let past_id = past.node_id();
     let future = node_at(
         &lib,
         "2031-09-01 00:00:00",
-        &format!(
-            "{secret}port = {}\npeers = [\"{past_id}@127.0.0.1:{past_port}\"]\n",
-            free_udp_port()
-        ),
+        &format!("{secret}port = 0\npeers = [\"{past_id}@127.0.0.1:{past_port}\"]\n"),
     );
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     client(&past, a.path(), &["user", "create"]);
@@ -110,11 +94,11 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
     let bob = bob["user"].as_str().unwrap().to_string();
     client(&past, a.path(), &["room", "create", "field"]);
     client(&past, a.path(), &["room", "invite", "field", &bob]);
-    wait_until("the invitation reaches the 2031 node", || {
+    wait_until(SYNC, "the invitation reaches the 2031 node", || {
         client(&future, b.path(), &["rooms"]).contains("field")
     });
     client(&future, b.path(), &["room", "join", "field"]);
-    wait_until("the join reaches the 2019 node", || {
+    wait_until(SYNC, "the join reaches the 2019 node", || {
         let rooms: Value =
             serde_json::from_str(client(&past, a.path(), &["rooms", "--json"]).trim()).unwrap();
         rooms[0]["members"].as_array().is_some_and(|ms| {
@@ -123,11 +107,11 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
         })
     });
     client(&past, a.path(), &["send", "field", "first, from 2019"]);
-    wait_until("bob reads the first", || {
+    wait_until(SYNC, "bob reads the first", || {
         texts(&future, b.path(), "field").len() == 1
     });
     client(&future, b.path(), &["send", "field", "second, from 2031"]);
-    wait_until("alice reads the second", || {
+    wait_until(SYNC, "alice reads the second", || {
         texts(&past, a.path(), "field").len() == 2
     });
     client(
@@ -140,9 +124,11 @@ fn clocks_years_apart_keep_order_and_retention_sane() {
         "second, from 2031".to_string(),
         "third, from 2019 again".to_string(),
     ];
-    wait_until("both show the three in the order they were written", || {
-        texts(&past, a.path(), "field") == order && texts(&future, b.path(), "field") == order
-    });
+    wait_until(
+        SYNC,
+        "both show the three in the order they were written",
+        || texts(&past, a.path(), "field") == order && texts(&future, b.path(), "field") == order,
+    );
     // Retention (30 days, checked every 10 s) runs a few times on both: nothing goes, though
     // by the other's clock every event is 12 years old or 12 years ahead.
     let held = count_events(&open_db_ro(&past.db_path()));

@@ -7,10 +7,8 @@
 //! (default 5; the full run is `BASIS_CRASH_ROUNDS=50`), `BASIS_CRASH_SEED` replays a run (the
 //! seed is printed).
 
-#[path = "api_client.rs"]
-mod api_client;
-#[path = "common/mod.rs"]
-mod common;
+use crate::api_client;
+use crate::common;
 
 use std::collections::HashSet;
 use std::fs;
@@ -227,14 +225,14 @@ fn api_posts_and_synced_events_survive_sigkill() {
     let seed = env_u64("BASIS_CRASH_SEED").unwrap_or_else(rand::random);
     println!("API and sync crash test: {rounds} rounds, BASIS_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let (port_a, port_b) = (free_udp_port(), free_udp_port());
     let secret = "secret = \"crash and sync 5\"\nmdns = false\n";
-    // The peer that keeps running and keeps sending.
-    let mut peer = Node::with_config_extra(&format!("[federation]\n{secret}port = {port_b}\n"));
+    // The peer that keeps running and keeps sending, on a port it picks and reports.
+    let mut peer = Node::with_config_extra(&format!("[federation]\n{secret}port = 0\n"));
     peer.start();
+    let port_b = peer.quic_port();
     let peer_id = peer.node_id();
     let mut node = Node::with_config_extra(&format!(
-        "[federation]\n{secret}port = {port_a}\npeers = [\"{peer_id}@127.0.0.1:{port_b}\"]\n"
+        "[federation]\n{secret}port = 0\npeers = [\"{peer_id}@127.0.0.1:{port_b}\"]\n"
     ));
     node.start();
     // A room of the API user, created (and acknowledged) before the first crash.

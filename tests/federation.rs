@@ -1,12 +1,9 @@
 //! LAN federation in a network-namespace lab: each node is a separate `basis run` in its own
 //! namespace on one bridge, found by mDNS and linked over QUIC. Needs root (skips otherwise).
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "lab/mod.rs"]
-mod lab;
-#[path = "lab_node.rs"]
-mod lab_node;
+use crate::common;
+use crate::lab;
+use crate::lab_node;
 
 use std::collections::BTreeSet;
 use std::thread;

@@ -2,10 +2,8 @@
 //! nothing acknowledged, keeps the database intact and the node running, and the node takes
 //! writes again once space is freed. Needs root to mount the tmpfs (skips otherwise).
 
-#[path = "api_client.rs"]
-mod api_client;
-#[path = "common/mod.rs"]
-mod common;
+use crate::api_client;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

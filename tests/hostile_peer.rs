@@ -2,11 +2,9 @@
 //! forged events. It is cut off and banned, nothing of it is stored, and honest replication
 //! goes on. The hostile peer is this test, speaking the wire protocol over QUIC on loopback.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use basis_core::body::{Body, MessageBody};
@@ -15,18 +13,20 @@ use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::frame::Frame;
 use basis_proto::{FederationKey, Role};
 use bytes::Bytes;
-use common::{Node, count_events, free_udp_port, open_db_ro};
+use common::{Node, count_events, open_db_ro, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const SECRET: &str = "blue river 42";
 
-fn honest(port: u16, peer_port: Option<u16>) -> Node {
+/// An honest node on a port of its own choosing (0: the port is read back with
+/// [`Node::quic_port`]), dialling the node at `peer_port` when given.
+fn honest(peer_port: Option<u16>) -> Node {
     let peers = peer_port
         .map(|p| format!("peers = [\"127.0.0.1:{p}\"]"))
         .unwrap_or_default();
     let mut n = Node::with_config_extra(&format!(
-        "[federation]\nsecret = \"{SECRET}\"\nport = {port}\nmdns = false\nreconcile_secs = 5\n{peers}\n"
+        "[federation]\nsecret = \"{SECRET}\"\nport = 0\nmdns = false\nreconcile_secs = 5\n{peers}\n"
     ));
     n.start();
     n
@@ -128,19 +128,14 @@ fn forged_event(room: RoomId, text: &str) -> (Vec<u8>, Vec<u8>) {
     (event.to_bytes(), event.id().0.to_vec())
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long honest replication may take.
+const SYNC: Duration = Duration::from_secs(60);
 
 #[test]
 fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
-    let (pa, pb) = (free_udp_port(), free_udp_port());
-    let a = honest(pa, None);
-    let b = honest(pb, Some(pa));
+    let a = honest(None);
+    let pa = a.quic_port();
+    let b = honest(Some(pa));
     let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let room = RoomId(
@@ -150,7 +145,7 @@ fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
             .unwrap()
             .0,
     );
-    wait_for("b to replicate a's first events", || {
+    wait_until(SYNC, "b to replicate a's first events", || {
         count_events(&open_db_ro(&b.db_path())) == 2
     });
 
@@ -217,7 +212,7 @@ fn liars_are_cut_off_and_banned_while_honest_replication_goes_on() {
     // Honest replication goes on, both ways.
     let from_b = b.append_json(&["--room", &room.to_string(), "--count", "5"]);
     let from_a = a.append_json(&["--room", &room.to_string(), "--count", "5"]);
-    wait_for("honest events to replicate", || {
+    wait_until(SYNC, "honest events to replicate", || {
         let (ca, cb) = (open_db_ro(&a.db_path()), open_db_ro(&b.db_path()));
         from_a.iter().chain(&from_b).all(|ack| {
             let id = common::id_bytes(&ack.id);
@@ -244,13 +239,13 @@ const RSS_CAP_MIB: f64 = 160.0;
 
 #[test]
 fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing() {
-    let (pa, pb) = (free_udp_port(), free_udp_port());
     let mut a = Node::with_config_extra(&format!(
-        "[federation]\nsecret = \"{SECRET}\"\nport = {pa}\nmdns = false\nreconcile_secs = 5\n\
+        "[federation]\nsecret = \"{SECRET}\"\nport = 0\nmdns = false\nreconcile_secs = 5\n\
          [api]\nlisten = \"127.0.0.1:0\"\nrate_per_sec = 50\nrate_burst = 100\n"
     ));
     a.start();
-    let b = honest(pb, Some(pa));
+    let pa = a.quic_port();
+    let b = honest(Some(pa));
     let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
     let api = a.api_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -367,7 +362,7 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
     assert_eq!(count_events(&conn), 2, "only the honest room's two events");
     drop(conn);
     let from_b = b.append_json(&["--room", &room.to_string(), "--count", "5"]);
-    wait_for("honest events to replicate after the flood", || {
+    wait_until(SYNC, "honest events to replicate after the flood", || {
         let ca = open_db_ro(&a.db_path());
         from_b
             .iter()

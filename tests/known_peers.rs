@@ -1,14 +1,13 @@
 //! A node remembers the peers it was linked with (in its database) and dials them again after
 //! a restart, even when nothing else (mDNS, static peers) would introduce them. Loopback only.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Node, count_events, free_udp_port, open_db_ro};
+use common::{Node, count_events, open_db_ro};
 
 fn config(port: u16, peers: &str) -> String {
     format!(
@@ -18,10 +17,11 @@ fn config(port: u16, peers: &str) -> String {
 
 #[test]
 fn a_restarted_node_dials_the_peers_it_remembers() {
-    let (pa, pb) = (free_udp_port(), free_udp_port());
-    let mut a = Node::with_config_extra(&config(pa, ""));
+    // Port 0: each node binds a free port and says which.
+    let mut a = Node::with_config_extra(&config(0, ""));
     a.start();
-    let mut b = Node::with_config_extra(&config(pb, &format!("\"127.0.0.1:{pa}\"")));
+    let pa = a.quic_port();
+    let mut b = Node::with_config_extra(&config(0, &format!("\"127.0.0.1:{pa}\"")));
     b.start();
     a.append_json(&["--count", "3"]);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,8 +3,7 @@
 //! crosses the bridge, and nothing is left once the lab is dropped. Every test skips (printing
 //! `skipped: <reason>`) where the lab cannot run: not root, or a tool missing.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -3,8 +3,7 @@
 //! file with an error stops the node and stays where it is. `BASIS_FIRST_BOOT_FILE` points the
 //! daemon at a stand-in for `/boot/firmware/basis.toml` inside the test's directory.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::PathBuf;

@@ -51,15 +51,34 @@ const SYSTEMD_VARS: &[&str] = &[
     "INVOCATION_ID",
 ];
 
-/// A `basis` command with a clean environment and no stdin.
-/// A UDP port free on loopback right now (for a node's federation port).
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
+/// How often [`wait_until`] looks again.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `check` every `every` until it holds and returns how long that took; fails with
+/// `what`, and whatever `context` adds (such as a node's log), once `limit` has passed.
+pub fn wait_until_with(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > limit {
+            panic!("{what}: not within {limit:?}\n{}", context());
+        }
+        thread::sleep(every);
+    }
+    start.elapsed()
 }
 
+/// Polls `check` until it holds; fails with `what` once `limit` has passed.
+pub fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) -> Duration {
+    wait_until_with(limit, POLL, what, check, String::new)
+}
+
+/// A `basis` command with a clean environment and no stdin.
 pub fn clean_command() -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars_os() {
@@ -519,6 +538,20 @@ impl Node {
         id
     }
 
+    /// The UDP port the running daemon's federation endpoint bound (the configuration may say
+    /// 0: any free port), from `basis status --json`.
+    pub fn quic_port(&self) -> u16 {
+        let status = self.status_json();
+        status["listening"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str()?.strip_prefix("quic:"))
+            .find_map(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .unwrap_or_else(|| panic!("the node listens on no QUIC port: {status}"))
+    }
+
     /// `basis status --json`, parsed.
     pub fn status_json(&self) -> Value {
         let out = self.cli_ok(&["status", "--json"]);
@@ -633,6 +666,7 @@ impl Node {
 
     /// Sends a signal to the daemon.
     pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill takes a pid and a signal number and touches no memory of ours.
         let rc = unsafe { libc::kill(self.pid(), sig) };
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
     }

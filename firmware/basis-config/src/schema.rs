@@ -122,7 +122,7 @@ pub struct FederationConfig {
     pub secret_file: PathBuf,
     /// Node ids (64 hex characters) admitted without the secret.
     pub allow: Vec<String>,
-    /// UDP port of the QUIC endpoint.
+    /// UDP port of the QUIC endpoint (0: any free port, shown by `basis status`).
     pub port: u16,
     /// Peers to dial at start: `host:port`, or `NODEID@host:port` to pin the key.
     pub peers: Vec<String>,

@@ -559,24 +559,21 @@ fn metrics_are_valid_prometheus_text_that_agrees_with_status() {
     node.stop();
 }
 
-/// A TCP port free on every address right now.
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("[::]:0")
-        .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free TCP port")
-}
-
 #[test]
 fn a_second_node_on_a_busy_port_says_so_before_making_anything() {
-    let api_port = free_tcp_port();
-    let fed_port = free_udp_port();
     let secret = "secret = \"busy port test 42\"";
+    // The first node takes any free ports; the second is told to use the same ones.
     let mut first = Node::with_config_extra(&format!(
-        "[api]\nlisten = \"[::]:{api_port}\"\n[federation]\n{secret}\nport = {fed_port}\nmdns = false\n"
+        "[api]\nlisten = \"[::]:0\"\n[federation]\n{secret}\nport = 0\nmdns = false\n"
     ));
     first.start();
+    let api_port = first
+        .api_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .expect("the first node's API port");
+    let fed_port = first.quic_port();
 
     let cases = [
         (

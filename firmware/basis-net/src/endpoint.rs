@@ -18,11 +18,12 @@ use crate::peers::Found;
 use crate::tls;
 
 /// QUIC keep-alive on the LAN: well inside the idle timeout, so a quiet link stays up (a few
-/// dozen bytes every 5 s per link).
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// A LAN link silent this long is dead: a peer that vanished without a goodbye is shown
-/// disconnected within this time (`docs/FEDERATION.md`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// dozen bytes every 3 s per link).
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// A LAN link silent this long is dead. QUIC starts the idle timer again when this node sends
+/// its keep-alive, so a peer that vanished without a goodbye is shown disconnected at most
+/// `KEEP_ALIVE + IDLE_TIMEOUT` = 15 s after it last spoke (`docs/FEDERATION.md`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 /// Keep-alive on an upstream link: a WAN may be metered, yet a dead upstream node (one that
 /// restarted without saying goodbye) must be noticed well before the LAN's timeout.
 pub(crate) const UPSTREAM_KEEP_ALIVE: Duration = Duration::from_secs(5);

@@ -371,6 +371,26 @@ fn allowed_rooms_cross_when_the_wan_comes_up_and_survive_cuts_and_restarts() {
         metrics.lines().any(|l| l == linked),
         "no `{linked}` in\n{metrics}"
     );
+    // Phones see it too: the node page of the web client reads GET /v1/status.
+    let url = format!("{}/v1/status", gw.node.api_url());
+    let out = gw
+        .host
+        .command("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            &url,
+        ])
+        .output()
+        .expect("run python3 in the gateway's namespace");
+    let info: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        info["wan"].as_str().is_some_and(|w| w.starts_with("up")),
+        "{info}"
+    );
+    assert_eq!(info["upstreams"][0]["node_id"], up_id.as_str(), "{info}");
+    assert_eq!(info["upstreams"][0]["state"], "linked", "{info}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::ApiState;
 use super::auth::SignedIn;
 use super::error::ErrorBody;
 use super::extract::ApiJson;
-use super::types::{NodeInfo, PeerInfo, PeerList};
+use super::types::{NodeInfo, PeerInfo, PeerList, UpstreamInfo};
 
 /// The node's id, name, version and clock. Needs no session.
 #[utoipa::path(get, path = "/v1/status", tag = "node",
@@ -18,6 +18,23 @@ use super::types::{NodeInfo, PeerInfo, PeerList};
     ))]
 pub async fn status(State(state): State<Arc<ApiState>>) -> ApiJson<NodeInfo> {
     let s = state.node.status().await;
+    let (wan, upstreams) = match &s.bridge {
+        Some(b) => (
+            Some(format!(
+                "{} ({})",
+                if b.wan.up { "up" } else { "down" },
+                b.wan.detail
+            )),
+            b.upstreams
+                .iter()
+                .map(|u| UpstreamInfo {
+                    node_id: u.node_id.clone(),
+                    state: u.state.as_str().to_string(),
+                })
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    };
     ApiJson(NodeInfo {
         node_id: s.node_id,
         name: s.name,
@@ -26,6 +43,8 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> ApiJson<NodeInfo> {
         peers_connected: s.peers_connected as u64,
         uptime_secs: s.uptime_secs,
         time: state.node.now().0,
+        wan,
+        upstreams,
     })
 }
 

@@ -50,7 +50,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody, ChallengeRequest, ChallengeReply, SessionRequest, SessionReply, PostEvent,
         Posted, ApiEvent, HistoryReply, StateReply, SyncReply, MemberInfo, RoomInfo, RoomList, UserInfo,
-        PeerInfo, PeerList, NodeInfo, Notice, StreamMessage, StreamRequest,
+        PeerInfo, PeerList, NodeInfo, UpstreamInfo, Notice, StreamMessage, StreamRequest,
     )),
     servers((url = "/", description = "This node: the same origin as the page or client that fetched this document")),
     modifiers(&BearerAuth),

@@ -283,6 +283,21 @@ pub struct NodeInfo {
     pub uptime_secs: u64,
     /// The node's hybrid clock now (clients observe it so their timestamps sort after it).
     pub time: u64,
+    /// On a gateway: the WAN link, `up` or `down`, with why (absent without a bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wan: Option<String>,
+    /// On a gateway: each upstream node and where the bridge stands with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamInfo>,
+}
+
+/// An upstream node of a gateway, as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamInfo {
+    /// Node id, hex.
+    pub node_id: String,
+    /// `waiting for the WAN`, `linking`, `linked`, `unreachable` or `refused`.
+    pub state: String,
 }
 
 /// The name of a standing.

@@ -102,6 +102,11 @@ test('two browser users on two nodes and a CLI user chat, edit, react, delete an
   await ben.page.getByRole('button', { name: 'Delete' }).click();
   await until('Ana sees the delete', async () => !(await ana.shownTexts()).includes('on my way with the radio'));
 
+  // Presence: Ana's page shows Ben online in the member list.
+  if ((await ana.page.locator('.members').count()) === 0) {
+    await ana.page.getByRole('button', { name: /member/ }).click();
+  }
+  await until('Ana sees Ben online', async () => (await ana.page.locator('.members li', { hasText: 'ben' }).textContent()).includes('online'));
   // Read receipts: Ben's page marks what he read; Ana sees it under her message.
   await until('Ana sees Ben read', async () => (await ana.page.locator('.receipts').textContent().catch(() => '')).includes('read by ben'));
 

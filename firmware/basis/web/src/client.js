@@ -214,6 +214,7 @@ export class Client {
 
   stop() {
     this.stopped = true;
+    clearInterval(this.presenceTimer);
     if (this.ws) this.ws.close();
     this.node.signOut();
   }
@@ -327,6 +328,10 @@ export class Client {
       () => this.lost(),
     );
     this.ws.onopen = () => this.sendNotice({ type: 'presence', status: 'online' });
+    // Presence reaches only people who share a room with this user at the time: say it again
+    // now and then, and after joining a room.
+    clearInterval(this.presenceTimer);
+    this.presenceTimer = setInterval(() => this.sendNotice({ type: 'presence', status: 'online' }), 60000);
   }
 
   sendNotice(n) {
@@ -545,6 +550,7 @@ export class Client {
     const { text } = await this.node.room(roomId);
     const bytes = this.user.membership(text, action, target || this.me);
     await this.node.postEvent(bytes, `/v1/rooms/${roomId}/members`);
+    if (action === 'join') this.sendNotice({ type: 'presence', status: 'online' });
     await this.refreshRooms();
     const room = this.rooms.get(roomId);
     if (room) {

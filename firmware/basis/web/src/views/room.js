@@ -172,7 +172,7 @@ export function RoomView({ client, room, go }) {
     <section class="room" aria-label=${'Conversation ' + client.roomName(room)}>
       <div class="bar">
         <a class="back" href="#/rooms" aria-label="Back to chats">‹</a>
-        <h2>${client.roomName(room)}</h2>
+        <h2>${client.roomName(room)}${direct && client.presence.get(direct) ? html` <small class="presence">${client.presence.get(direct)}</small>` : ''}</h2>
         <button class="small" onClick=${() => showMembers(!members)} aria-expanded=${members}>${joinedCount} ${joinedCount === 1 ? 'member' : 'members'}</button>
       </div>
       ${members ? html`<${Members} client=${client} room=${room} direct=${direct} act=${act} go=${go} />` : ''}
@@ -208,7 +208,7 @@ function Members({ client, room, direct, act, go }) {
   return html`<div class="members">
     <ul>
       ${room.info.members.map((m) => html`<li key=${m.user}>
-        <span>${client.person(m.user, room.info)}</span> <small>${m.standing}</small>
+        <span>${client.person(m.user, room.info)}</span> <small>${m.standing}${client.presence.get(m.user) ? `, ${client.presence.get(m.user)}` : ''}</small>
         ${mine && !direct && m.user !== client.me && (m.standing === 'joined' || m.standing === 'invited')
           ? html`<button class="link" onClick=${act(() => client.membership(room.id, 'remove', m.user))} aria-label=${'Remove ' + client.person(m.user, room.info)}>remove</button>`
           : ''}

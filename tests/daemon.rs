@@ -267,6 +267,35 @@ fn parallel_appends_are_all_acknowledged_and_kept() {
 }
 
 #[test]
+fn store_rooms_lists_the_rooms_the_node_holds() {
+    let mut node = Node::new();
+    node.start();
+    let acks = node.append_json(&["--count", "3"]);
+    let room = acks[0].room.clone();
+    let out = node.cli_ok(&["store", "rooms", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("store rooms --json is not JSON ({e})\n{}", describe(&out)));
+    let rooms = v["rooms"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rooms.len(), 1, "{v}");
+    assert_eq!(rooms[0]["room"], room.as_str(), "{v}");
+    assert_eq!(rooms[0]["name"], "dev", "{v}");
+    assert_eq!(
+        rooms[0]["events"], 4,
+        "the creation and three messages: {v}"
+    );
+    assert!(rooms[0]["bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    // The plain listing starts each line with the id `[upstream.rooms.<room id>]` takes.
+    let plain = text(&node.cli_ok(&["store", "rooms"]).stdout);
+    assert!(
+        plain
+            .lines()
+            .any(|l| l.starts_with(&format!("{room}  dev  4 events"))),
+        "{plain}"
+    );
+    node.stop();
+}
+
+#[test]
 fn dev_append_plain_output() {
     let mut node = Node::new();
     node.start();

@@ -29,10 +29,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::addr::canonical;
+use crate::bridge::{Attempt, Bridge};
 use crate::closing::{Outcome, close, read_close, refusal_by_peer};
 use crate::context::{Context, Dial, NewEvent};
 use crate::peers::{Found, Refusal};
-use crate::upstream::{Attempt, Bridge};
 use crate::wan::{WanView, unix_now};
 
 /// How often a link shares the node's peers when nothing changed (it also shares at once

@@ -7,6 +7,7 @@
 //! nodes with mDNS and keeps the table that `basis peers` shows.
 
 mod addr;
+mod bridge;
 mod closing;
 mod context;
 mod dialler;
@@ -23,9 +24,9 @@ mod wan;
 
 pub use addr::StaticPeer;
 pub use basis_proto::bridge_link::RoomSnapshot;
+pub use bridge::{BridgeSnapshot, UpstreamSettings, UpstreamSnapshot, UpstreamState};
 pub use discovery::{Discovery, SERVICE_TYPE};
 pub use error::NetError;
 pub use peers::{Found, PeerSnapshot, PeerState, Refusal};
 pub use service::{Federation, FederationSettings};
-pub use upstream::{BridgeSnapshot, UpstreamSettings, UpstreamSnapshot, UpstreamState};
 pub use wan::WanView;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::addr::StaticPeer;
+use crate::bridge::{Bridge, BridgeSnapshot, UpstreamSettings};
 use crate::context::{Context, NewEvent, Queues};
 use crate::dialler::{self, Dialler};
 use crate::discovery::Discovery;
@@ -25,7 +26,7 @@ use crate::error::NetError;
 use crate::peers::PeerSnapshot;
 use crate::registry::Registry;
 use crate::tls;
-use crate::upstream::{self, Bridge, BridgeSnapshot, UpstreamDialler, UpstreamSettings};
+use crate::upstream::{self, UpstreamDialler};
 use crate::wan;
 
 /// New events waiting to be pushed per link before a slow link skips some (reconciliation

@@ -1,369 +1,31 @@
-//! The upstream bridge's I/O: while the WAN is up, keeps a link to each configured upstream
-//! node, feeds it to the bridge's state machine ([`basis_proto::bridge_link`], where every
-//! decision about what crosses is made), stores what comes down, and keeps the budgets and
-//! sync marks on disk and the status `basis status` shows.
+//! Dialling the upstream nodes: while the WAN is up, keeps a link to each configured upstream
+//! node and runs it through the connection driver, where the bridge's state machine
+//! ([`basis_proto::bridge_link`]) decides what crosses; the shared state and status are in
+//! `bridge`.
 //!
 //! An upstream link is an ordinary federation link on the upstream side. A sync cut halfway
 //! resumes at the next link with a fresh reconciliation, which finds exactly what is still
 //! missing; content addressing makes a repeat harmless.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use basis_core::{NodeId, RoomId};
-use basis_proto::bridge::RoomPolicy;
-use basis_proto::bridge_link::{BridgeStats, RoomSnapshot, SavedRoom};
-use basis_proto::{BridgeRooms, CloseCode};
+use basis_core::NodeId;
+use basis_proto::CloseCode;
 use quinn::{Connection, Endpoint};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::addr::StaticPeer;
+use crate::bridge::{Attempt, Bridge, UpstreamState, state_after};
 use crate::closing::close;
 use crate::context::Context;
 use crate::driver;
 use crate::endpoint::{CONNECT_TIMEOUT, peer_of};
-use crate::wan::{WanView, unix_now};
 
 /// First wait before dialling an upstream node again; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials while the WAN is up: an upstream node that restarted is
 /// found again within this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What the bridge needs from the node's configuration.
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// Upstream nodes; each must have its node id pinned.
-    pub peers: Vec<StaticPeer>,
-    /// The WAN interface (`None`: whichever the route to the upstream nodes leaves by).
-    pub wan_interface: Option<String>,
-    /// Reconcile the rooms again after this long while linked.
-    pub reconcile_every: Duration,
-    /// The rooms bridged and what each may do.
-    pub rooms: BTreeMap<RoomId, RoomPolicy>,
-    /// Where budgets and sync marks are kept across restarts (`None`: not kept).
-    pub state_file: Option<PathBuf>,
-}
-
-/// The bridge as `basis status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BridgeSnapshot {
-    /// The WAN link.
-    pub wan: WanView,
-    /// Each upstream node.
-    pub upstreams: Vec<UpstreamSnapshot>,
-    /// Each bridged room.
-    pub rooms: Vec<RoomSnapshot>,
-}
-
-/// Where the bridge stands with one upstream node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UpstreamState {
-    /// The WAN is down; nothing is dialled until it is up.
-    #[serde(rename = "waiting for the WAN")]
-    WaitingForWan,
-    /// Dialling, or admitted-to-be: the WAN is up and the node has not failed to answer.
-    #[serde(rename = "linking")]
-    Linking,
-    /// Admitted and linked now.
-    #[serde(rename = "linked")]
-    Linked,
-    /// The last dial found no answer (see `last_error` for why); dialled again.
-    #[serde(rename = "unreachable")]
-    Unreachable,
-    /// The node answered and did not admit this one (see `last_error`); dialled again.
-    #[serde(rename = "refused")]
-    Refused,
-}
-
-impl UpstreamState {
-    /// The words `basis status` shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamState::WaitingForWan => "waiting for the WAN",
-            UpstreamState::Linking => "linking",
-            UpstreamState::Linked => "linked",
-            UpstreamState::Unreachable => "unreachable",
-            UpstreamState::Refused => "refused",
-        }
-    }
-
-    /// Whether `last_error` says why the node is in this state (rather than what happened
-    /// before).
-    pub fn has_reason(self) -> bool {
-        matches!(self, UpstreamState::Unreachable | UpstreamState::Refused)
-    }
-}
-
-/// One upstream node as `basis status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UpstreamSnapshot {
-    /// Its node id (hex).
-    pub node_id: String,
-    /// Host and port as configured.
-    pub host: String,
-    /// The address it is linked at.
-    pub address: Option<String>,
-    /// Where the bridge stands with it.
-    pub state: UpstreamState,
-    /// Unix time (seconds) the state began.
-    pub since: u64,
-    /// Round-trip time, milliseconds, while linked.
-    pub rtt_ms: Option<f64>,
-    /// Unix time (seconds) of the last finished reconciliation of every room.
-    pub last_reconciled: Option<u64>,
-    /// Events it acknowledged since the node started.
-    pub events_sent: u64,
-    /// Events received from it since the node started.
-    pub events_received: u64,
-    /// Why the last link ended or the last dial failed.
-    pub last_error: Option<String>,
-}
-
-/// How one attempt to link with an upstream node ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Attempt {
-    /// No connection: the dial got no answer, the name did not resolve, another key answered.
-    NoAnswer(String),
-    /// Connected, and the node did not admit this one.
-    NotAdmitted(String),
-    /// Connected, and the link ended (before or after admission) for this reason.
-    Ended(String),
-    /// This node is stopping.
-    Stopped,
-}
-
-/// The state to show after an attempt while the WAN is still up: only a node that did not
-/// answer is unreachable; one that answered is dialled again as `linking`.
-fn state_after(attempt: &Attempt) -> UpstreamState {
-    match attempt {
-        Attempt::NoAnswer(_) => UpstreamState::Unreachable,
-        Attempt::NotAdmitted(_) => UpstreamState::Refused,
-        Attempt::Ended(_) | Attempt::Stopped => UpstreamState::Linking,
-    }
-}
-
-#[derive(Debug)]
-struct UpstreamEntry {
-    host: String,
-    address: Option<String>,
-    state: UpstreamState,
-    since: u64,
-    /// The live connection, for its round-trip time.
-    conn: Option<Connection>,
-    last_reconciled: Option<u64>,
-    /// Counters of the links that ended, and of the live one.
-    events_sent: u64,
-    events_received: u64,
-    live_sent: u64,
-    live_received: u64,
-    last_error: Option<String>,
-}
-
-impl UpstreamEntry {
-    fn set(&mut self, state: UpstreamState, error: Option<String>) {
-        if self.state != state {
-            self.state = state;
-            self.since = unix_now();
-        }
-        if error.is_some() {
-            self.last_error = error;
-        }
-    }
-}
-
-/// What is kept on disk across restarts.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Saved {
-    rooms: BTreeMap<String, SavedRoom>,
-}
-
-/// The bridge shared by the upstream links and `basis status`.
-pub(crate) struct Bridge {
-    settings: UpstreamSettings,
-    pub(crate) wan: watch::Receiver<WanView>,
-    rooms: Mutex<BridgeRooms>,
-    upstreams: Mutex<BTreeMap<NodeId, UpstreamEntry>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Reads the saved budgets and sync marks; a file that is missing or unreadable gives none.
-fn load(path: Option<&PathBuf>) -> BTreeMap<RoomId, SavedRoom> {
-    let Some(path) = path else {
-        return BTreeMap::new();
-    };
-    let saved = match std::fs::read(path) {
-        Ok(bytes) => match serde_json::from_slice::<Saved>(&bytes) {
-            Ok(saved) => saved,
-            Err(e) => {
-                log::warn!(
-                    "{} is unreadable ({e}); budgets start empty",
-                    path.display()
-                );
-                Saved::default()
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
-        Err(e) => {
-            log::warn!("cannot read {}: {e}; budgets start empty", path.display());
-            Saved::default()
-        }
-    };
-    saved
-        .rooms
-        .into_iter()
-        .filter_map(|(id, room)| Some((id.parse::<RoomId>().ok()?, room)))
-        .collect()
-}
-
-impl Bridge {
-    pub(crate) fn new(settings: UpstreamSettings, wan: watch::Receiver<WanView>) -> Bridge {
-        let rooms = BridgeRooms::new(settings.rooms.clone(), load(settings.state_file.as_ref()));
-        let upstreams = settings
-            .peers
-            .iter()
-            .filter_map(|peer| {
-                let entry = UpstreamEntry {
-                    host: format!("{}:{}", peer.host, peer.port),
-                    address: None,
-                    state: UpstreamState::WaitingForWan,
-                    since: unix_now(),
-                    conn: None,
-                    last_reconciled: None,
-                    events_sent: 0,
-                    events_received: 0,
-                    live_sent: 0,
-                    live_received: 0,
-                    last_error: None,
-                };
-                Some((peer.expected?, entry))
-            })
-            .collect();
-        Bridge {
-            settings,
-            wan,
-            rooms: Mutex::new(rooms),
-            upstreams: Mutex::new(upstreams),
-        }
-    }
-
-    fn upstream<T>(&self, id: NodeId, f: impl FnOnce(&mut UpstreamEntry) -> T) -> Option<T> {
-        lock(&self.upstreams).get_mut(&id).map(f)
-    }
-
-    /// The bridged rooms, locked (briefly: the bridge's machine runs under it).
-    pub(crate) fn rooms(&self) -> MutexGuard<'_, BridgeRooms> {
-        lock(&self.rooms)
-    }
-
-    /// How often the rooms are reconciled again while linked.
-    pub(crate) fn reconcile_every(&self) -> Duration {
-        self.settings.reconcile_every
-    }
-
-    /// The upstream node `id` was admitted on `conn`.
-    pub(crate) fn linked(&self, id: NodeId, remote: SocketAddr, conn: Connection) {
-        self.upstream(id, |e| {
-            e.address = Some(remote.to_string());
-            e.conn = Some(conn);
-            e.set(UpstreamState::Linked, None);
-        });
-    }
-
-    /// The counters of the live link to `id`.
-    pub(crate) fn note_stats(&self, id: NodeId, stats: BridgeStats) {
-        self.upstream(id, |e| {
-            e.live_sent = stats.events_sent;
-            e.live_received = stats.events_received;
-            if stats.last_reconciled.is_some() {
-                e.last_reconciled = stats.last_reconciled;
-            }
-        });
-    }
-
-    /// The link to `id` ended: its counters join the totals.
-    pub(crate) fn unlinked(&self, id: NodeId) {
-        self.upstream(id, |e| {
-            e.events_sent += std::mem::take(&mut e.live_sent);
-            e.events_received += std::mem::take(&mut e.live_received);
-            e.conn = None;
-        });
-    }
-
-    /// Writes budgets and sync marks to the state file when they changed.
-    pub(crate) fn save(&self) {
-        let Some(path) = &self.settings.state_file else {
-            return;
-        };
-        let Some(rooms) = lock(&self.rooms).take_changes() else {
-            return;
-        };
-        let saved = Saved {
-            rooms: rooms
-                .into_iter()
-                .map(|(id, room)| (id.to_string(), room))
-                .collect(),
-        };
-        let tmp = path.with_extension("json.tmp");
-        let result = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = result {
-            log::warn!("cannot save the bridge state to {}: {e}", path.display());
-            lock(&self.rooms).keep_changes();
-        }
-    }
-
-    /// The snapshot for `basis status`; estimates the backlog of rooms not reconciled on a
-    /// live link from the store (a blocking read).
-    pub(crate) fn snapshot(&self, readers: &basis_store::Readers) -> BridgeSnapshot {
-        let now = unix_now();
-        let wan = self.wan.borrow().clone();
-        let marks = lock(&self.rooms).marks();
-        let mut estimates = HashMap::new();
-        for (room, synced) in marks {
-            match readers.room_since(&room, synced) {
-                Ok(found) => {
-                    estimates.insert(room, found);
-                }
-                Err(e) => log::warn!("cannot count the backlog of room {}: {e}", room.short()),
-            }
-        }
-        let rooms = lock(&self.rooms).snapshot(now, &estimates);
-        let upstreams = lock(&self.upstreams)
-            .iter()
-            .map(|(id, e)| UpstreamSnapshot {
-                node_id: id.to_string(),
-                host: e.host.clone(),
-                address: e.address.clone(),
-                state: e.state,
-                since: e.since,
-                rtt_ms: e
-                    .conn
-                    .as_ref()
-                    .filter(|_| e.state == UpstreamState::Linked)
-                    .map(|c| c.rtt().as_secs_f64() * 1000.0),
-                last_reconciled: e.last_reconciled,
-                events_sent: e.events_sent + e.live_sent,
-                events_received: e.events_received + e.live_received,
-                last_error: e.last_error.clone(),
-            })
-            .collect();
-        BridgeSnapshot {
-            wan,
-            upstreams,
-            rooms,
-        }
-    }
-}
 
 /// What dialling an upstream node needs: the endpoint and the client side of TLS with the
 /// upstream keep-alive.
@@ -375,7 +37,7 @@ pub(crate) struct UpstreamDialler {
 
 /// Starts one task per upstream node.
 pub(crate) fn start(ctx: &Arc<Context>, bridge: &Arc<Bridge>, dialler: UpstreamDialler) {
-    for peer in bridge.settings.peers.clone() {
+    for peer in bridge.peers().to_vec() {
         ctx.tasks.spawn(peer_loop(
             ctx.clone(),
             bridge.clone(),
@@ -404,7 +66,7 @@ async fn peer_loop(
     loop {
         if !wan.borrow_and_update().up {
             last_failure = None;
-            bridge.upstream(id, |e| e.set(UpstreamState::WaitingForWan, None));
+            bridge.set_state(id, UpstreamState::WaitingForWan, None);
             tokio::select! {
                 () = ctx.stop.cancelled() => return,
                 changed = wan.changed() => if changed.is_err() { return },
@@ -414,7 +76,7 @@ async fn peer_loop(
         }
         // While retrying an upstream node that does not answer, status keeps saying so.
         if last_failure.is_none() {
-            bridge.upstream(id, |e| e.set(UpstreamState::Linking, None));
+            bridge.set_state(id, UpstreamState::Linking, None);
         }
         let attempt = match connect(&dialler, &peer, id).await {
             Ok(conn) => {
@@ -438,7 +100,7 @@ async fn peer_loop(
         } else {
             UpstreamState::WaitingForWan
         };
-        bridge.upstream(id, |e| e.set(state, Some(reason.clone())));
+        bridge.set_state(id, state, Some(reason.clone()));
         if linked {
             log::info!("upstream node {} unlinked: {reason}", id.short());
             backoff = FIRST_BACKOFF;
@@ -511,69 +173,4 @@ async fn connect(
         }
     }
     Err(last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_node_that_did_not_answer_is_unreachable() {
-        assert_eq!(
-            state_after(&Attempt::NoAnswer(
-                "192.0.2.1:7464: no answer within 10 s".into()
-            )),
-            UpstreamState::Unreachable
-        );
-        // It answered: refused is not unreachable, and a link that ended is dialled again.
-        assert_eq!(
-            state_after(&Attempt::NotAdmitted("not admitted".into())),
-            UpstreamState::Refused
-        );
-        assert_eq!(
-            state_after(&Attempt::Ended(
-                "the peer closed the link: duplicate link".into()
-            )),
-            UpstreamState::Linking
-        );
-    }
-
-    #[test]
-    fn states_read_as_status_shows_them() {
-        for (state, text) in [
-            (UpstreamState::WaitingForWan, "waiting for the WAN"),
-            (UpstreamState::Linking, "linking"),
-            (UpstreamState::Linked, "linked"),
-            (UpstreamState::Unreachable, "unreachable"),
-            (UpstreamState::Refused, "refused"),
-        ] {
-            assert_eq!(state.as_str(), text);
-            assert_eq!(
-                serde_json::to_value(state).ok(),
-                Some(serde_json::Value::String(text.into()))
-            );
-        }
-    }
-
-    #[test]
-    fn saved_state_survives_a_round_trip_and_a_bad_file_is_ignored() {
-        let dir = std::env::temp_dir().join(format!("basis-bridge-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok();
-        let path = dir.join("bridge.json");
-        let room = RoomId([3; 32]);
-        let mut saved = SavedRoom {
-            synced_seq: 42,
-            last_synced: Some(7),
-            ..SavedRoom::default()
-        };
-        saved.budget.spend(100, 500);
-        let file = Saved {
-            rooms: BTreeMap::from([(room.to_string(), saved.clone())]),
-        };
-        std::fs::write(&path, serde_json::to_vec(&file).unwrap_or_default()).ok();
-        assert_eq!(load(Some(&path)).get(&room), Some(&saved));
-        std::fs::write(&path, b"{not json").ok();
-        assert!(load(Some(&path)).is_empty());
-        std::fs::remove_dir_all(&dir).ok();
-    }
 }

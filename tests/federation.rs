@@ -302,6 +302,15 @@ fn fully_linked(nodes: &[LabNode]) -> bool {
     })
 }
 
+/// Waits until every node shows every other as connected; fails with `what` after `CONVERGE`.
+fn wait_fully_linked(nodes: &[LabNode], what: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    while !fully_linked(nodes) {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Kills the node `pick` chooses with SIGKILL once the three are linked, restarts it, and
 /// checks that within 3 s of `ready` every node shows every other linked and an event
 /// appended on the restarted node right after is on all three.
@@ -310,14 +319,7 @@ fn restart_after_kill9_relinks_at_once(pick: fn(&[(usize, String)]) -> usize) {
     let mut nodes = three(&lab, "");
     nodes[0].append(3, "before the crash");
     converge(&nodes.iter().collect::<Vec<_>>(), 4);
-    let deadline = Instant::now() + CONVERGE;
-    while !fully_linked(&nodes) {
-        assert!(
-            Instant::now() < deadline,
-            "the three nodes never all linked"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_fully_linked(&nodes, "the three nodes never all linked");
     let mut ids: Vec<(usize, String)> = nodes
         .iter()
         .enumerate()
@@ -569,14 +571,7 @@ fn a_node_without_a_secret_serves_chat_clients_on_the_lan_and_is_no_peer() {
 fn a_peer_that_stops_answering_is_shown_disconnected_within_the_idle_timeout() {
     let lab = lab_or_skip!();
     let nodes = three(&lab, "");
-    let deadline = Instant::now() + CONVERGE;
-    while !fully_linked(&nodes) {
-        assert!(
-            Instant::now() < deadline,
-            "the three nodes never all linked"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_fully_linked(&nodes, "the three nodes never all linked");
     // Frozen, not stopped: no goodbye reaches the others, as with a power cut.
     let frozen = nodes[2].node.node_id();
     nodes[2].node.signal(libc::SIGSTOP);
@@ -605,12 +600,5 @@ fn a_peer_that_stops_answering_is_shown_disconnected_within_the_idle_timeout() {
     );
     nodes[2].node.signal(libc::SIGCONT);
     // It comes back by itself.
-    let deadline = Instant::now() + CONVERGE;
-    while !fully_linked(&nodes) {
-        assert!(
-            Instant::now() < deadline,
-            "the node did not link again after it thawed"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_fully_linked(&nodes, "the node did not link again after it thawed");
 }

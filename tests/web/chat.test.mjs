@@ -312,7 +312,7 @@ test('phone and laptop screenshots, and no serious accessibility violation (axe-
     await until('Jo invited', () => cli.json(['rooms']).some((r) => r.name === room));
     cli.run(['room', 'join', room]);
     await web.send('Water at the school from 14:00. Bring containers.');
-    cli.run(['send', room, 'On my way with 20 litres 👍']);
+    cli.run(['send', room, 'On my way with 20 litres.']);
     await until('shown', async () => (await web.shownTexts()).length === 2);
     await audit(p, `${size} room`);
     if (SHOTS) await p.screenshot({ path: join(SHOTS, `web-${size}-room.png`) });

@@ -36,7 +36,7 @@ pub struct UpstreamSettings {
 }
 
 /// The bridge as `basis status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct BridgeSnapshot {
     /// The WAN link.
     pub wan: WanView,
@@ -47,46 +47,22 @@ pub struct BridgeSnapshot {
 }
 
 /// Where the bridge stands with one upstream node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamState {
     /// The WAN is down; nothing is dialled until it is up.
-    #[serde(rename = "waiting for the WAN")]
     WaitingForWan,
     /// Dialling, or admitted-to-be: the WAN is up and the node has not failed to answer.
-    #[serde(rename = "linking")]
     Linking,
     /// Admitted and linked now.
-    #[serde(rename = "linked")]
     Linked,
     /// The last dial found no answer (see `last_error` for why); dialled again.
-    #[serde(rename = "unreachable")]
     Unreachable,
     /// The node answered and did not admit this one (see `last_error`); dialled again.
-    #[serde(rename = "refused")]
     Refused,
 }
 
-impl UpstreamState {
-    /// The words `basis status` shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamState::WaitingForWan => "waiting for the WAN",
-            UpstreamState::Linking => "linking",
-            UpstreamState::Linked => "linked",
-            UpstreamState::Unreachable => "unreachable",
-            UpstreamState::Refused => "refused",
-        }
-    }
-
-    /// Whether `last_error` says why the node is in this state (rather than what happened
-    /// before).
-    pub fn has_reason(self) -> bool {
-        matches!(self, UpstreamState::Unreachable | UpstreamState::Refused)
-    }
-}
-
 /// One upstream node as `basis status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct UpstreamSnapshot {
     /// Its node id (hex).
     pub node_id: String,
@@ -384,23 +360,6 @@ mod tests {
             )),
             UpstreamState::Linking
         );
-    }
-
-    #[test]
-    fn states_read_as_status_shows_them() {
-        for (state, text) in [
-            (UpstreamState::WaitingForWan, "waiting for the WAN"),
-            (UpstreamState::Linking, "linking"),
-            (UpstreamState::Linked, "linked"),
-            (UpstreamState::Unreachable, "unreachable"),
-            (UpstreamState::Refused, "refused"),
-        ] {
-            assert_eq!(state.as_str(), text);
-            assert_eq!(
-                serde_json::to_value(state).ok(),
-                Some(serde_json::Value::String(text.into()))
-            );
-        }
     }
 
     #[test]

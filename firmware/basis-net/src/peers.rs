@@ -5,11 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use basis_core::NodeId;
-use serde::{Deserialize, Serialize};
 
 /// How a peer became known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Found {
     /// Announced on the LAN (mDNS).
     Mdns,
@@ -24,8 +22,7 @@ pub enum Found {
 }
 
 /// The state of a peer's link, as `basis peers` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
     /// A dial is under way.
     Connecting,
@@ -37,21 +34,8 @@ pub enum PeerState {
     Refused,
 }
 
-impl PeerState {
-    /// The word `basis peers` and the client API show.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerState::Connecting => "connecting",
-            PeerState::Connected => "connected",
-            PeerState::Disconnected => "disconnected",
-            PeerState::Refused => "refused",
-        }
-    }
-}
-
 /// Why a peer is [`PeerState::Refused`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// It announces another federation on the LAN (a different federation tag).
     OtherFederation,
@@ -98,7 +82,7 @@ impl Refusal {
 }
 
 /// One peer as `basis peers` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PeerSnapshot {
     /// The peer's node id (hex).
     pub node_id: String,
@@ -111,10 +95,8 @@ pub struct PeerSnapshot {
     /// Whether it is linked now.
     pub state: PeerState,
     /// Why it is refused, when it is.
-    #[serde(default)]
     pub refusal: Option<Refusal>,
     /// What to check, when it is refused.
-    #[serde(default)]
     pub hint: Option<String>,
     /// Round-trip time of the link, milliseconds.
     pub rtt_ms: Option<f64>,
@@ -131,7 +113,6 @@ pub struct PeerSnapshot {
     /// Why the last link ended or was refused.
     pub last_error: Option<String>,
     /// Seconds its link was slowed down for sending faster than the per-peer rate limit.
-    #[serde(default)]
     pub throttled_secs: f64,
 }
 

@@ -11,7 +11,9 @@ use basis_net::{Federation, PeerSnapshot, PeerState};
 use basis_store::{Readers, StoreError, StoreStats, WriterHandle};
 use tokio::sync::watch;
 
-use crate::control::Status;
+use basis_api::admin::Status;
+
+use crate::control::wire;
 
 /// Why an event offered to the node was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +191,9 @@ impl Node {
             peers_refused: peers
                 .into_iter()
                 .filter(|p| p.state == PeerState::Refused)
+                .map(wire::peer)
                 .collect(),
-            bridge,
+            bridge: bridge.map(wire::bridge),
         }
     }
 

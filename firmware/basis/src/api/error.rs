@@ -4,19 +4,10 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::node::AppendError;
 
-/// The body of every error reply.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code, such as `not_member` or `expired_token`.
-    pub code: String,
-    /// What went wrong, for a person.
-    pub message: String,
-}
+pub use basis_api::error::ErrorBody;
 
 /// An error reply.
 #[derive(Debug)]

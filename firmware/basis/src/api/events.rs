@@ -18,7 +18,9 @@ use basis_core::{Body, EventId, MessageBody, RoomId, UserId};
 use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::types::{PostEvent, Posted, parse_id};
+use basis_api::events::{PostEvent, Posted};
+
+use super::types::parse_id;
 use super::{ApiState, blocking};
 
 /// What a path accepts.

@@ -8,7 +8,7 @@ use super::ApiState;
 use super::auth::SignedIn;
 use super::error::ErrorBody;
 use super::extract::ApiJson;
-use super::types::{NodeInfo, PeerInfo, PeerList, UpstreamInfo};
+use basis_api::node::{NodeInfo, PeerInfo, PeerList, UpstreamInfo};
 
 /// The node's id, name, version and clock. Needs no session.
 #[utoipa::path(get, path = "/v1/status", tag = "node",
@@ -29,7 +29,7 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> ApiJson<NodeInfo> {
                 .iter()
                 .map(|u| UpstreamInfo {
                     node_id: u.node_id.clone(),
-                    state: u.state.as_str().to_string(),
+                    state: u.state,
                 })
                 .collect(),
         ),
@@ -64,7 +64,7 @@ pub async fn peers(State(state): State<Arc<ApiState>>, _me: SignedIn) -> ApiJson
             .map(|p| PeerInfo {
                 node_id: p.node_id,
                 name: p.name,
-                state: p.state.as_str().to_string(),
+                state: crate::control::wire::peer_state(p.state),
                 rtt_ms: p.rtt_ms,
             })
             .collect(),

@@ -5,8 +5,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::stream::{Notice, StreamMessage, StreamRequest};
-use super::types::*;
+use basis_api::events::*;
+use basis_api::node::*;
+use basis_api::rooms::*;
+use basis_api::sign_in::*;
+use basis_api::stream::{Notice, NoticeKind, Presence, StreamMessage, StreamRequest};
+use basis_api::users::*;
 
 struct BearerAuth;
 
@@ -50,7 +54,8 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody, ChallengeRequest, ChallengeReply, SessionRequest, SessionReply, PostEvent,
         Posted, ApiEvent, HistoryReply, StateReply, SyncReply, MemberInfo, RoomInfo, RoomList, UserInfo,
-        PeerInfo, PeerList, NodeInfo, UpstreamInfo, Notice, StreamMessage, StreamRequest,
+        PeerInfo, PeerList, NodeInfo, UpstreamInfo, Notice, StreamMessage, StreamRequest, Standing,
+        History, PeerState, UpstreamState, NoticeKind, Presence,
     )),
     servers((url = "/", description = "This node: the same origin as the page or client that fetched this document")),
     modifiers(&BearerAuth),

@@ -11,9 +11,10 @@ use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::index::{Visible, visible};
-use super::types::{
-    ApiEvent, HistoryQuery, HistoryReply, RoomInfo, RoomList, StateReply, parse_id, room_info,
-};
+use basis_api::events::{ApiEvent, HistoryQuery, HistoryReply, StateReply};
+use basis_api::rooms::{RoomInfo, RoomList};
+
+use super::types::{api_event, parse_id, room_info};
 use super::{ApiState, blocking};
 
 /// Parents a client names for a new event: the room's newest few.
@@ -135,11 +136,7 @@ pub async fn history(
     let readers = state.node.readers().clone();
     let page = blocking(move || readers.history(&room, before, limit as usize)).await??;
     Ok(ApiJson(HistoryReply {
-        events: page
-            .events
-            .iter()
-            .map(|e| ApiEvent::from_stored(e, None))
-            .collect(),
+        events: page.events.iter().map(|e| api_event(e, None)).collect(),
         older: page.older.map(|c| c.to_string()),
     }))
 }

@@ -10,7 +10,9 @@ use super::ApiState;
 use super::auth::{CHALLENGE_TTL, SignedIn, hex_field};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
-use super::types::{ChallengeReply, ChallengeRequest, SessionReply, SessionRequest, parse_id};
+use basis_api::sign_in::{ChallengeReply, ChallengeRequest, SessionReply, SessionRequest};
+
+use super::types::parse_id;
 
 /// Get a fresh challenge to sign with your user key.
 #[utoipa::path(post, path = "/v1/auth/challenge", tag = "auth", request_body = ChallengeRequest,

@@ -18,15 +18,15 @@ use basis_core::room::Standing;
 use basis_core::{RoomId, UserId};
 use basis_proto::{NoticeKind, Presence};
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::ApiState;
 use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::sync::read_feed;
-use super::types::ApiEvent;
+use basis_api::stream::{Notice, StreamMessage, StreamRequest};
 
 /// Most notices a connection may send per second; more are dropped.
 const NOTICES_PER_SEC: u32 = 10;
@@ -41,24 +41,6 @@ pub struct StreamQuery {
     pub since: Option<u64>,
 }
 
-/// An ephemeral notice: typing in a room, or presence.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Notice {
-    /// `typing` or `presence`.
-    pub kind: String,
-    /// Who.
-    pub user: String,
-    /// The room, for typing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// For typing: started (true) or stopped (false).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub typing: Option<bool>,
-    /// For presence: `online`, `away` or `offline`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-}
-
 /// A notice as relayed inside the node, with parsed ids for filtering.
 #[derive(Debug, Clone)]
 pub struct Relayed {
@@ -66,49 +48,6 @@ pub struct Relayed {
     room: Option<RoomId>,
     kind: NoticeKind,
     notice: Notice,
-}
-
-/// A message the node sends on the stream: `{"type":"event","event":{...}}` for each new event
-/// of the user's rooms, `{"type":"notice","notice":{...}}` for typing and presence, and
-/// `{"type":"error","code":..,"message":..}` for a client message it cannot take.
-#[derive(Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StreamMessage {
-    /// A new event of one of the user's rooms.
-    Event {
-        /// The event.
-        event: ApiEvent,
-    },
-    /// A typing or presence notice.
-    Notice {
-        /// The notice.
-        notice: Notice,
-    },
-    /// A client message that was not taken.
-    Error {
-        /// Stable code (`bad_notice`).
-        code: String,
-        /// What was wrong.
-        message: String,
-    },
-}
-
-/// A message a client sends on the stream: typing in a room it is joined to, or its presence.
-#[derive(Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StreamRequest {
-    /// The user started (true) or stopped (false) typing in `room` (room id, hex).
-    Typing {
-        /// The room.
-        room: String,
-        /// Started or stopped.
-        typing: bool,
-    },
-    /// The user's presence: `online`, `away` or `offline`.
-    Presence {
-        /// The status.
-        status: String,
-    },
 }
 
 /// Open the live stream (WebSocket upgrade).
@@ -147,17 +86,7 @@ fn shares_a_room(state: &ApiState, a: &UserId, b: &UserId) -> bool {
 pub fn relayed(user: UserId, room: Option<RoomId>, kind: NoticeKind) -> Relayed {
     let (typing, status) = match kind {
         NoticeKind::Typing(t) => (Some(t), None),
-        NoticeKind::Presence(p) => (
-            None,
-            Some(
-                match p {
-                    Presence::Online => "online",
-                    Presence::Away => "away",
-                    Presence::Offline => "offline",
-                }
-                .to_string(),
-            ),
-        ),
+        NoticeKind::Presence(p) => (None, Some(presence_word(p))),
     };
     Relayed {
         user,
@@ -165,16 +94,24 @@ pub fn relayed(user: UserId, room: Option<RoomId>, kind: NoticeKind) -> Relayed 
         kind,
         notice: Notice {
             kind: if typing.is_some() {
-                "typing"
+                basis_api::stream::NoticeKind::Typing
             } else {
-                "presence"
-            }
-            .into(),
+                basis_api::stream::NoticeKind::Presence
+            },
             user: user.to_string(),
             room: room.map(|r| r.to_string()),
             typing,
             status,
         },
+    }
+}
+
+/// A presence in the API's words.
+fn presence_word(p: Presence) -> basis_api::stream::Presence {
+    match p {
+        Presence::Online => basis_api::stream::Presence::Online,
+        Presence::Away => basis_api::stream::Presence::Away,
+        Presence::Offline => basis_api::stream::Presence::Offline,
     }
 }
 
@@ -187,11 +124,10 @@ fn parse_incoming(state: &ApiState, user: UserId, text: &str) -> Option<Relayed>
                 .then(|| relayed(user, Some(room), NoticeKind::Typing(typing)))
         }
         StreamRequest::Presence { status } => {
-            let p = match status.as_str() {
-                "online" => Presence::Online,
-                "away" => Presence::Away,
-                "offline" => Presence::Offline,
-                _ => return None,
+            let p = match status {
+                basis_api::stream::Presence::Online => Presence::Online,
+                basis_api::stream::Presence::Away => Presence::Away,
+                basis_api::stream::Presence::Offline => Presence::Offline,
             };
             Some(relayed(user, None, NoticeKind::Presence(p)))
         }

@@ -11,7 +11,9 @@ use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::index::visible;
-use super::types::{ApiEvent, SyncQuery, SyncReply};
+use basis_api::events::{ApiEvent, SyncQuery, SyncReply};
+
+use super::types::api_event;
 use super::{ApiState, blocking};
 
 /// Longest a sync call may wait for news.
@@ -61,7 +63,7 @@ pub async fn read_feed(
             .entry(e.room)
             .or_insert_with(|| state.index.room(&e.room).and_then(|rs| visible(&rs, &user)));
         if v.is_some_and(|v| v.allows(e.time)) {
-            events.push(ApiEvent::from_stored(e, Some(*seq)));
+            events.push(api_event(e, Some(*seq)));
         }
     }
     Ok(FeedPage { events, next, more })

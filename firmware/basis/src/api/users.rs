@@ -8,7 +8,9 @@ use basis_core::UserId;
 use super::auth::SignedIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::types::{UserInfo, parse_id};
+use basis_api::users::UserInfo;
+
+use super::types::{parse_id, user_info};
 use super::{ApiState, blocking};
 
 /// A user's newest profile as this node holds it. Publish your own by posting a profile event
@@ -36,5 +38,5 @@ pub async fn get_user(
             "this node holds no profile of that user (not published yet, or not synced here yet)",
         )
     })?;
-    Ok(ApiJson(UserInfo::new(&user, &p)))
+    Ok(ApiJson(user_info(&user, &p)))
 }

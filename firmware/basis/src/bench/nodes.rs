@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use basis_core::NodeId;
 
 use crate::control::client::Client;
-use crate::control::{Request, Status};
+use basis_api::admin::Status;
 
 const SECRET: &str = "benchmark federation secret";
 
@@ -134,10 +134,7 @@ impl BenchNode {
     /// The node's status over its control socket.
     pub async fn status(&self) -> Result<Status> {
         let mut c = Client::connect(&self.data().join("control.sock")).await?;
-        c.call_ok(&Request::Status)
-            .await?
-            .status
-            .context("the node sent no status")
+        c.status().await
     }
 
     /// The node's id.

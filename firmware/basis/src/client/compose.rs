@@ -5,8 +5,8 @@
 use basis_core::{Body, Event, EventId, RoomId, Timestamp};
 use basis_e2ee::UserSecrets;
 
-use crate::api::types::RoomInfo;
 use crate::node::wall_millis;
+use basis_api::rooms::RoomInfo;
 
 /// Signs events as the user.
 pub struct Composer<'a> {

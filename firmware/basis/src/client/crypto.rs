@@ -15,8 +15,8 @@ use basis_e2ee::{OutboundSession, Plaintext, RoomKeys, UserSecrets};
 use super::compose::Composer;
 use super::node_client::NodeClient;
 use super::profile::{ClientDir, write_private};
-use crate::api::types::RoomInfo;
 use crate::node::wall_millis;
+use basis_api::rooms::RoomInfo;
 
 /// Room encryption for one user on this computer.
 pub struct RoomCrypto<'a> {
@@ -92,7 +92,7 @@ impl<'a> RoomCrypto<'a> {
         // Invitees get the keys from their invitation on, so the first messages of a direct
         // room are readable once the other person accepts.
         let members = info.members.iter().filter_map(|m| {
-            basis_e2ee::key_member(&m.user, &m.standing, m.agreement_key.as_deref())
+            basis_e2ee::key_member(&m.user, m.standing.as_str(), m.agreement_key.as_deref())
         });
         let recipients = basis_e2ee::recipients(self.secrets, members);
         for user in &recipients.without_key {

@@ -12,7 +12,7 @@ use basis_core::UserId;
 
 use super::contacts::Contacts;
 use super::resolve;
-use crate::api::types::RoomInfo;
+use basis_api::rooms::{RoomInfo, Standing};
 
 /// The name in the create event of a direct conversation's room.
 pub const DM_NAME: &str = "dm";
@@ -21,7 +21,7 @@ pub const DM_NAME: &str = "dm";
 fn active(r: &RoomInfo) -> Vec<UserId> {
     r.members
         .iter()
-        .filter(|m| m.standing == "joined" || m.standing == "invited")
+        .filter(|m| m.standing == Standing::Joined || m.standing == Standing::Invited)
         .filter_map(|m| m.user.parse().ok())
         .collect()
 }
@@ -31,7 +31,7 @@ pub fn dm_partner(r: &RoomInfo, me: &UserId) -> Option<UserId> {
     if r.name != DM_NAME || !r.encrypted {
         return None;
     }
-    if r.standing != "joined" && r.standing != "invited" {
+    if r.standing != Standing::Joined && r.standing != Standing::Invited {
         return None;
     }
     let people = active(r);
@@ -162,12 +162,12 @@ pub fn member(contacts: &Contacts, r: &RoomInfo, text: &str) -> Result<UserId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::MemberInfo;
+    use basis_api::rooms::{History, MemberInfo};
 
-    fn member_info(user: &UserId, standing: &str, name: Option<&str>) -> MemberInfo {
+    fn member_info(user: &UserId, standing: Standing, name: Option<&str>) -> MemberInfo {
         MemberInfo {
             user: user.to_string(),
-            standing: standing.into(),
+            standing,
             name: name.map(str::to_string),
             agreement_key: None,
         }
@@ -178,9 +178,9 @@ mod tests {
             room: hex::encode([id; 32]),
             name: name.into(),
             encrypted: true,
-            history: "since_join".into(),
+            history: History::SinceJoin,
             creator: String::new(),
-            standing: "joined".into(),
+            standing: Standing::Joined,
             members,
             heads: vec![],
             latest_time: 0,
@@ -197,8 +197,8 @@ mod tests {
                 id,
                 DM_NAME,
                 vec![
-                    member_info(&me, "joined", None),
-                    member_info(&bob, "invited", Some("Bob")),
+                    member_info(&me, Standing::Joined, None),
+                    member_info(&bob, Standing::Invited, Some("Bob")),
                 ],
             )
         };
@@ -209,11 +209,11 @@ mod tests {
                 0x44,
                 DM_NAME,
                 vec![
-                    member_info(&me, "joined", None),
-                    member_info(&eve, "joined", Some("Eve")),
+                    member_info(&me, Standing::Joined, None),
+                    member_info(&eve, Standing::Joined, Some("Eve")),
                 ],
             ),
-            room(0x55, "ops", vec![member_info(&me, "joined", None)]),
+            room(0x55, "ops", vec![member_info(&me, Standing::Joined, None)]),
         ];
         // Both people pick the smaller room id.
         assert_eq!(

@@ -13,11 +13,12 @@ use serde::de::DeserializeOwned;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::api::error::ErrorBody;
-use crate::api::types::{
-    ChallengeReply, ChallengeRequest, HistoryReply, NodeInfo, PostEvent, Posted, RoomInfo,
-    RoomList, SessionReply, SessionRequest, UserInfo,
-};
+use basis_api::error::ErrorBody;
+use basis_api::events::{HistoryReply, PostEvent, Posted};
+use basis_api::node::NodeInfo;
+use basis_api::rooms::{RoomInfo, RoomList};
+use basis_api::sign_in::{ChallengeReply, ChallengeRequest, SessionReply, SessionRequest};
+use basis_api::users::UserInfo;
 
 /// A live WebSocket to the node.
 pub type Stream = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -177,9 +178,9 @@ impl NodeClient {
     }
 
     /// The events that define a room (create, membership, settings).
-    pub async fn room_state(&self, room: &RoomId) -> Result<Vec<crate::api::types::ApiEvent>> {
+    pub async fn room_state(&self, room: &RoomId) -> Result<Vec<basis_api::events::ApiEvent>> {
         Ok(self
-            .get::<crate::api::types::StateReply>(&format!("/v1/rooms/{room}/state"), &[])
+            .get::<basis_api::events::StateReply>(&format!("/v1/rooms/{room}/state"), &[])
             .await?
             .events)
     }

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use basis_core::{EventId, RoomId};
 
-use crate::api::types::RoomInfo;
+use basis_api::rooms::RoomInfo;
 
 /// The room `text` names among `rooms`.
 pub fn room<'a>(rooms: &'a [RoomInfo], text: &str) -> Result<&'a RoomInfo> {
@@ -64,9 +64,9 @@ mod tests {
             room: id.into(),
             name: name.into(),
             encrypted: true,
-            history: "since_join".into(),
+            history: basis_api::rooms::History::SinceJoin,
             creator: String::new(),
-            standing: "joined".into(),
+            standing: basis_api::rooms::Standing::Joined,
             members: vec![],
             heads: vec![],
             latest_time: 0,

@@ -13,7 +13,7 @@ use super::contacts::Contacts;
 use super::discover::node_url;
 use super::node_client::NodeClient;
 use super::profile::{ClientDir, PassphraseSource, load_secrets};
-use crate::api::types::ApiEvent;
+use basis_api::events::ApiEvent;
 
 /// What the client commands are told on the command line.
 #[derive(Debug, Clone, Default)]

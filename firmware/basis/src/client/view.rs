@@ -12,7 +12,7 @@ use basis_e2ee::RoomKeys;
 
 use super::crypto::RoomCrypto;
 use super::session::{Session, verified};
-use crate::api::types::RoomInfo;
+use basis_api::rooms::RoomInfo;
 
 /// Events asked for per page.
 const PAGE: u32 = 200;

@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
-use base64::Engine;
 use basis_core::body::{Body, History, MessageBody, RoomCreate};
 use basis_core::{Clock, EventContent, PROTOCOL_VERSION, RoomId, UserKey};
 use serde_json::json;
 
 use crate::cli::AppendArgs;
-use crate::control::client::Client;
-use crate::control::{Reply, Request};
+use crate::control::client::{Appended, Client};
 use crate::node::wall_millis;
 use crate::settings::Settings;
 
@@ -59,20 +57,18 @@ fn content(
     }
 }
 
-async fn send(client: &mut Client, content: EventContent, key: &UserKey) -> Result<Reply> {
-    let bytes = content.sign(key).to_bytes();
-    let event = base64::engine::general_purpose::STANDARD.encode(bytes);
-    client.call_ok(&Request::Append { event }).await
+async fn send(client: &mut Client, content: EventContent, key: &UserKey) -> Result<Appended> {
+    client.append(&content.sign(key).to_bytes()).await
 }
 
-fn print_stored(reply: &Reply, json_out: bool) {
-    let id = reply.id.as_deref().unwrap_or("?");
+fn print_stored(reply: &Appended, json_out: bool) {
+    let id = &reply.id;
     let mut out = std::io::stdout().lock();
     let _ = if json_out {
         writeln!(
             out,
             "{}",
-            json!({"room": reply.room, "id": id, "new": reply.new.unwrap_or(false)})
+            json!({"room": reply.room, "id": id, "new": reply.new})
         )
     } else {
         writeln!(out, "stored {id}")
@@ -98,8 +94,6 @@ pub async fn append(settings: &Settings, args: AppendArgs) -> Result<()> {
                 .context("the node refused the room")?;
             let id: RoomId = reply
                 .id
-                .as_deref()
-                .unwrap_or_default()
                 .parse()
                 .map_err(|e| anyhow!("the node answered with a bad room id: {e}"))?;
             if !args.json {

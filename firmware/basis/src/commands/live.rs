@@ -19,7 +19,6 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::types::{ApiEvent, RoomInfo};
 use crate::client::directory;
 use crate::client::node_client::Stream;
 use crate::client::render;
@@ -29,6 +28,9 @@ use crate::client::view::{Position, RoomView, Update};
 use crate::commands::messages::{must_be_joined, post_message};
 use crate::commands::print_json;
 use crate::commands::rooms::answer_hint;
+use basis_api::events::ApiEvent;
+use basis_api::rooms::{RoomInfo, Standing};
+use basis_api::stream::{Notice, NoticeKind, Presence, StreamMessage, StreamRequest};
 
 /// Messages shown when a room is opened, and per `/history`.
 const OPEN_LINES: usize = 20;
@@ -68,7 +70,7 @@ impl Out {
 /// What arrives on the stream.
 enum Incoming {
     Event(ApiEvent),
-    Notice(serde_json::Value),
+    Notice(Notice),
     Closed,
     Other,
 }
@@ -76,16 +78,10 @@ enum Incoming {
 async fn next(ws: &mut Stream) -> Incoming {
     match ws.next().await {
         Some(Ok(Message::Text(text))) => {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
-                return Incoming::Other;
-            };
-            match v.get("type").and_then(|t| t.as_str()) {
-                Some("event") => v
-                    .get("event")
-                    .and_then(|e| serde_json::from_value(e.clone()).ok())
-                    .map_or(Incoming::Other, Incoming::Event),
-                Some("notice") => Incoming::Notice(v.get("notice").cloned().unwrap_or_default()),
-                _ => Incoming::Other,
+            match serde_json::from_str::<StreamMessage>(text.as_str()) {
+                Ok(StreamMessage::Event { event }) => Incoming::Event(event),
+                Ok(StreamMessage::Notice { notice }) => Incoming::Notice(notice),
+                Ok(StreamMessage::Error { .. }) | Err(_) => Incoming::Other,
             }
         }
         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Incoming::Closed,
@@ -144,7 +140,7 @@ impl Followed {
                 if info.encrypted { ", encrypted" } else { "" },
                 render::zone_label()
             ));
-            if info.standing == "invited" {
+            if info.standing == Standing::Invited {
                 out.say(format!("   {}", answer_hint(s, &info)));
             }
         }
@@ -235,7 +231,7 @@ impl Followed {
         let Ok(info) = s.client.room(&self.view.room).await else {
             return;
         };
-        if info.standing != "joined" {
+        if info.standing != Standing::Joined {
             return;
         }
         let event = s
@@ -324,8 +320,15 @@ Type a message and press Enter to send it to the open room. Commands:
   /leave                 leave the open room      /quit          end (Ctrl-D too)
 IDs are the 8 characters after the time; 4 are enough when unique.";
 
-async fn send_notice(ws: &mut Stream, value: serde_json::Value) {
-    let _ = ws.send(Message::Text(value.to_string().into())).await;
+async fn send_notice(ws: &mut Stream, request: StreamRequest) {
+    if let Ok(text) = serde_json::to_string(&request) {
+        let _ = ws.send(Message::Text(text.into())).await;
+    }
+}
+
+/// The user's presence, as a stream request.
+fn presence(status: Presence) -> StreamRequest {
+    StreamRequest::Presence { status }
 }
 
 /// The user's rooms in a numbering that stays put: rooms keep their number while the chat
@@ -431,11 +434,7 @@ struct Chat {
 pub async fn chat(opts: &ClientOptions, room: Option<&str>) -> Result<()> {
     let mut s = Session::open(opts).await?;
     let mut ws = s.client.stream(None).await?;
-    send_notice(
-        &mut ws,
-        serde_json::json!({"type": "presence", "status": "online"}),
-    )
-    .await;
+    send_notice(&mut ws, presence(Presence::Online)).await;
     let mut c = Chat {
         rooms: Rooms::default(),
         current: None,
@@ -480,7 +479,7 @@ pub async fn chat(opts: &ClientOptions, room: Option<&str>) -> Result<()> {
                 Incoming::Closed => {
                     let Some(fresh) = reconnect(&mut s, &mut c.out).await else { break };
                     ws = fresh;
-                    send_notice(&mut ws, serde_json::json!({"type": "presence", "status": "online"})).await;
+                    send_notice(&mut ws, presence(Presence::Online)).await;
                     if let Some(f) = c.current.as_mut() {
                         match f.view.catch_up(&s).await {
                             Ok(updates) => f.show(&s, updates, &mut c.out),
@@ -500,11 +499,7 @@ pub async fn chat(opts: &ClientOptions, room: Option<&str>) -> Result<()> {
     if let Some(f) = c.current.as_mut() {
         f.receipt(&s, ReceiptKind::Read).await;
     }
-    send_notice(
-        &mut ws,
-        serde_json::json!({"type": "presence", "status": "offline"}),
-    )
-    .await;
+    send_notice(&mut ws, presence(Presence::Offline)).await;
     let _ = ws.close(None).await;
     s.client.sign_out().await;
     Ok(())
@@ -567,18 +562,15 @@ async fn arrived(s: &Session, c: &mut Chat, e: ApiEvent) {
 }
 
 /// A typing notice for the open room, or a presence change, as a line.
-fn notice_text(s: &Session, current: Option<&Followed>, n: &serde_json::Value) -> Option<String> {
-    let field = |k: &str| n.get(k).and_then(|v| v.as_str());
-    let user = field("user").and_then(|u| u.parse::<UserId>().ok())?;
+fn notice_text(s: &Session, current: Option<&Followed>, n: &Notice) -> Option<String> {
+    let user = n.user.parse::<UserId>().ok()?;
     let name = s.name_of(&user, None);
-    match field("kind") {
-        Some("typing") => {
-            let here = current.is_some_and(|f| Some(f.view.info.room.as_str()) == field("room"));
-            (here && n.get("typing").and_then(|t| t.as_bool()) == Some(true))
-                .then(|| format!("… {name} is typing"))
+    match n.kind {
+        NoticeKind::Typing => {
+            let here = current.is_some_and(|f| Some(&f.view.info.room) == n.room.as_ref());
+            (here && n.typing == Some(true)).then(|| format!("… {name} is typing"))
         }
-        Some("presence") => Some(format!("• {name} is {}", field("status").unwrap_or("?"))),
-        _ => None,
+        NoticeKind::Presence => Some(format!("• {name} is {}", n.status?.as_str())),
     }
 }
 
@@ -595,7 +587,10 @@ async fn command(s: &Session, ws: &mut Stream, c: &mut Chat, line: &str) -> Resu
             must_be_joined(&info, &f.name)?;
             send_notice(
                 ws,
-                serde_json::json!({"type": "typing", "room": info.room, "typing": false}),
+                StreamRequest::Typing {
+                    room: info.room.clone(),
+                    typing: false,
+                },
             )
             .await;
             post_message(

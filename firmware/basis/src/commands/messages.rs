@@ -4,7 +4,6 @@ use anyhow::{Context, Result, bail};
 use basis_core::timeline::{Change, Line, Shown};
 use basis_core::{Body, EventId, MembershipAction, MessageBody, ReceiptKind, RoomId};
 
-use crate::api::types::RoomInfo;
 use crate::client::crypto::RoomCrypto;
 use crate::client::directory;
 use crate::client::node_client::Refused;
@@ -14,23 +13,21 @@ use crate::client::session::{ClientOptions, Session};
 use crate::client::view::{Position, RoomView, is_message};
 use crate::commands::print_json;
 use crate::commands::rooms::find;
-
-/// The user's standing in a room, as the node reports it.
-fn standing(info: &RoomInfo) -> &str {
-    info.standing.as_str()
-}
+use basis_api::rooms::{RoomInfo, Standing};
 
 /// Refuses to post in a room the user is not joined to, saying what to do instead.
 pub fn must_be_joined(info: &RoomInfo, shown_name: &str) -> Result<()> {
-    match standing(info) {
-        "joined" => Ok(()),
-        "invited" => bail!(
+    match info.standing {
+        Standing::Joined => Ok(()),
+        Standing::Invited => bail!(
             "join first: basis room join {} (you are invited to {shown_name} but have not joined)",
             &info.room[..12]
         ),
-        "left" => bail!("you left {shown_name}; ask a member to invite you again"),
-        "removed" => bail!("you were removed from {shown_name}; ask a member to invite you again"),
-        other => bail!("you cannot write in {shown_name} ({other})"),
+        Standing::Left => bail!("you left {shown_name}; ask a member to invite you again"),
+        Standing::Removed => {
+            bail!("you were removed from {shown_name}; ask a member to invite you again")
+        }
+        Standing::None => bail!("you are not a member of {shown_name}"),
     }
 }
 
@@ -113,7 +110,7 @@ pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
         .first()
         .map(|r| (*r).clone());
     let info = match existing {
-        Some(r) if r.standing == "invited" => {
+        Some(r) if r.standing == Standing::Invited => {
             let join = s.composer().sign_in_room(
                 &r,
                 Body::Membership {

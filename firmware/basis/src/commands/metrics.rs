@@ -12,8 +12,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::control::client::Client;
-use crate::control::{Request, Status};
 use crate::settings::Settings;
+use basis_api::admin::Status;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -128,9 +128,9 @@ pub fn render(status: &Status) -> Result<String> {
         );
         for up in &bridge.upstreams {
             let l: Labels = vec![("node", up.node_id.clone())];
-            linked
-                .get_or_create(&l)
-                .set(i64::from(up.state == basis_net::UpstreamState::Linked));
+            linked.get_or_create(&l).set(i64::from(
+                up.state == basis_api::node::UpstreamState::Linked,
+            ));
             if let Some(ms) = up.rtt_ms {
                 rtt.get_or_create(&l).set(ms / 1000.0);
             }
@@ -215,8 +215,7 @@ pub fn render(status: &Status) -> Result<String> {
 /// Asks the node for its status and prints it as metrics.
 pub async fn run(settings: &Settings) -> Result<()> {
     let mut client = Client::connect(&settings.socket).await?;
-    let reply = client.call_ok(&Request::Status).await?;
-    let status = reply.status.context("the node sent no status")?;
+    let status = client.status().await?;
     print!("{}", render(&status)?);
     Ok(())
 }

@@ -2,10 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
-use basis_net::PeerState;
+use anyhow::Result;
+use basis_api::node::PeerState;
 
-use crate::control::Request;
 use crate::control::client::Client;
 use crate::settings::Settings;
 
@@ -23,8 +22,7 @@ fn ago(unix_secs: Option<u64>) -> String {
 /// Asks the node for its peers and prints them.
 pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     let mut client = Client::connect(&settings.socket).await?;
-    let reply = client.call_ok(&Request::Peers).await?;
-    let peers = reply.peers.context("the node sent no peer list")?;
+    let peers = client.peers().await?;
     if json {
         println!("{}", serde_json::to_string(&peers)?);
         return Ok(());

@@ -3,11 +3,11 @@
 use anyhow::{Context, Result, bail};
 use basis_core::{Body, History, MembershipAction, RoomCreate, UserId};
 
-use crate::api::types::RoomInfo;
 use crate::cli::RoomCommand;
 use crate::client::directory;
 use crate::client::session::{ClientOptions, Session};
 use crate::commands::print_json;
+use basis_api::rooms::{RoomInfo, Standing};
 
 /// `basis rooms`.
 pub async fn list(opts: &ClientOptions, json: bool) -> Result<()> {
@@ -43,7 +43,11 @@ pub async fn list(opts: &ClientOptions, json: bool) -> Result<()> {
         println!("no rooms yet: create one with `basis room create NAME`");
     }
     for r in &shown {
-        let joined = r.members.iter().filter(|m| m.standing == "joined").count();
+        let joined = r
+            .members
+            .iter()
+            .filter(|m| m.standing == Standing::Joined)
+            .count();
         let name = directory::display_name(&s.contacts, &me, r);
         let kind = if directory::dm_partner(r, &me).is_some() {
             "direct"
@@ -59,7 +63,7 @@ pub async fn list(opts: &ClientOptions, json: bool) -> Result<()> {
             r.standing,
             joined,
         );
-        if r.standing == "invited" {
+        if r.standing == Standing::Invited {
             println!("{:<14}{}", "", answer_hint(&s, r));
         }
     }
@@ -119,10 +123,10 @@ pub async fn room(opts: &ClientOptions, command: RoomCommand) -> Result<()> {
             json,
         } => {
             let rooms = s.client.rooms().await?;
-            if let Some(same) = rooms
-                .iter()
-                .find(|r| r.name == name && (r.standing == "joined" || r.standing == "invited"))
-            {
+            if let Some(same) = rooms.iter().find(|r| {
+                r.name == name
+                    && (r.standing == Standing::Joined || r.standing == Standing::Invited)
+            }) {
                 bail!(
                     "you already have a room named {name:?} ({}): choose another name, so that `basis send {name}` knows which room you mean",
                     &same.room[..12]

@@ -1,8 +1,7 @@
 //! `basis status`: what the running node says about itself.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::control::Request;
 use crate::control::client::Client;
 use crate::settings::Settings;
 
@@ -24,8 +23,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
 /// Asks the node for its status and prints it.
 pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     let mut client = Client::connect(&settings.socket).await?;
-    let reply = client.call_ok(&Request::Status).await?;
-    let status = reply.status.context("the node sent no status")?;
+    let status = client.status().await?;
     if json {
         println!("{}", serde_json::to_string(&status)?);
         return Ok(());
@@ -78,7 +76,7 @@ fn ago(unix: u64) -> String {
     format!("{} s ago", now.saturating_sub(unix))
 }
 
-fn print_bridge(bridge: &basis_net::BridgeSnapshot) {
+fn print_bridge(bridge: &basis_api::admin::Bridge) {
     let wan = &bridge.wan;
     println!(
         "wan         {} since {} ({})",
@@ -106,7 +104,7 @@ fn print_bridge(bridge: &basis_net::BridgeSnapshot) {
             up.events_sent, up.events_received
         ));
         if !up.state.has_reason()
-            && up.state != basis_net::UpstreamState::Linked
+            && up.state != basis_api::node::UpstreamState::Linked
             && let Some(e) = &up.last_error
         {
             line.push_str(&format!(" (last error: {e})"));

@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::{Reply, Request};
+use basis_api::admin::{Peer, Reply, Request, Status};
 
 /// A connection to the running node.
 pub struct Client {
@@ -59,17 +60,56 @@ impl Client {
 
     /// Sends a request and turns a failure reply into an error.
     pub async fn call_ok(&mut self, request: &Request) -> Result<Reply> {
-        let reply = self.call(request).await?;
-        if !reply.ok {
-            bail!(
-                "{} ({})",
-                reply
-                    .message
-                    .as_deref()
-                    .unwrap_or("the node refused the request"),
-                reply.code.as_deref().unwrap_or("error")
-            );
+        match self.call(request).await? {
+            Reply::Failed { code, message } => bail!("{message} ({code})"),
+            reply => Ok(reply),
         }
-        Ok(reply)
     }
+
+    /// The node's status.
+    pub async fn status(&mut self) -> Result<Status> {
+        match self.call_ok(&Request::Status).await? {
+            Reply::Status(status) => Ok(*status),
+            other => Err(unexpected("a status", &other)),
+        }
+    }
+
+    /// The peers the node knows.
+    pub async fn peers(&mut self) -> Result<Vec<Peer>> {
+        match self.call_ok(&Request::Peers).await? {
+            Reply::Peers(peers) => Ok(peers),
+            other => Err(unexpected("a peer list", &other)),
+        }
+    }
+
+    /// Stores one event (its wire bytes); the reply says its id, its room and whether it
+    /// was new.
+    pub async fn append(&mut self, event: &[u8]) -> Result<Appended> {
+        let event = base64::engine::general_purpose::STANDARD.encode(event);
+        match self.call_ok(&Request::Append { event }).await? {
+            Reply::Appended { id, room, new } => Ok(Appended { id, room, new }),
+            other => Err(unexpected("an acknowledgement", &other)),
+        }
+    }
+}
+
+/// An event the node stored, as its reply says.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Its id (hex).
+    pub id: String,
+    /// Its room (hex).
+    pub room: String,
+    /// False when the node already held it.
+    pub new: bool,
+}
+
+fn unexpected(wanted: &str, got: &Reply) -> anyhow::Error {
+    let kind = match got {
+        Reply::Appended { .. } => "an acknowledgement",
+        Reply::Status(_) => "a status",
+        Reply::Peers(_) => "a peer list",
+        Reply::Failed { .. } => "a failure",
+    };
+    anyhow!("the node answered with {kind} where {wanted} was due (is it another version?)")
 }

@@ -12,7 +12,9 @@ use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{MAX_LINE, Reply, Request};
+use basis_api::admin::{MAX_LINE, Reply, Request};
+
+use super::wire;
 use crate::node::Node;
 
 /// Binds the control socket. The node holds the data directory's lock, so a socket file left
@@ -71,12 +73,12 @@ async fn connection(stream: UnixStream, node: Arc<Node>, stop: CancellationToken
             Some(Ok(line)) => match std::str::from_utf8(&line) {
                 Ok(text) => (handle(text, &node).await, false),
                 Err(_) => (
-                    Reply::error("bad_request", "a request line must be UTF-8 JSON"),
+                    Reply::failed("bad_request", "a request line must be UTF-8 JSON"),
                     false,
                 ),
             },
             Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => (
-                Reply::error(
+                Reply::failed(
                     "line_too_long",
                     format!("a request line may be at most {MAX_LINE} bytes"),
                 ),
@@ -99,33 +101,23 @@ async fn connection(stream: UnixStream, node: Arc<Node>, stop: CancellationToken
 async fn handle(line: &str, node: &Node) -> Reply {
     let request: Request = match serde_json::from_str(line) {
         Ok(r) => r,
-        Err(e) => return Reply::error("bad_request", format!("not a valid request: {e}")),
+        Err(e) => return Reply::failed("bad_request", format!("not a valid request: {e}")),
     };
     match request {
-        Request::Status => {
-            let mut reply = Reply::ok();
-            reply.status = Some(node.status().await);
-            reply
-        }
-        Request::Peers => {
-            let mut reply = Reply::ok();
-            reply.peers = Some(node.peers());
-            reply
-        }
+        Request::Status => Reply::Status(Box::new(node.status().await)),
+        Request::Peers => Reply::Peers(node.peers().into_iter().map(wire::peer).collect()),
         Request::Append { event } => {
             let bytes = match base64::engine::general_purpose::STANDARD.decode(event.trim()) {
                 Ok(b) => b,
-                Err(e) => return Reply::error("bad_request", format!("event is not base64: {e}")),
+                Err(e) => return Reply::failed("bad_request", format!("event is not base64: {e}")),
             };
             match node.append(&bytes).await {
-                Ok(stored) => {
-                    let mut reply = Reply::ok();
-                    reply.id = Some(stored.id.to_string());
-                    reply.room = Some(stored.room.to_string());
-                    reply.new = Some(stored.new);
-                    reply
-                }
-                Err(e) => Reply::error(e.code(), e.to_string()),
+                Ok(stored) => Reply::Appended {
+                    id: stored.id.to_string(),
+                    room: stored.room.to_string(),
+                    new: stored.new,
+                },
+                Err(e) => Reply::failed(e.code(), e.to_string()),
             }
         }
     }

@@ -51,7 +51,7 @@ struct Announcement<'a> {
 impl Announcement<'_> {
     /// Starts an mDNS daemon (quiet on `quiet_on`) and registers the announcement.
     fn register(&self, quiet_on: Option<&str>) -> Result<(ServiceDaemon, String), NetError> {
-        let mdns = |e: mdns_sd::Error| NetError::Mdns(e.to_string());
+        let mdns = NetError::Mdns;
         let daemon = ServiceDaemon::new().map_err(mdns)?;
         if let Some(iface) = quiet_on {
             daemon
@@ -119,7 +119,7 @@ impl Discovery {
         api_port: Option<u16>,
         quiet_on: Option<&str>,
     ) -> Result<(Discovery, mpsc::Receiver<Sighting>), NetError> {
-        let mdns = |e: mdns_sd::Error| NetError::Mdns(e.to_string());
+        let mdns = NetError::Mdns;
         let (daemon, fullname) = Announcement {
             local,
             name,
@@ -183,7 +183,10 @@ impl Discovery {
                     }
                 }
             })
-            .map_err(|e| NetError::Mdns(e.to_string()))?;
+            .map_err(|source| NetError::Thread {
+                name: "mDNS browse",
+                source,
+            })?;
         Ok((Discovery { daemon, fullname }, rx))
     }
 

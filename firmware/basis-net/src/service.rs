@@ -100,7 +100,7 @@ impl Federation {
             .unwrap_or_default();
         // A new number each start: peers tell a restart from a second link by it.
         let mut boot_bytes = [0u8; 8];
-        getrandom::fill(&mut boot_bytes).map_err(|e| NetError::Random(e.to_string()))?;
+        getrandom::fill(&mut boot_bytes).map_err(NetError::Random)?;
         let link_config = LinkConfig {
             local,
             name: settings.name.clone(),

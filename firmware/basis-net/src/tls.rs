@@ -145,16 +145,13 @@ pub fn client_config(key: &NodeKey) -> Result<quinn::ClientConfig, NetError> {
 /// Builds both configurations from the node key.
 pub fn configs(key: &NodeKey, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let der = key
-        .to_pkcs8_der()
-        .map_err(|e| NetError::Tls(e.to_string()))?;
+    let der = key.to_pkcs8_der().map_err(NetError::KeyEncoding)?;
     let signer = provider
         .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))
-        .map_err(|e| NetError::Tls(e.to_string()))?;
-    let spki = signer
-        .public_key()
-        .ok_or_else(|| NetError::Tls("the node key has no public key".into()))?;
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))?;
+    let spki = signer.public_key().ok_or(rustls::Error::InconsistentKeys(
+        rustls::InconsistentKeys::Unknown,
+    ))?;
     let certified = Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(spki.as_ref().to_vec())],
         signer,
@@ -162,11 +159,9 @@ pub fn configs(key: &NodeKey, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
     let verifier = Arc::new(RawKeyVerifier {
         algorithms: provider.signature_verification_algorithms,
     });
-    let tls = |e: rustls::Error| NetError::Tls(e.to_string());
 
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(
             rustls::server::AlwaysResolvesServerRawPublicKeys::new(certified.clone()),
@@ -174,8 +169,7 @@ pub fn configs(key: &NodeKey, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
     server.alpn_protocols = vec![alpn.to_vec()];
 
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(
@@ -184,7 +178,7 @@ pub fn configs(key: &NodeKey, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
     client.alpn_protocols = vec![alpn.to_vec()];
 
     Ok(TlsConfigs {
-        client: QuicClientConfig::try_from(client).map_err(|e| NetError::Tls(e.to_string()))?,
-        server: QuicServerConfig::try_from(server).map_err(|e| NetError::Tls(e.to_string()))?,
+        client: QuicClientConfig::try_from(client)?,
+        server: QuicServerConfig::try_from(server)?,
     })
 }

@@ -28,6 +28,8 @@ mod daemon;
 mod full_disk;
 #[path = "hostile_peer.rs"]
 mod hostile_peer;
+#[path = "in_process.rs"]
+mod in_process;
 #[path = "known_peers.rs"]
 mod known_peers;
 #[path = "provision.rs"]

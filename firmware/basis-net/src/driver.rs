@@ -485,6 +485,13 @@ impl Session {
                 Action::Close(reason) => io.close(reason),
                 // The bridge consumes these; a LAN link never reconciles by scope.
                 Action::Differences { .. } | Action::Delivered(_) => {}
+                // File transfer is not carried by this driver yet: a peer's want goes
+                // unanswered and it asks elsewhere after its timeout.
+                Action::File(f) => log::debug!(
+                    "file frame {} from node {} not handled by this build",
+                    Frame::File(f).name(),
+                    io.peer.short()
+                ),
             }
         }
     }

@@ -197,6 +197,34 @@ impl Federation {
         self.ctx.registry.tag()
     }
 
+    /// Carries files (`docs/FEDERATION.md`, "Files"): chunks are served from and fetched
+    /// into `blobs`; `policy` says per room whether a file is fetched as soon as its message
+    /// is stored ([`basis_proto::FilePolicy::Eager`]) or only by [`Federation::fetch_file`].
+    /// Links opened before the call carry files from their next admission on; a second call
+    /// is ignored.
+    pub fn attach_files(
+        &self,
+        blobs: Arc<basis_store::BlobStore>,
+        policy: Box<crate::files::PolicyFn>,
+    ) {
+        let files = Arc::new(crate::files::Files::new(blobs, policy));
+        if self.ctx.files.set(files.clone()).is_err() {
+            return;
+        }
+        let events = self.ctx.events.subscribe();
+        let stop = self.ctx.stop.clone();
+        self.ctx.tasks.spawn(crate::files::run(files, events, stop));
+    }
+
+    /// Fetches the file `blob` names from the linked peers (a client asked for it), going on
+    /// from what is stored. Does nothing before [`Federation::attach_files`].
+    pub fn fetch_file(&self, blob: basis_core::BlobRef) -> Result<(), basis_store::BlobError> {
+        match self.ctx.files.get() {
+            Some(files) => files.fetch(blob),
+            None => Ok(()),
+        }
+    }
+
     /// Offers an event of `room` this node just stored (from a client) to every link.
     pub fn announce(&self, id: EventId, room: RoomId, bytes: &[u8]) {
         let _ = self.ctx.events.send(Arc::new(NewEvent {

@@ -149,6 +149,27 @@ impl Files {
         }
     }
 
+    /// After a start: fetches what the stored messages name and the node should hold, going
+    /// on from what is stored: every file of an eager room, and a lazy room's file that was
+    /// being fetched (partly held) when the node stopped.
+    pub(crate) fn resume_all(&self, readers: &basis_store::Readers) {
+        let uses = match readers.blob_refs() {
+            Ok(uses) => uses,
+            Err(e) => return log::warn!("cannot list the files of stored messages: {e}"),
+        };
+        for u in uses {
+            let partial = matches!(
+                self.blobs.status(&u.blob.address),
+                Ok(BlobStatus::Partial { .. })
+            );
+            if ((self.policy)(u.room).fetch(false) || partial)
+                && let Err(e) = self.fetch(u.blob)
+            {
+                log::warn!("cannot resume a file of room {}: {e}", u.room.short());
+            }
+        }
+    }
+
     /// A file frame from `peer` (not a `Want`: those go to the link's serving task).
     pub(crate) fn on_frame(&self, peer: NodeId, frame: &FileFrame) -> Vec<Penalty> {
         let addresses: Vec<[u8; 32]> = match frame {
@@ -322,9 +343,11 @@ pub(crate) async fn serve(
 /// are stored, and the fetches' timers.
 pub(crate) async fn run(
     files: Arc<Files>,
+    readers: Arc<basis_store::Readers>,
     mut events: tokio::sync::broadcast::Receiver<Arc<crate::context::NewEvent>>,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    tokio::task::block_in_place(|| files.resume_all(&readers));
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {

@@ -200,8 +200,9 @@ impl Federation {
     /// Carries files (`docs/FEDERATION.md`, "Files"): chunks are served from and fetched
     /// into `blobs`; `policy` says per room whether a file is fetched as soon as its message
     /// is stored ([`basis_proto::FilePolicy::Eager`]) or only by [`Federation::fetch_file`].
-    /// Links opened before the call carry files from their next admission on; a second call
-    /// is ignored.
+    /// Files the stored messages name are fetched at once where the policy says so (and a
+    /// partly held file always), so a transfer a restart cut goes on. Links opened before
+    /// the call carry files from their next turn on; a second call is ignored.
     pub fn attach_files(
         &self,
         blobs: Arc<basis_store::BlobStore>,
@@ -213,7 +214,10 @@ impl Federation {
         }
         let events = self.ctx.events.subscribe();
         let stop = self.ctx.stop.clone();
-        self.ctx.tasks.spawn(crate::files::run(files, events, stop));
+        let readers = self.ctx.readers.clone();
+        self.ctx
+            .tasks
+            .spawn(crate::files::run(files, readers, events, stop));
     }
 
     /// Fetches the file `blob` names from the linked peers (a client asked for it), going on

@@ -25,12 +25,33 @@ struct Node {
     blobs: Arc<BlobStore>,
     dir: PathBuf,
     stop: CancellationToken,
+    /// Leave the data directory when dropped (a restart reuses it).
+    keep_dir: bool,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop.cancel();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn settings(name: &str, peers: Vec<String>) -> FederationSettings {
+    FederationSettings {
+        key: NodeKey::generate().unwrap(),
+        name: name.into(),
+        federation: Some(FederationKey::from_secret(b"files test")),
+        allow: vec![],
+        port: 0,
+        static_peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        mdns: false,
+        reconcile_every: Duration::from_secs(2),
+        max_peers: 8,
+        peer_rate: 64 << 20,
+        api_port: None,
+        upstream: None,
     }
 }
 
@@ -45,22 +66,8 @@ fn node(name: &str, peers: Vec<String>, policy: FilePolicy) -> Node {
     let (blobs, _) = BlobStore::open(&dir.join("blobs"), None).unwrap();
     let blobs = Arc::new(blobs);
     let stop = CancellationToken::new();
-    let settings = FederationSettings {
-        key: NodeKey::generate().unwrap(),
-        name: name.into(),
-        federation: Some(FederationKey::from_secret(b"files test")),
-        allow: vec![],
-        port: 0,
-        static_peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-        mdns: false,
-        reconcile_every: Duration::from_secs(2),
-        max_peers: 8,
-        peer_rate: 64 << 20,
-        api_port: None,
-        upstream: None,
-    };
     let fed = Federation::start(
-        settings,
+        settings(name, peers),
         store.writer(),
         store.readers(),
         stop.clone(),
@@ -74,6 +81,7 @@ fn node(name: &str, peers: Vec<String>, policy: FilePolicy) -> Node {
         blobs,
         dir,
         stop,
+        keep_dir: false,
     }
 }
 
@@ -200,4 +208,75 @@ async fn a_lazy_rooms_file_crosses_only_when_asked() {
         b.blobs.status(&list.address()).unwrap() == BlobStatus::Complete
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_mid_transfer_fetches_only_what_it_lacks() {
+    // Node b "restarts" holding the message and half of the file: it goes on at once, from
+    // what it stored, without any new event to prompt it.
+    let a = node("a", vec![], FilePolicy::Eager);
+    let (events, list) = file_message(&a.blobs);
+    a.store.writer().insert(events.clone()).await.unwrap();
+    let b_dir_node = node("b-before", vec![], FilePolicy::Eager);
+    b_dir_node
+        .store
+        .writer()
+        .insert(events.clone())
+        .await
+        .unwrap();
+    b_dir_node
+        .blobs
+        .put_list(&list.blob_ref(), &list.to_bytes())
+        .unwrap();
+    let half = list.hashes.len() as u64 / 2;
+    for i in 0..half {
+        let bytes = a.blobs.chunk(&list, i).unwrap().unwrap();
+        b_dir_node.blobs.put_chunk(&list, i, &bytes).unwrap();
+    }
+    // Stop b (its federation, store and blob store), keeping its data directory, and start
+    // it again on the same files.
+    let mut b_dir_node = b_dir_node;
+    b_dir_node.keep_dir = true;
+    let dir = b_dir_node.dir.clone();
+    drop(b_dir_node);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = restart(
+        &dir,
+        vec![format!("127.0.0.1:{}", a.fed.local_addr().port())],
+    );
+    wait_for("the file", || {
+        b.blobs.status(&list.address()).unwrap() == BlobStatus::Complete
+    })
+    .await;
+    let crossed = b
+        .blobs
+        .stats()
+        .chunks_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(crossed, list.hashes.len() as u64 - half);
+}
+
+/// A node started again on the data directory of an earlier one.
+fn restart(dir: &std::path::Path, peers: Vec<String>) -> Node {
+    let store = Store::open(&dir.join("basis.db"), &StoreOptions::default()).unwrap();
+    let (blobs, _) = BlobStore::open(&dir.join("blobs"), None).unwrap();
+    let blobs = Arc::new(blobs);
+    let stop = CancellationToken::new();
+    let fed = Federation::start(
+        settings("b-after", peers),
+        store.writer(),
+        store.readers(),
+        stop.clone(),
+        TaskTracker::new(),
+    )
+    .unwrap();
+    fed.attach_files(blobs.clone(), Box::new(|_room| FilePolicy::Eager));
+    Node {
+        fed,
+        store,
+        blobs,
+        dir: dir.to_path_buf(),
+        stop,
+        keep_dir: false,
+    }
 }

@@ -210,7 +210,19 @@ impl Files {
                     acts.extend(f.on_tick(now));
                 }
                 if retry && matches!(f.state(), basis_proto::FetchState::Paused(_)) {
-                    acts.extend(f.unpause(now));
+                    // A list that could not be stored is stored first (the fetch holds it).
+                    let list_missing = f.list().is_some_and(|l| {
+                        matches!(self.blobs.status(&l.address()), Ok(BlobStatus::Absent))
+                    });
+                    let stored = match f.list() {
+                        Some(l) if list_missing => {
+                            self.blobs.put_list(f.blob(), &l.to_bytes()).is_ok()
+                        }
+                        _ => true,
+                    };
+                    if stored {
+                        acts.extend(f.unpause(now));
+                    }
                 }
                 self.carry_out(&mut t, address, acts);
             }

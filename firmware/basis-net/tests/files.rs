@@ -280,3 +280,97 @@ fn restart(dir: &std::path::Path, peers: Vec<String>) -> Node {
         keep_dir: false,
     }
 }
+
+/// Reads a counter of this process from `/proc/self/<file>` (Linux), 0 elsewhere.
+fn proc_value(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Not a check: figures of a 64 MiB file in 256 KiB chunks crossing between two nodes in this
+/// process on loopback (`cargo test -p basis-net --test files -- --ignored --nocapture`;
+/// build with `--release` for figures that mean anything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_a_64_mib_transfer_on_loopback() {
+    let a = node("a", vec![], FilePolicy::Eager);
+    let chunk_size = basis_core::file::CHUNK_SIZE;
+    let size: u64 = 64 << 20;
+    let layout = BlobRef {
+        address: [0; 32],
+        size,
+        chunk_size,
+    };
+    let mut hashes = Vec::new();
+    let mut sealer_input = vec![0u8; layout.cipher_len(0).unwrap() as usize];
+    let mut chunks_for_a = Vec::new();
+    for i in 0..layout.chunk_count() {
+        let len = layout.cipher_len(i).unwrap() as usize;
+        sealer_input.truncate(len);
+        sealer_input
+            .iter_mut()
+            .enumerate()
+            .for_each(|(j, b)| *b = (j as u8) ^ (i as u8));
+        hashes.push(chunk_hash(&sealer_input));
+        chunks_for_a.push(sealer_input.clone());
+    }
+    let list = ChunkList {
+        chunk_size,
+        size,
+        hashes,
+    };
+    a.blobs
+        .put_list(&list.blob_ref(), &list.to_bytes())
+        .unwrap();
+    for (i, c) in chunks_for_a.iter().enumerate() {
+        a.blobs.put_chunk(&list, i as u64, c).unwrap();
+    }
+    drop(chunks_for_a);
+    let b = node(
+        "b",
+        vec![format!("127.0.0.1:{}", a.fed.local_addr().port())],
+        FilePolicy::Lazy,
+    );
+    wait_for("the link", || {
+        b.fed
+            .peers()
+            .iter()
+            .any(|p| p.state == PeerState::Connected)
+    })
+    .await;
+    let rss_before = proc_value("status", "VmRSS:");
+    let written_before = proc_value("io", "write_bytes:");
+    let start = Instant::now();
+    b.fed.fetch_file(list.blob_ref()).unwrap();
+    let mut peak = rss_before;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while b.blobs.status(&list.address()).unwrap() != BlobStatus::Complete {
+        assert!(Instant::now() < deadline, "the transfer did not finish");
+        peak = peak.max(proc_value("status", "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let written = proc_value("io", "write_bytes:") - written_before;
+    let stored = b
+        .blobs
+        .stats()
+        .bytes_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "64 MiB in {secs:.2} s = {:.1} MiB/s; chunk bytes stored per file byte {:.4}; \
+         bytes the process wrote to storage per file byte {:.3} (both nodes' writes are in \
+         this process: b's fetch only); RSS {} KiB before, peak {} KiB (+{} KiB)",
+        64.0 / secs,
+        stored as f64 / size as f64,
+        written as f64 / size as f64,
+        rss_before,
+        peak,
+        peak.saturating_sub(rss_before)
+    );
+}

@@ -156,15 +156,12 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Node `a` holds the file and its message; node `b` dials it. Returns both once linked.
-async fn two_nodes(b_policy: FilePolicy) -> (Node, Node, Vec<ValidEvent>, ChunkList) {
-    let a = node("a", vec![], FilePolicy::Eager);
-    let (events, list) = file_message(&a.blobs);
-    a.store.writer().insert(events.clone()).await.unwrap();
+/// A node "b" that dials `a`, once linked.
+async fn linked_to(a: &Node, policy: FilePolicy) -> Node {
     let b = node(
         "b",
         vec![format!("127.0.0.1:{}", a.fed.local_addr().port())],
-        b_policy,
+        policy,
     );
     wait_for("the link", || {
         b.fed
@@ -173,6 +170,15 @@ async fn two_nodes(b_policy: FilePolicy) -> (Node, Node, Vec<ValidEvent>, ChunkL
             .any(|p| p.state == PeerState::Connected)
     })
     .await;
+    b
+}
+
+/// Node `a` holds the file and its message; node `b` dials it. Returns both once linked.
+async fn two_nodes(b_policy: FilePolicy) -> (Node, Node, Vec<ValidEvent>, ChunkList) {
+    let a = node("a", vec![], FilePolicy::Eager);
+    let (events, list) = file_message(&a.blobs);
+    a.store.writer().insert(events.clone()).await.unwrap();
+    let b = linked_to(&a, b_policy).await;
     (a, b, events, list)
 }
 
@@ -332,18 +338,7 @@ async fn measure_a_64_mib_transfer_on_loopback() {
         a.blobs.put_chunk(&list, i as u64, c).unwrap();
     }
     drop(chunks_for_a);
-    let b = node(
-        "b",
-        vec![format!("127.0.0.1:{}", a.fed.local_addr().port())],
-        FilePolicy::Lazy,
-    );
-    wait_for("the link", || {
-        b.fed
-            .peers()
-            .iter()
-            .any(|p| p.state == PeerState::Connected)
-    })
-    .await;
+    let b = linked_to(&a, FilePolicy::Lazy).await;
     let rss_before = proc_value("status", "VmRSS:");
     let written_before = proc_value("io", "write_bytes:");
     let start = Instant::now();

@@ -133,6 +133,16 @@ impl Files {
         Ok(())
     }
 
+    /// Where this node's fetch of the file at `address` stands, and chunks held of how many
+    /// (`None`: no fetch running; the blob store says whether the file is here).
+    pub(crate) fn progress(
+        &self,
+        address: &[u8; 32],
+    ) -> Option<(basis_proto::FetchState, (u64, u64))> {
+        let t = self.table();
+        t.fetches.get(address).map(|f| (f.state(), f.progress()))
+    }
+
     /// A new event stored on this node: an eager room's file is fetched at once.
     pub(crate) fn on_event(&self, room: RoomId, bytes: &[u8]) {
         let Ok(event) = decode_event(bytes) else {

@@ -229,6 +229,16 @@ impl Federation {
         }
     }
 
+    /// Where this node's fetch of the file at `address` stands and how many of its chunks it
+    /// holds, while one runs (`None` otherwise: `BlobStore::status` then says whether the
+    /// file is here, partly here, or not yet on this node).
+    pub fn file_progress(
+        &self,
+        address: &[u8; 32],
+    ) -> Option<(basis_proto::FetchState, (u64, u64))> {
+        self.ctx.files.get()?.progress(address)
+    }
+
     /// Offers an event of `room` this node just stored (from a client) to every link.
     pub fn announce(&self, id: EventId, room: RoomId, bytes: &[u8]) {
         let _ = self.ctx.events.send(Arc::new(NewEvent {

@@ -77,7 +77,8 @@ pub enum FetchState {
     NeedList,
     /// Receiving chunks.
     Fetching,
-    /// No peer that may hold what is missing is linked (it resumes when one is added).
+    /// No linked peer may hold what is missing (it resumes when one is added or announces
+    /// chunks with `Have`).
     NoPeer,
     /// Stopped by the store (see [`PauseReason`]).
     Paused(PauseReason),
@@ -239,7 +240,15 @@ impl Fetch {
                 .slots
                 .iter()
                 .any(|s| matches!(s, Slot::Asked { .. } | Slot::Storing));
-        if !waiting && !self.usable_peers().any(|_| true) {
+        let supplier = |(_, p): (&NodeId, &PeerFetch)| {
+            self.list.is_none()
+                || self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| *s == Slot::Missing && p.may_hold(i as u64))
+        };
+        if !waiting && !self.usable_peers().any(supplier) {
             return FetchState::NoPeer;
         }
         if self.list.is_none() {
@@ -738,6 +747,11 @@ mod tests {
             now,
         );
         assert!(wants(&acts).is_empty());
+        assert_eq!(
+            f.state(),
+            FetchState::Fetching,
+            "chunks 0 and 1 are still asked of A"
+        );
         // A goes away: chunks 0 and 1 go to B.
         let acts = f.remove_peer(&A, now);
         assert_eq!(

@@ -25,7 +25,8 @@
 //! resumes once there is room. **Retention**: a file's chunks live as long as a message that
 //! names them; [`BlobStore::retain`] removes every file no live message names (the node calls
 //! it after each expiry run with [`crate::Readers::blob_refs`]), so chunks expire with their
-//! message, and [`BlobStore::remove`] drops one sooner (a lazy room's file fetched for a
+//! message (files written within a grace period stay: an upload is stored before its
+//! message), and [`BlobStore::remove`] drops one sooner (a lazy room's file fetched for a
 //! client and no longer wanted).
 
 use std::collections::HashSet;
@@ -34,6 +35,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use basis_core::file::chunk_hash;
 use basis_core::{BlobRef, ChunkList, FileError};
@@ -422,26 +424,43 @@ impl BlobStore {
             .into_iter()
             .filter(|a| a != address)
             .collect();
-        self.remove_except(&keep)
+        self.remove_except(&keep, None)
     }
 
     /// Removes every file whose address is not in `live` (the files named by the messages
-    /// still held), with its chunks. Chunks no held list names (left by a file removed while
-    /// a transfer was writing) go too. Returns the bytes freed.
-    pub fn retain(&self, live: &HashSet<[u8; 32]>) -> Result<u64, BlobError> {
-        self.remove_except(live)
+    /// still held), with its chunks, and chunks no held list names. A list or chunk written
+    /// less than `grace` ago stays whatever `live` says: a client's upload is stored before
+    /// the message that names it, and a transfer may be writing while this runs. Returns
+    /// the bytes freed.
+    pub fn retain(&self, live: &HashSet<[u8; 32]>, grace: Duration) -> Result<u64, BlobError> {
+        self.remove_except(live, Some(grace))
     }
 
-    fn remove_except(&self, keep: &HashSet<[u8; 32]>) -> Result<u64, BlobError> {
+    fn remove_except(
+        &self,
+        keep: &HashSet<[u8; 32]>,
+        grace: Option<Duration>,
+    ) -> Result<u64, BlobError> {
+        // Written within the grace period (an unreadable time counts as recent).
+        let recent = |path: &Path| {
+            grace.is_some_and(|grace| {
+                fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < grace)
+            })
+        };
         let mut kept_chunks: HashSet<[u8; 32]> = HashSet::new();
         let mut freed = 0;
         for address in self.addresses()? {
-            if keep.contains(&address) {
+            let path = self.list_path(&address);
+            if keep.contains(&address) || recent(&path) {
                 if let Some(list) = self.list(&address)? {
                     kept_chunks.extend(list.hashes);
                 }
             } else {
-                freed += self.delete(&self.list_path(&address))?;
+                freed += self.delete(&path)?;
             }
         }
         let chunks = self.dir.join("chunks");
@@ -456,7 +475,7 @@ impl BlobStore {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(parse_hex32);
-                if !name.is_some_and(|h| kept_chunks.contains(&h)) {
+                if !name.is_some_and(|h| kept_chunks.contains(&h)) && !recent(&path) {
                     freed += self.delete(&path)?;
                 }
             }
@@ -680,7 +699,16 @@ mod tests {
                 store.put_chunk(list, i as u64, c).unwrap();
             }
         }
-        let freed = store.retain(&HashSet::from([a.address()])).unwrap();
+        // Everything was written just now: within an hour's grace nothing goes.
+        assert_eq!(
+            store
+                .retain(&HashSet::new(), Duration::from_secs(3600))
+                .unwrap(),
+            0
+        );
+        let freed = store
+            .retain(&HashSet::from([a.address()]), Duration::ZERO)
+            .unwrap();
         assert_eq!(
             freed,
             b.to_bytes().len() as u64 + b.blob_ref().stored_bytes()

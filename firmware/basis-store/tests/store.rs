@@ -587,7 +587,7 @@ fn a_files_chunks_expire_with_the_message_that_names_them() {
     blobs.put_list(&blob, &list.to_bytes()).unwrap();
     blobs.put_chunk(&list, 0, &chunk).unwrap();
     let live: HashSet<[u8; 32]> = uses.iter().map(|u| u.blob.address).collect();
-    assert_eq!(blobs.retain(&live).unwrap(), 0);
+    assert_eq!(blobs.retain(&live, std::time::Duration::ZERO).unwrap(), 0);
     assert_eq!(blobs.status(&blob.address).unwrap(), BlobStatus::Complete);
 
     // The room's messages expire by age: the file goes with its message.
@@ -608,7 +608,7 @@ fn a_files_chunks_expire_with_the_message_that_names_them() {
         .map(|u| u.blob.address)
         .collect();
     assert!(live.is_empty());
-    assert!(blobs.retain(&live).unwrap() > 0);
+    assert!(blobs.retain(&live, std::time::Duration::ZERO).unwrap() > 0);
     assert_eq!(blobs.status(&blob.address).unwrap(), BlobStatus::Absent);
     assert_eq!(blobs.used_bytes(), 0);
 }

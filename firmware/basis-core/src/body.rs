@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::file::{BlobRef, FileDescriptor};
 use crate::ids::{EventId, UserId};
 
 /// The body of an event, by kind.
@@ -140,7 +141,8 @@ pub struct FileManifest {
     pub media_type: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the (encrypted) file bytes.
+    /// SHA-256 of the (encrypted) file bytes; when a timeline shows an `Attachment` this way,
+    /// its content address.
     pub sha256: [u8; 32],
 }
 
@@ -180,6 +182,39 @@ pub enum MessageBody {
         /// The ciphertext.
         ciphertext: Vec<u8>,
     },
+    /// A file whose chunks are sealed with the key in the descriptor (`docs/PROTOCOL.md` §9).
+    /// In an encrypted room it is only ever the inner body of an `EncryptedAttachment`.
+    Attachment(FileDescriptor),
+    /// A file in an encrypted room: nodes see which chunks it needs (`blob`) and nothing else;
+    /// the ciphertext is a Megolm message whose inner body is the `Attachment` (with the same
+    /// `blob`), like `Encrypted`.
+    EncryptedAttachment {
+        /// The file's chunks, for nodes to fetch, keep and expire with this message.
+        blob: BlobRef,
+        /// The sender's group session.
+        session_id: Vec<u8>,
+        /// The ciphertext of the inner `Attachment`.
+        ciphertext: Vec<u8>,
+    },
+}
+
+impl MessageBody {
+    /// The chunks a node must hold for this message, if it names a file's.
+    pub fn blob(&self) -> Option<&BlobRef> {
+        match self {
+            MessageBody::Attachment(d) => Some(&d.blob),
+            MessageBody::EncryptedAttachment { blob, .. } => Some(blob),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an end-to-end encrypted form (`Encrypted` or `EncryptedAttachment`).
+    pub fn is_encrypted(&self) -> bool {
+        matches!(
+            self,
+            MessageBody::Encrypted { .. } | MessageBody::EncryptedAttachment { .. }
+        )
+    }
 }
 
 /// Receipt kinds.

@@ -10,6 +10,7 @@ pub mod compose;
 pub mod encoding;
 pub mod error;
 pub mod event;
+pub mod file;
 pub mod hlc;
 pub mod ids;
 pub mod keys;
@@ -27,6 +28,7 @@ pub use body::{
 pub use compose::Composer;
 pub use error::EventError;
 pub use event::{Event, EventContent, PROTOCOL_VERSION};
+pub use file::{BlobRef, ChunkList, FileDescriptor, FileError, Preview, safe_file_name};
 pub use hlc::{Clock, Timestamp};
 pub use ids::{EventId, IdParseError, NodeId, RoomId, UserId, profile_room};
 pub use keys::{KeyError, NodeKey, UserKey};

@@ -150,7 +150,8 @@ impl Timeline {
             let id = event.id();
             let c = &event.content;
             let body = match &c.body {
-                Body::Message(MessageBody::Encrypted { .. }) => {
+                Body::Message(MessageBody::Encrypted { .. })
+                | Body::Message(MessageBody::EncryptedAttachment { .. }) => {
                     match by_id.get(&id).and_then(|i| i.decrypted.clone()) {
                         Some(Ok(inner)) => Ok(inner),
                         Some(Err(reason)) => Err(reason),
@@ -216,6 +217,17 @@ impl Timeline {
                 MessageBody::File(file) => {
                     t.push(&mut line_of, id, event, Shown::File { file });
                 }
+                MessageBody::Attachment(d) => {
+                    // Shown as a file line: name, type, size and the content address (the
+                    // key stays with the client's decrypted body).
+                    let file = FileManifest {
+                        name: d.name,
+                        media_type: d.media_type,
+                        size: d.blob.size,
+                        sha256: d.blob.address,
+                    };
+                    t.push(&mut line_of, id, event, Shown::File { file });
+                }
                 MessageBody::Edit { target, text } => {
                     if let Some(line) = t.own_line(&line_of, &target, &c.author)
                         && matches!(line.shown, Shown::Text { .. })
@@ -243,7 +255,7 @@ impl Timeline {
                     }
                 }
                 // An encrypted body inside an encrypted message is refused by the decryptor.
-                MessageBody::Encrypted { .. } => {}
+                MessageBody::Encrypted { .. } | MessageBody::EncryptedAttachment { .. } => {}
             }
         }
         t

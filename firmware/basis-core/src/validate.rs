@@ -169,6 +169,19 @@ fn check_body(event: &Event) -> Result<(), EventError> {
                 return Err(invalid("body.session_id", "empty"));
             }
         }
+        Body::Message(MessageBody::Attachment(file)) => {
+            file.check()
+                .map_err(|e| invalid("body.file", e.to_string()))?;
+        }
+        Body::Message(MessageBody::EncryptedAttachment {
+            blob, session_id, ..
+        }) => {
+            blob.check()
+                .map_err(|e| invalid("body.blob", e.to_string()))?;
+            if session_id.is_empty() {
+                return Err(invalid("body.session_id", "empty"));
+            }
+        }
         Body::Profile(p) => check_len("body.name", &p.name, MAX_NAME_BYTES)?,
         Body::Message(_) | Body::Receipt { .. } => {}
     }

@@ -3,7 +3,10 @@
 use basis_core::body::{Body, History, MembershipAction, MessageBody, ReceiptKind, RoomCreate};
 use basis_core::encoding::decode_event;
 use basis_core::validate::validate;
-use basis_core::{EventContent, EventId, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
+use basis_core::{
+    BlobRef, EventContent, EventId, FileDescriptor, PROTOCOL_VERSION, Preview, RoomId, Timestamp,
+    UserKey,
+};
 use proptest::prelude::*;
 
 fn arb_id() -> impl Strategy<Value = [u8; 32]> {
@@ -30,6 +33,60 @@ fn arb_message() -> impl Strategy<Value = MessageBody> {
                 session_id,
                 ciphertext
             }),
+        (
+            arb_blob(),
+            ".{0,40}",
+            arb_id(),
+            prop::option::of(arb_preview())
+        )
+            .prop_map(|(blob, name, key, preview)| MessageBody::Attachment(
+                FileDescriptor {
+                    blob,
+                    name,
+                    media_type: "image/jpeg".into(),
+                    key,
+                    preview,
+                }
+            )),
+        (
+            arb_blob(),
+            prop::collection::vec(any::<u8>(), 1..16),
+            prop::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(blob, session_id, ciphertext)| {
+                MessageBody::EncryptedAttachment {
+                    blob,
+                    session_id,
+                    ciphertext,
+                }
+            }),
+    ]
+}
+
+/// A file reference the protocol allows (`docs/PROTOCOL.md` §9.3).
+fn arb_blob() -> impl Strategy<Value = BlobRef> {
+    // At most 16 384 chunks: n whole chunks (n < 16 384) and a part of one more.
+    (arb_id(), 1024u32..=512 * 1024, 0u64..16_384, any::<u32>()).prop_map(
+        |(address, chunk_size, n, tail)| BlobRef {
+            address,
+            size: n * u64::from(chunk_size) + u64::from(tail % chunk_size),
+            chunk_size,
+        },
+    )
+}
+
+fn arb_preview() -> impl Strategy<Value = Preview> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Preview::Image {
+            media_type: "image/png".into(),
+            bytes
+        }),
+        (any::<u32>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(duration_ms, levels)| Preview::Waveform {
+                duration_ms,
+                levels
+            }
+        ),
     ]
 }
 
@@ -132,5 +189,69 @@ fn every_bit_flip_of_one_event_fails() {
             validate(&flipped).is_err(),
             "flip of bit {bit} was accepted"
         );
+    }
+}
+
+#[test]
+fn file_messages_naming_an_impossible_layout_are_refused() {
+    let blob = BlobRef {
+        address: [1; 32],
+        size: 10,
+        chunk_size: 100,
+    };
+    let descriptor = FileDescriptor {
+        blob,
+        name: "a".into(),
+        media_type: "b".into(),
+        key: [2; 32],
+        preview: None,
+    };
+    let bodies = [
+        (MessageBody::Attachment(descriptor.clone()), "body.file"),
+        (
+            MessageBody::EncryptedAttachment {
+                blob,
+                session_id: vec![1],
+                ciphertext: vec![],
+            },
+            "body.blob",
+        ),
+        (
+            MessageBody::EncryptedAttachment {
+                blob: BlobRef {
+                    chunk_size: 1024,
+                    ..blob
+                },
+                session_id: vec![],
+                ciphertext: vec![],
+            },
+            "body.session_id",
+        ),
+        (
+            MessageBody::Attachment(FileDescriptor {
+                name: "x".repeat(256),
+                blob: BlobRef {
+                    chunk_size: 1024,
+                    ..blob
+                },
+                ..descriptor
+            }),
+            "body.file",
+        ),
+    ];
+    for (body, field) in bodies {
+        let event = EventContent {
+            version: PROTOCOL_VERSION,
+            room: Some(RoomId([7; 32])),
+            author: key().id(),
+            parents: vec![],
+            time: Timestamp::new(1_700_000_000_000, 0),
+            body: Body::Message(body),
+        }
+        .sign(&key());
+        match validate(&event.to_bytes()) {
+            Err(basis_core::EventError::InvalidField { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
     }
 }

@@ -53,6 +53,9 @@ pub enum DecryptError {
     /// Megolm refused the message (bad signature or MAC, or an index before the key).
     #[error("decryption failed: {0}")]
     Megolm(#[from] DecryptionError),
+    /// An `EncryptedAttachment` whose inner body is not an `Attachment` of the same chunks.
+    #[error("the encrypted file message does not describe the file it names")]
+    AttachmentMismatch,
 }
 
 /// What a client shows for an encrypted message whose session key it does not hold.
@@ -235,6 +238,19 @@ impl RoomKeys {
                 session_id,
                 ciphertext,
             }) => Some(self.decrypt(room, event.content.author, session_id, ciphertext)),
+            Body::Message(MessageBody::EncryptedAttachment {
+                blob,
+                session_id,
+                ciphertext,
+            }) => Some(
+                self.decrypt(room, event.content.author, session_id, ciphertext)
+                    .and_then(|p| match &p.body {
+                        // The inner descriptor must name the chunks the event names in the
+                        // clear, or nodes would keep other chunks than the reader fetches.
+                        MessageBody::Attachment(file) if file.blob == *blob => Ok(p),
+                        _ => Err(DecryptError::AttachmentMismatch),
+                    }),
+            ),
             _ => None,
         }
     }
@@ -242,9 +258,10 @@ impl RoomKeys {
     /// True when `event` of `room` is an encrypted message whose session is not held.
     pub fn lacks_session_for(&self, room: RoomId, event: &Event) -> bool {
         match &event.content.body {
-            Body::Message(MessageBody::Encrypted { session_id, .. }) => {
-                !self.has_session(room, event.content.author, session_id)
-            }
+            Body::Message(
+                MessageBody::Encrypted { session_id, .. }
+                | MessageBody::EncryptedAttachment { session_id, .. },
+            ) => !self.has_session(room, event.content.author, session_id),
             _ => false,
         }
     }

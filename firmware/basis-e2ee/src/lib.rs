@@ -62,10 +62,19 @@
 //! 8-byte MAC truncation does not weaken authenticity here because every Megolm message is
 //! also signed with the session's ed25519 key, which is checked first.
 //!
+//! **Files.** A file is sealed chunk by chunk with a fresh key ([`file`]: ChaCha20-Poly1305,
+//! the chunk's index and a last-chunk flag in the nonce); the chunks are named by their
+//! SHA-256 and listed in a chunk list whose hash is the file's content address
+//! ([`basis_core::file`]), so nodes verify and store chunks without the key. The key, name,
+//! type and preview travel in a `MessageBody::Attachment` inside the Megolm message; the
+//! event is an `EncryptedAttachment` that names only the content address and size in the
+//! clear. `docs/E2EE.md` §13 has the bytes.
+//!
 //! **Randomness.** Keys and nonces drawn by this crate come from the operating system through
 //! `getrandom` and a failure is returned as an error; vodozemac and hpke draw their own
 //! (Megolm ratchets, HPKE ephemeral keys) and panic if the operating system has none.
 
+pub mod file;
 pub mod inbound;
 pub mod keyfile;
 pub mod outbound;
@@ -77,6 +86,9 @@ pub mod state;
 #[cfg(test)]
 mod vectors;
 
+pub use file::{
+    ChunkOpener, ChunkSealer, FileCryptoError, FileKey, SealedFile, open_to_writer, seal_reader,
+};
 pub use inbound::{AbsorbError, DecryptError, RoomKeys};
 pub use keyfile::{KdfParams, KeyFileError};
 pub use outbound::{

@@ -167,13 +167,24 @@ impl OutboundSession {
         Zeroizing::new(self.session.session_key().to_bytes())
     }
 
-    /// Encrypts a message; the result is the body of the message event.
+    /// Encrypts a message; the result is the body of the message event: `EncryptedAttachment`
+    /// (naming the file's chunks in the clear for nodes) for an `Attachment`, `Encrypted` for
+    /// anything else.
     pub fn encrypt(&mut self, plaintext: &Plaintext) -> Result<MessageBody, OutboundError> {
         let bytes = Zeroizing::new(plaintext.to_bytes()?);
         let message = self.session.encrypt(bytes.as_slice());
-        Ok(MessageBody::Encrypted {
-            session_id: self.session_id(),
-            ciphertext: message.to_bytes(),
+        let session_id = self.session_id();
+        let ciphertext = message.to_bytes();
+        Ok(match &plaintext.body {
+            MessageBody::Attachment(file) => MessageBody::EncryptedAttachment {
+                blob: file.blob,
+                session_id,
+                ciphertext,
+            },
+            _ => MessageBody::Encrypted {
+                session_id,
+                ciphertext,
+            },
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Encoding: one version byte ([`PLAINTEXT_VERSION`]), then postcard of `(room: [u8; 32],
 //! sender: [u8; 32], body: MessageBody)`; nothing may follow. The body is never
-//! `MessageBody::Encrypted`.
+//! `MessageBody::Encrypted` nor `MessageBody::EncryptedAttachment`.
 
 use basis_core::{MessageBody, RoomId, UserId};
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ struct Wire {
 impl Plaintext {
     /// The encoded bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, PlaintextError> {
-        if matches!(self.body, MessageBody::Encrypted { .. }) {
+        if self.body.is_encrypted() {
             return Err(PlaintextError::NestedEncrypted);
         }
         let wire = WireRef {
@@ -77,7 +77,7 @@ impl Plaintext {
         if !tail.is_empty() {
             return Err(PlaintextError::Malformed("trailing bytes".into()));
         }
-        if matches!(wire.body, MessageBody::Encrypted { .. }) {
+        if wire.body.is_encrypted() {
             return Err(PlaintextError::NestedEncrypted);
         }
         Ok(Self {

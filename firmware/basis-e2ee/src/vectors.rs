@@ -51,6 +51,40 @@ struct VectorFile {
     messages: Vec<MessageVector>,
     refusals: Vec<Refusal>,
     state_files: Vec<StateVector>,
+    file: FileVector,
+}
+
+/// A small file sealed in chunks (§13), and the message that carries it.
+#[derive(Serialize)]
+struct FileVector {
+    key: String,
+    chunk_size: u32,
+    size: u64,
+    aad_hex: String,
+    plaintext_hex: String,
+    chunks: Vec<FileChunkVector>,
+    list_hex: String,
+    address: String,
+    descriptor_plaintext_hex: String,
+    event_body_hex: String,
+    event_hex: String,
+    event_id: EventId,
+    safe_names: Vec<SafeName>,
+}
+
+#[derive(Serialize)]
+struct FileChunkVector {
+    index: u64,
+    last: bool,
+    nonce: String,
+    ciphertext_hex: String,
+    sha256: String,
+}
+
+#[derive(Serialize)]
+struct SafeName {
+    given: String,
+    safe: String,
 }
 
 #[derive(Serialize)]
@@ -667,6 +701,8 @@ fn generate() -> VectorFile {
         ),
     }];
 
+    let file = file_vector(&alice_fixed, &alice, &mut outbound, room, parent);
+
     VectorFile {
         about: "Test vectors of docs/E2EE.md (§10). Hex is lowercase; ids are hex. \
                 Regenerate: BASIS_REGENERATE_VECTORS=1 cargo test -p basis-e2ee --lib vectors::committed_file"
@@ -682,6 +718,86 @@ fn generate() -> VectorFile {
         messages,
         refusals,
         state_files,
+        file,
+    }
+}
+
+/// The file of the vectors: 2 148 bytes (two full chunks of 1 024 and one of 100) sealed under
+/// a fixed key, described in a plaintext, and sent as alice's Megolm message at index 4.
+fn file_vector(
+    alice_fixed: &Fixed,
+    alice: &UserSecrets,
+    outbound: &mut OutboundSession,
+    room: RoomId,
+    parent: EventId,
+) -> FileVector {
+    use basis_core::{FileDescriptor, Preview, safe_file_name};
+
+    use crate::file::{CHUNK_AAD, ChunkSealer, FileKey, chunk_nonce};
+
+    let key: [u8; 32] = run(0x70);
+    let chunk_size = 1024;
+    let data: Vec<u8> = (0..2148u32).map(|i| (i % 251) as u8).collect();
+    let mut sealer =
+        ChunkSealer::new(FileKey::from_bytes(key), data.len() as u64, chunk_size).unwrap();
+    let mut chunks = Vec::new();
+    let pieces: Vec<&[u8]> = data.chunks(chunk_size as usize).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let (cipher, hash) = sealer.seal_next(piece).unwrap();
+        let last = i + 1 == pieces.len();
+        chunks.push(FileChunkVector {
+            index: i as u64,
+            last,
+            nonce: hex::encode(chunk_nonce(i as u64, last)),
+            ciphertext_hex: hex::encode(&cipher),
+            sha256: hex::encode(hash),
+        });
+    }
+    let list = sealer.finish().unwrap();
+    let descriptor = FileDescriptor {
+        blob: list.blob_ref(),
+        name: "Karte Nord.png".into(),
+        media_type: "image/png".into(),
+        key,
+        preview: Some(Preview::Image {
+            media_type: "image/png".into(),
+            bytes: vec![0x89, 0x50, 0x4e, 0x47],
+        }),
+    };
+    let inner = Plaintext {
+        room,
+        sender: alice.user_id(),
+        body: MessageBody::Attachment(descriptor),
+    };
+    let body = Body::Message(outbound.encrypt(&inner).unwrap());
+    let event = sign(&alice_fixed.signing, room, parent, 120, body.clone());
+    FileVector {
+        key: hex::encode(key),
+        chunk_size,
+        size: data.len() as u64,
+        aad_hex: hex::encode(CHUNK_AAD),
+        plaintext_hex: hex::encode(&data),
+        chunks,
+        list_hex: hex::encode(list.to_bytes()),
+        address: hex::encode(list.address()),
+        descriptor_plaintext_hex: hex::encode(inner.to_bytes().unwrap()),
+        event_body_hex: hex::encode(encode(&body)),
+        event_hex: hex::encode(event.to_bytes()),
+        event_id: event.id(),
+        safe_names: [
+            "Karte Nord.png",
+            "../../etc/passwd",
+            "C:\\Users\\x\\report.pdf",
+            "..",
+            "a\nb\u{7}.txt",
+            "photo\u{202e}gnp.exe",
+        ]
+        .into_iter()
+        .map(|given| SafeName {
+            given: given.into(),
+            safe: safe_file_name(given),
+        })
+        .collect(),
     }
 }
 

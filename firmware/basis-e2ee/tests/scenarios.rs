@@ -446,3 +446,85 @@ proptest! {
         prop_assert!(RoomKeys::new().absorb(ROOM, a.id(), &sh, &b.secrets).is_err());
     }
 }
+
+/// A photo sent to a room end to end: sealed in chunks, its descriptor in an encrypted
+/// message that names only the chunks in the clear; the reader opens it. An author who
+/// names other chunks in the clear than inside is refused.
+#[test]
+fn a_file_travels_end_to_end_and_its_clear_reference_must_match() {
+    use basis_core::{Body, EventContent, PROTOCOL_VERSION, Timestamp};
+    use basis_e2ee::{open_to_writer, seal_reader};
+
+    let mut a = Member::new();
+    let mut b = Member::new();
+    let mut s = OutboundSession::new(T0, ids(&[&a, &b]));
+    let keys = share(&s, a.id(), &[&a, &b]);
+    let a_id = a.id();
+    for m in [&mut a, &mut b] {
+        assert!(m.absorb(a_id, &keys).unwrap());
+    }
+    let photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut chunks = Vec::new();
+    let sealed = seal_reader(&photo[..], photo.len() as u64, 1024, |_, c| {
+        chunks.push(c.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    // No 64-byte run of the photo is in any chunk a node stores.
+    for c in &chunks {
+        assert!(!c.windows(64).any(|w| photo.windows(64).any(|p| p == w)));
+    }
+    let descriptor = sealed.descriptor("photo.jpg".into(), "image/jpeg".into(), None);
+    let inner = Plaintext {
+        room: ROOM,
+        sender: a.id(),
+        body: MessageBody::Attachment(descriptor.clone()),
+    };
+    let body = s.encrypt(&inner).unwrap();
+    let MessageBody::EncryptedAttachment { blob, .. } = &body else {
+        panic!("a file message is an EncryptedAttachment: {body:?}")
+    };
+    assert_eq!(*blob, descriptor.blob);
+    let event = |body: MessageBody| {
+        EventContent {
+            version: PROTOCOL_VERSION,
+            room: Some(ROOM),
+            author: a.id(),
+            parents: vec![],
+            time: Timestamp::new(T0, 0),
+            body: Body::Message(body),
+        }
+        .sign(a.secrets.signing_key())
+    };
+    let read = b
+        .keys
+        .decrypt_event(ROOM, &event(body.clone()))
+        .unwrap()
+        .unwrap();
+    let MessageBody::Attachment(got) = read.body else {
+        panic!("not an attachment")
+    };
+    let mut out = Vec::new();
+    open_to_writer(&got, |i| Ok(chunks[i as usize].clone()), &mut out).unwrap();
+    assert_eq!(out, photo);
+
+    // The same ciphertext under another clear reference is refused.
+    let MessageBody::EncryptedAttachment {
+        mut blob,
+        session_id,
+        ciphertext,
+    } = body
+    else {
+        unreachable!()
+    };
+    blob.address[0] ^= 1;
+    let forged = event(MessageBody::EncryptedAttachment {
+        blob,
+        session_id,
+        ciphertext,
+    });
+    assert!(matches!(
+        b.keys.decrypt_event(ROOM, &forged),
+        Some(Err(DecryptError::AttachmentMismatch))
+    ));
+}

@@ -375,3 +375,67 @@ fn state_files_open_with_the_state_key() {
         assert!(open_state(owner.state_key(), b"basis/other/v1", &sealed).is_err());
     }
 }
+
+#[test]
+fn the_file_opens_chunk_by_chunk_and_its_message_decrypts_to_its_descriptor() {
+    use basis_core::{ChunkList, safe_file_name};
+    use basis_e2ee::file::{CHUNK_AAD, chunk_nonce};
+    use basis_e2ee::{ChunkOpener, open_to_writer};
+
+    let file = committed();
+    let f = &file["file"];
+    assert_eq!(hex_of(CHUNK_AAD), s(&f["aad_hex"]));
+    let chunk_list = ChunkList::from_bytes(&bytes(&f["list_hex"])).expect("the list reads");
+    assert_eq!(hex_of(&chunk_list.address()), s(&f["address"]));
+    assert_eq!(u64::from(chunk_list.chunk_size), number(&f["chunk_size"]));
+    assert_eq!(chunk_list.size, number(&f["size"]));
+    let chunks: Vec<Vec<u8>> = list(&f["chunks"])
+        .iter()
+        .map(|c| bytes(&c["ciphertext_hex"]))
+        .collect();
+    for (i, c) in list(&f["chunks"]).iter().enumerate() {
+        let index = i as u64;
+        assert_eq!(number(&c["index"]), index);
+        let last = c["last"].as_bool().expect("a bool");
+        assert_eq!(hex_of(&chunk_nonce(index, last)), s(&c["nonce"]));
+        assert_eq!(hex_of(&chunk_list.hashes[i]), s(&c["sha256"]));
+        chunk_list
+            .verify_chunk(index, &chunks[i])
+            .expect("the chunk verifies");
+    }
+
+    // bob reads the message that carries the file, and opens the file with its descriptor.
+    let the_room = room(&file["room"]);
+    let share = event(&file["key_share"]["event_hex"]);
+    let bob = secrets(&file, "bob");
+    let mut keys = RoomKeys::new();
+    assert!(keys.absorb_event(the_room, &share, &bob).expect("absorbs"));
+    let ev = event(&f["event_hex"]);
+    assert_eq!(ev.id().to_string(), s(&f["event_id"]));
+    let Body::Message(MessageBody::EncryptedAttachment { blob, .. }) = &ev.content.body else {
+        panic!("not an encrypted attachment")
+    };
+    assert_eq!(hex_of(&blob.address), s(&f["address"]));
+    let plaintext = keys
+        .decrypt_event(the_room, &ev)
+        .expect("an encrypted message")
+        .expect("bob reads it");
+    assert_eq!(
+        plaintext.to_bytes().unwrap(),
+        bytes(&f["descriptor_plaintext_hex"])
+    );
+    let MessageBody::Attachment(descriptor) = plaintext.body else {
+        panic!("the inner body is not an attachment")
+    };
+    assert_eq!(hex_of(&descriptor.key), s(&f["key"]));
+    let mut out = Vec::new();
+    open_to_writer(&descriptor, |i| Ok(chunks[i as usize].clone()), &mut out).expect("opens");
+    assert_eq!(out, bytes(&f["plaintext_hex"]));
+    // Chunk 0 in chunk 1's place does not open.
+    let opener = ChunkOpener::new(&descriptor).unwrap();
+    assert!(opener.open(1, &chunks[0]).is_err());
+
+    for n in list(&f["safe_names"]) {
+        assert_eq!(safe_file_name(s(&n["given"])), s(&n["safe"]));
+    }
+}

@@ -3,8 +3,8 @@
 //! immutable, a channel, or behind the registry's own lock.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use basis_core::{EventId, NodeId, RoomId};
 use basis_proto::{LinkConfig, Notice};
@@ -53,6 +53,9 @@ pub(crate) struct Context {
     /// Most bytes per second read from one LAN peer.
     pub peer_rate: u64,
     pub registry: Registry,
+    /// The node's files on the federation, once the node attached its blob store
+    /// ([`crate::Federation::attach_files`]); without it a link answers every want `Lacks`.
+    pub files: OnceLock<Arc<crate::files::Files>>,
     dial_tx: mpsc::UnboundedSender<Dial>,
     /// Dials made by this process, numbered for the duplicate-link rule.
     dials: AtomicU64,
@@ -84,6 +87,7 @@ impl Context {
             tasks,
             peer_rate,
             registry,
+            files: OnceLock::new(),
             dial_tx,
             dials: AtomicU64::new(0),
         };

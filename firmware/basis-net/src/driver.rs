@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use basis_core::{EventId, NodeId, RoomId};
 use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::bridge_link::{HeldEvent, Now};
-use basis_proto::frame::Frame;
-use basis_proto::limits::MAX_FRAME;
+use basis_proto::frame::{FileFrame, Frame};
+use basis_proto::limits::{MAX_FRAME, MAX_RANGES};
 use basis_proto::link::{Action, Link, event_frames};
 use basis_proto::recon::Items;
 use basis_proto::{BridgeLink, BridgeStore, CloseCode, ItemSource, LinkConfig, LinkFacts, Role};
@@ -122,21 +122,22 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Writes frames to the stream: small control frames first, bulk event frames when idle.
+/// Writes frames to the stream: small control frames first, bulk event frames when idle, and
+/// file data (a list or a chunk, one at a time) only when neither waits: files never delay
+/// messages (`basis_proto::outbox` states the rule).
 async fn writer(
     send: SendStream,
     mut control: mpsc::UnboundedReceiver<Vec<u8>>,
     mut bulk: mpsc::Receiver<Vec<u8>>,
+    mut files: mpsc::Receiver<Vec<u8>>,
 ) {
     let mut sink = FramedWrite::new(send, codec());
     loop {
         let next = tokio::select! {
             biased;
             frame = control.recv() => frame,
-            frame = bulk.recv() => match frame {
-                Some(f) => Some(f),
-                None => control.recv().await,
-            },
+            Some(frame) = bulk.recv() => Some(frame),
+            Some(frame) = files.recv() => Some(frame),
         };
         let Some(frame) = next else { break };
         if sink.send(Bytes::from(frame)).await.is_err() {
@@ -234,6 +235,13 @@ struct Lan {
     changes: watch::Receiver<u64>,
     next_share: Instant,
     bulk: mpsc::Sender<Vec<u8>>,
+    /// The writer's file queue, until the link is admitted and its serving task takes it.
+    files_out: Option<mpsc::Sender<Vec<u8>>>,
+    /// The serving task's queue of the peer's wants, once files are carried on this link.
+    wants: Option<mpsc::UnboundedSender<crate::files::Want>>,
+    /// The control queue this link gave the node's fetches (dropped when the link ends, so
+    /// the writer can finish).
+    files_control: Option<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 /// An upstream link: the bridge's state machine and what it reads and writes.
@@ -485,6 +493,7 @@ impl Session {
                 Action::Close(reason) => io.close(reason),
                 // The bridge consumes these; a LAN link never reconciles by scope.
                 Action::Differences { .. } | Action::Delivered(_) => {}
+                Action::File(f) => self.on_file(io, f),
             }
         }
     }
@@ -509,6 +518,7 @@ impl Session {
                 );
                 io.ctx.writer.remember_peer(peer.0, io.remote.to_string());
                 io.ctx.registry.admitted(peer, name, io.remote);
+                lan.carry_files(io);
             }
             Session::Upstream(up) => {
                 log::info!("bridged with upstream node {} ({name})", peer.short());
@@ -537,6 +547,56 @@ impl Session {
         }
     }
 
+    /// A file frame from the peer: a want for this link's serving task, anything else for
+    /// the node's fetches. Upstream links carry no files yet (`docs/BRIDGE.md` orders them
+    /// after messages; the bridge does not send them).
+    fn on_file(&mut self, io: &mut Io<'_>, frame: FileFrame) {
+        let Session::Lan(lan) = self else {
+            return;
+        };
+        match frame {
+            FileFrame::Want {
+                address,
+                list,
+                ranges,
+            } => {
+                if ranges.len() > MAX_RANGES {
+                    let reason = format!("a file want of {} ranges", ranges.len());
+                    io.send(&Frame::Bye(reason.clone()));
+                    self.penalize(io, basis_proto::link::PENALTY_VIOLATION, reason.clone());
+                    io.close(reason);
+                    return;
+                }
+                let want = crate::files::Want {
+                    address,
+                    list,
+                    ranges,
+                };
+                match &lan.wants {
+                    Some(wants) => {
+                        let _ = wants.send(want);
+                    }
+                    // This node carries no files: the peer asks elsewhere.
+                    None => io.send(&Frame::File(FileFrame::Lacks {
+                        address: want.address,
+                        list: want.list,
+                        ranges: want.ranges,
+                    })),
+                }
+            }
+            other => {
+                let Some(files) = io.ctx.files.get() else {
+                    return;
+                };
+                let peer = io.peer;
+                let penalties = tokio::task::block_in_place(|| files.on_frame(peer, &other));
+                for p in penalties {
+                    self.penalize(io, p.points, p.reason);
+                }
+            }
+        }
+    }
+
     /// Counters for the peer table or the bridge's status.
     fn note_stats(&self, io: &Io<'_>) {
         match self {
@@ -547,6 +607,32 @@ impl Session {
 }
 
 impl Lan {
+    /// Starts carrying files on this admitted link, once the node attached its files (which
+    /// may come after the link opened: then at the link's next turn).
+    fn carry_files(&mut self, io: &Io<'_>) {
+        if !io.admitted || io.end.is_some() || self.duplicate || self.files_out.is_none() {
+            return;
+        }
+        let Some(files) = io.ctx.files.get() else {
+            return;
+        };
+        let Some(out) = self.files_out.take() else {
+            return;
+        };
+        let (wants_tx, wants_rx) = mpsc::unbounded_channel();
+        self.wants = Some(wants_tx);
+        io.ctx.tasks.spawn(crate::files::serve(
+            files.clone(),
+            wants_rx,
+            io.control.clone(),
+            out,
+        ));
+        let control = io.control.clone();
+        self.files_control = Some(control.clone());
+        let peer = io.peer;
+        tokio::task::block_in_place(|| files.link_up(peer, control));
+    }
+
     /// The peer-exchange frame, now.
     fn share(&mut self, io: &Io<'_>) -> Vec<Action> {
         self.changes.mark_unchanged();
@@ -620,25 +706,34 @@ async fn drive(
         };
         session.apply(io, actions).await;
         session.note_stats(io);
+        if let Session::Lan(lan) = session {
+            lan.carry_files(io);
+        }
     }
     io.end.take().unwrap_or(End::Stopped)
 }
 
-/// The queue to a new writer task on `send`, the task, and the bulk queue (LAN streaming).
-fn spawn_writer(
-    send: SendStream,
-) -> (
-    mpsc::UnboundedSender<Vec<u8>>,
-    mpsc::Sender<Vec<u8>>,
-    tokio::task::JoinHandle<()>,
-) {
+/// The queues of a new writer task on `send`.
+struct Queues {
+    control: mpsc::UnboundedSender<Vec<u8>>,
+    /// Streamed events (LAN backfill).
+    bulk: mpsc::Sender<Vec<u8>>,
+    /// File data: room for one frame, so a link reads a chunk from the store only when the
+    /// writer is about to take it.
+    files: mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_writer(send: SendStream) -> Queues {
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (bulk_tx, bulk_rx) = mpsc::channel(8);
-    (
-        control_tx,
-        bulk_tx,
-        tokio::spawn(writer(send, control_rx, bulk_rx)),
-    )
+    let (files_tx, files_rx) = mpsc::channel(1);
+    Queues {
+        control: control_tx,
+        bulk: bulk_tx,
+        files: files_tx,
+        task: tokio::spawn(writer(send, control_rx, bulk_rx, files_rx)),
+    }
 }
 
 /// The exporter value of the connection's TLS session, for the admission proof.
@@ -666,7 +761,12 @@ pub(crate) async fn run_lan(
         config.dial = ctx.next_dial();
     }
     let (link, first) = Link::new(config, role, peer, exporter);
-    let (control, bulk, writer_task) = spawn_writer(send);
+    let Queues {
+        control,
+        bulk,
+        files: files_out,
+        task: writer_task,
+    } = spawn_writer(send);
     let (sent_tx, sent_rx) = mpsc::unbounded_channel();
     let mut session = Session::Lan(Box::new(Lan {
         link,
@@ -680,6 +780,9 @@ pub(crate) async fn run_lan(
         changes: ctx.registry.changes(),
         next_share: Instant::now(),
         bulk,
+        files_out: Some(files_out),
+        wants: None,
+        files_control: None,
     }));
     let mut io = Io {
         ctx: &ctx,
@@ -693,9 +796,14 @@ pub(crate) async fn run_lan(
     };
     let end = drive(&mut io, &mut session, first, recv).await;
     drop(io);
-    let Session::Lan(lan) = session else {
+    let Session::Lan(mut lan) = session else {
         return;
     };
+    if let Some(files) = ctx.files.get()
+        && let Some(control) = lan.files_control.take()
+    {
+        tokio::task::block_in_place(|| files.link_down(&peer, &control));
+    }
     let stopping = matches!(end, End::Stopped) || ctx.stop.is_cancelled();
     let reason = match end {
         End::Stopped => "this node is shutting down".to_string(),
@@ -749,7 +857,11 @@ pub(crate) async fn run_upstream(
     let (machine, first) = BridgeLink::new(config, id, exporter, bridge.reconcile_every());
     // Every frame goes in order on one queue: the upload frames' numbers must match the order
     // the upstream node receives them in, and the machine bounds what is in flight.
-    let (control, _bulk, writer_task) = spawn_writer(send);
+    let Queues {
+        control,
+        task: writer_task,
+        ..
+    } = spawn_writer(send);
     let mut session = Session::Upstream(Box::new(Upstream {
         bridge: bridge.clone(),
         machine,

@@ -197,6 +197,48 @@ impl Federation {
         self.ctx.registry.tag()
     }
 
+    /// Carries files (`docs/FEDERATION.md`, "Files"): chunks are served from and fetched
+    /// into `blobs`; `policy` says per room whether a file is fetched as soon as its message
+    /// is stored ([`basis_proto::FilePolicy::Eager`]) or only by [`Federation::fetch_file`].
+    /// Files the stored messages name are fetched at once where the policy says so (and a
+    /// partly held file always), so a transfer a restart cut goes on. Links opened before
+    /// the call carry files from their next turn on; a second call is ignored.
+    pub fn attach_files(
+        &self,
+        blobs: Arc<basis_store::BlobStore>,
+        policy: Box<crate::files::PolicyFn>,
+    ) {
+        let files = Arc::new(crate::files::Files::new(blobs, policy));
+        if self.ctx.files.set(files.clone()).is_err() {
+            return;
+        }
+        let events = self.ctx.events.subscribe();
+        let stop = self.ctx.stop.clone();
+        let readers = self.ctx.readers.clone();
+        self.ctx
+            .tasks
+            .spawn(crate::files::run(files, readers, events, stop));
+    }
+
+    /// Fetches the file `blob` names from the linked peers (a client asked for it), going on
+    /// from what is stored. Does nothing before [`Federation::attach_files`].
+    pub fn fetch_file(&self, blob: basis_core::BlobRef) -> Result<(), basis_store::BlobError> {
+        match self.ctx.files.get() {
+            Some(files) => files.fetch(blob),
+            None => Ok(()),
+        }
+    }
+
+    /// Where this node's fetch of the file at `address` stands and how many of its chunks it
+    /// holds, while one runs (`None` otherwise: `BlobStore::status` then says whether the
+    /// file is here, partly here, or not yet on this node).
+    pub fn file_progress(
+        &self,
+        address: &[u8; 32],
+    ) -> Option<(basis_proto::FetchState, (u64, u64))> {
+        self.ctx.files.get()?.progress(address)
+    }
+
     /// Offers an event of `room` this node just stored (from a client) to every link.
     pub fn announce(&self, id: EventId, room: RoomId, bytes: &[u8]) {
         let _ = self.ctx.events.send(Arc::new(NewEvent {

@@ -593,7 +593,11 @@ impl BridgeLink {
                 | Action::SendEvents(_)
                 | Action::Learned(_)
                 | Action::Notice(_) => {}
-                other @ (Action::Send(_) | Action::Penalize { .. } | Action::Close(_)) => {
+                // File frames go to the driver, which decides what files cross (after messages).
+                other @ (Action::Send(_)
+                | Action::Penalize { .. }
+                | Action::Close(_)
+                | Action::File(_)) => {
                     out.push(other);
                 }
             }

@@ -97,6 +97,114 @@ pub enum Frame {
     /// (counting from 1). Sent only to a peer that sent a `Scope` (an upstream bridge), which
     /// counts an event as crossed, charges its budget and advances its sync mark by it.
     Stored(u64),
+    /// File transfer (protocol version 4): what chunks a node holds, asks for and sends.
+    File(FileFrame),
+}
+
+/// Chunks `start..end` (half-open, 0-based) of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkRange {
+    /// First chunk.
+    pub start: u64,
+    /// One past the last chunk.
+    pub end: u64,
+}
+
+impl ChunkRange {
+    /// The indices of the range (none when `end <= start`).
+    pub fn indices(&self) -> std::ops::Range<u64> {
+        self.start..self.end.max(self.start)
+    }
+
+    /// Number of chunks in the range.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the range holds no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sorted indices gathered into the fewest ranges.
+    pub fn from_indices(indices: impl IntoIterator<Item = u64>) -> Vec<ChunkRange> {
+        let mut out: Vec<ChunkRange> = Vec::new();
+        for i in indices {
+            match out.last_mut() {
+                Some(r) if r.end == i => r.end = i + 1,
+                _ => out.push(ChunkRange {
+                    start: i,
+                    end: i + 1,
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// Which chunks of one file a node holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHave {
+    /// The file's content address.
+    pub address: [u8; 32],
+    /// The chunks held (the list is held whenever any chunk is).
+    pub ranges: Vec<ChunkRange>,
+}
+
+/// A file-transfer message (`docs/FEDERATION.md`, "Files"). Variant order is wire format:
+/// append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileFrame {
+    /// The sender holds these chunks (an announcement; a node sends it when a file becomes
+    /// complete or a peer asks for one it lacks). At most [`crate::limits::MAX_FILES_PER_HAVE`]
+    /// files.
+    Have(Vec<FileHave>),
+    /// Asks for a file's chunk list (when `list`) and these chunks. At most
+    /// [`crate::limits::MAX_RANGES`] ranges.
+    Want {
+        /// The file's content address.
+        address: [u8; 32],
+        /// Send the chunk list too.
+        list: bool,
+        /// The chunks wanted.
+        ranges: Vec<ChunkRange>,
+    },
+    /// A file's chunk list (`docs/PROTOCOL.md` §9.2), answering a `Want`.
+    List {
+        /// The file's content address.
+        address: [u8; 32],
+        /// The encoded list.
+        bytes: Vec<u8>,
+    },
+    /// One ciphertext chunk, answering a `Want`.
+    Chunk {
+        /// The file's content address.
+        address: [u8; 32],
+        /// Its index in the file.
+        index: u64,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// The sender cannot send these (it does not hold them, or too much is asked at once):
+    /// ask another peer, or later. `list` true: it does not hold the list either.
+    Lacks {
+        /// The file's content address.
+        address: [u8; 32],
+        /// The list was asked for and is not held.
+        list: bool,
+        /// The chunks it cannot send.
+        ranges: Vec<ChunkRange>,
+    },
+}
+
+/// Which queue a frame waits in on a link (see [`crate::outbox`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Everything but file data: hello, reconciliation, events, notices, and the small
+    /// file control frames (`Have`, `Want`, `Lacks`). Always sent first.
+    Message,
+    /// File data (`List`, `Chunk`): sent only when no message frame waits.
+    File,
 }
 
 /// Why bytes are not a frame.
@@ -148,6 +256,19 @@ impl Frame {
             Frame::Subscribe(_) => "subscribe",
             Frame::Scope(_) => "scope",
             Frame::Stored(_) => "stored",
+            Frame::File(FileFrame::Have(_)) => "file-have",
+            Frame::File(FileFrame::Want { .. }) => "file-want",
+            Frame::File(FileFrame::List { .. }) => "file-list",
+            Frame::File(FileFrame::Chunk { .. }) => "file-chunk",
+            Frame::File(FileFrame::Lacks { .. }) => "file-lacks",
+        }
+    }
+
+    /// The queue this frame waits in on a link: file data behind everything else.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Frame::File(FileFrame::List { .. } | FileFrame::Chunk { .. }) => Priority::File,
+            _ => Priority::Message,
         }
     }
 }
@@ -247,6 +368,63 @@ mod tests {
         assert!(batch.fits(50));
         batch.push(vec![0; 50]);
         assert!(!batch.fits(1));
+    }
+
+    #[test]
+    fn file_frames_round_trip_and_only_file_data_waits() {
+        let frames = [
+            Frame::File(FileFrame::Have(vec![FileHave {
+                address: [1; 32],
+                ranges: vec![ChunkRange { start: 0, end: 4 }],
+            }])),
+            Frame::File(FileFrame::Want {
+                address: [1; 32],
+                list: true,
+                ranges: vec![ChunkRange { start: 2, end: 3 }],
+            }),
+            Frame::File(FileFrame::List {
+                address: [1; 32],
+                bytes: vec![1, 2],
+            }),
+            Frame::File(FileFrame::Chunk {
+                address: [1; 32],
+                index: 7,
+                bytes: vec![9; 300],
+            }),
+            Frame::File(FileFrame::Lacks {
+                address: [1; 32],
+                list: false,
+                ranges: vec![],
+            }),
+        ];
+        for f in &frames {
+            assert_eq!(Frame::decode(&f.encode()).unwrap(), *f);
+        }
+        let file_data: Vec<bool> = frames
+            .iter()
+            .map(|f| f.priority() == Priority::File)
+            .collect();
+        assert_eq!(file_data, [false, false, true, true, false]);
+        assert_eq!(Frame::WantEnd.priority(), Priority::Message);
+        // A chunk frame costs its bytes plus a few of framing: tag 12, file tag, address,
+        // index and length varints.
+        let chunk = &frames[3];
+        assert_eq!(chunk.encode().len(), 1 + 1 + 32 + 1 + 2 + 300);
+    }
+
+    #[test]
+    fn ranges_gather_indices() {
+        let r = ChunkRange::from_indices([0, 1, 2, 5, 7, 8]);
+        assert_eq!(
+            r,
+            vec![
+                ChunkRange { start: 0, end: 3 },
+                ChunkRange { start: 5, end: 6 },
+                ChunkRange { start: 7, end: 9 }
+            ]
+        );
+        assert_eq!(r.iter().map(ChunkRange::len).sum::<u64>(), 6);
+        assert!(ChunkRange { start: 5, end: 2 }.indices().next().is_none());
     }
 
     proptest! {

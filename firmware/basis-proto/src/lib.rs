@@ -30,28 +30,48 @@
 //!    [`Link::refused`] and [`Link::was_admitted`] call for.
 //!
 //! The link never blocks and never reads a clock: every method that needs the time takes it.
+//!
+//! # Files
+//!
+//! File chunks travel in [`frame::FileFrame`]s, which a link hands to its driver as
+//! [`Action::File`]. A [`transfer::Fetch`] per file being fetched asks peers for chunks and
+//! checks each against the file's content address; an [`outbox::Outbox`] per link answers
+//! peers' wants and orders what goes out, messages before file data (the priority rule is
+//! in [`outbox`]). [`FilePolicy`] says whether a room's files are fetched when their message
+//! arrives or only when a client asks.
 
 pub mod admission;
 pub mod bridge;
 pub mod bridge_link;
 pub mod close;
 pub mod duplicate;
+pub mod file_policy;
 pub mod frame;
 pub mod limits;
 pub mod link;
+pub mod outbox;
 pub mod recon;
 pub mod reputation;
+pub mod transfer;
 
 pub use admission::{FederationKey, Proof, Role};
 pub use bridge_link::{BridgeLink, BridgeRooms, BridgeStore};
 pub use close::CloseCode;
 pub use duplicate::{Keep, LinkEnd, LinkFacts};
-pub use frame::{Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence};
+pub use file_policy::FilePolicy;
+pub use frame::{
+    ChunkRange, FileFrame, FileHave, Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence,
+    Priority,
+};
 pub use link::{Action, ItemSource, Link, LinkConfig};
+pub use outbox::{Next, Outbox};
 pub use reputation::Reputation;
+pub use transfer::{BadData, Fetch, FetchAction, FetchState, PauseReason};
 
 /// ALPN protocol id of Basis federation links.
 pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
-/// Version 3 added the `Stored` frame; a node never links with a node of another version.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 3 added the `Stored` frame; version 4 the `File` frames (a version 3 node would
+/// refuse them as malformed and count that against the sender, so the versions must not
+/// link). A node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 4;

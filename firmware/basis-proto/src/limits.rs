@@ -28,3 +28,10 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 pub const NOTICES_PER_SEC: u32 = 50;
 /// Most rooms named in one `Subscribe` or `Scope` frame.
 pub const MAX_SCOPE_ROOMS: usize = 1024;
+/// Most files named in one `FileFrame::Have`.
+pub const MAX_FILES_PER_HAVE: usize = 256;
+/// Most ranges in one `FileFrame::Want`, `Have` entry or `Lacks`.
+pub const MAX_RANGES: usize = 1024;
+/// Most chunks a peer may have asked for and not yet received on one link; more are
+/// answered with `Lacks` (about 64 MiB of 256 KiB chunks, and only their indices are queued).
+pub const MAX_QUEUED_CHUNKS: usize = 256;

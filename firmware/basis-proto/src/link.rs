@@ -8,7 +8,7 @@ use basis_core::{EventId, NodeId, RoomId};
 
 use crate::PROTOCOL_VERSION;
 use crate::admission::{FederationKey, Role};
-use crate::frame::{EventsBatch, Frame, Notice, PeerInfo};
+use crate::frame::{EventsBatch, FileFrame, Frame, Notice, PeerInfo};
 use crate::limits::{
     EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS, MAX_WANTED,
     NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
@@ -112,6 +112,9 @@ pub enum Action {
     /// The peer has stored the events of the `n`-th `Events` frame this node sent on the link
     /// (counting from 1); only a link that sent a `Scope` hears this.
     Delivered(u64),
+    /// A file-transfer frame from the peer: for the fetch of its file, or (a `Want`) for this
+    /// link's [`crate::Outbox`]. See [`crate::transfer`].
+    File(FileFrame),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +437,7 @@ impl Link {
             }
             (State::Open, Frame::Events(events)) => self.on_events(events, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
+            (State::Open, Frame::File(file)) => out.push(Action::File(file)),
             (State::Open, Frame::Notice(notice)) => {
                 if self.notice_allowed(now) {
                     out.push(Action::Notice(notice));

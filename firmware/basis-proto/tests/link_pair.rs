@@ -3,6 +3,8 @@
 
 #[path = "link_pair/bridge.rs"]
 mod bridge;
+#[path = "link_pair/files.rs"]
+mod files;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -159,7 +161,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::Close(reason) => s.closed = Some(reason),
             Action::Notice(n) => s.notices.push(n),
             Action::Differences { have, need, .. } => s.differences.push((have, need)),
-            Action::Delivered(_) => {}
+            Action::Delivered(_) | Action::File(_) => {}
         }
     }
 }

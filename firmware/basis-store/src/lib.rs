@@ -4,7 +4,11 @@
 //! per transaction); callers are answered only after the commit reached the disk, so an
 //! acknowledged event survives `kill -9` and power loss. Readers use their own connections.
 //! See `docs/ARCHITECTURE.md` for where this sits in the node.
+//!
+//! File chunks live beside the database in a [`BlobStore`] ([`blobs`]): files named by their
+//! hash, written through a fsynced temporary file and a rename, with their own quota.
 
+pub mod blobs;
 mod check;
 mod error;
 mod expiry;
@@ -14,11 +18,12 @@ mod readers;
 mod schema;
 mod writer;
 
+pub use blobs::{BlobError, BlobStatus, BlobStore, Put};
 pub use check::{CheckReport, RoomListing, check, list_rooms};
 pub use error::StoreError;
 pub use expiry::{ExpiryPolicy, ExpiryReport};
 pub use open::{Store, StoreOptions};
-pub use query::{Cursor, HistoryPage, RoomSummary, StoredEvent};
+pub use query::{BlobUse, Cursor, HistoryPage, RoomSummary, StoredEvent};
 pub use readers::Readers;
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Inserted, StoreStats, WriterHandle};

@@ -25,6 +25,17 @@ pub struct StoredEvent {
     pub raw: Vec<u8>,
 }
 
+/// A file named by a stored message ([`Readers::blob_refs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobUse {
+    /// The message's room.
+    pub room: RoomId,
+    /// The message.
+    pub event: EventId,
+    /// The file it names.
+    pub blob: basis_core::BlobRef,
+}
+
 /// A position in a room's history: page before it with [`Readers::history`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
@@ -381,6 +392,37 @@ impl Readers {
                 None => stmt.query_map([], raw)?.collect::<Result<_, _>>()?,
             };
             Ok(rows)
+        })
+    }
+
+    /// The files named by message events still held (`Attachment`, `EncryptedAttachment`):
+    /// room, the message's id and the file's reference, in arrival order. What the blob store
+    /// keeps ([`crate::BlobStore::retain`]) and an eager room replicates. Scans the message
+    /// events, so the node calls it once per expiry run, not per request.
+    pub fn blob_refs(&self) -> Result<Vec<BlobUse>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT raw FROM events WHERE kind = 4 ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let raw: Vec<u8> = row.get(0)?;
+                // Stored events were validated; one that no longer decodes is skipped.
+                let Ok(event) = basis_core::encoding::decode_event(&raw) else {
+                    continue;
+                };
+                if let (basis_core::Body::Message(m), Some(room)) =
+                    (&event.content.body, event.content.room)
+                    && let Some(blob) = m.blob()
+                {
+                    out.push(BlobUse {
+                        room,
+                        event: event.id(),
+                        blob: *blob,
+                    });
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -541,3 +541,74 @@ fn rooms_are_listed_with_their_current_name_counts_and_newest_event() {
     let missing = basis_store::list_rooms(&dir.path().join("nothing.db"));
     assert!(missing.is_err());
 }
+
+#[test]
+fn a_files_chunks_expire_with_the_message_that_names_them() {
+    use basis_core::{BlobRef, ChunkList, FileDescriptor};
+    use basis_store::{BlobStatus, BlobStore};
+    use std::collections::HashSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    // A one-chunk file of 10 bytes (the store never opens chunks: any 26 bytes will do).
+    let chunk = vec![7u8; 26];
+    let list = ChunkList {
+        chunk_size: 1024,
+        size: 10,
+        hashes: vec![basis_core::file::chunk_hash(&chunk)],
+    };
+    let blob: BlobRef = list.blob_ref();
+    let file = event(
+        rid,
+        T0 + 1,
+        Body::Message(MessageBody::Attachment(FileDescriptor {
+            blob,
+            name: "a.txt".into(),
+            media_type: "text/plain".into(),
+            key: [1; 32],
+            preview: None,
+        })),
+    );
+    let file_id = file.id();
+    store
+        .writer()
+        .insert_blocking(vec![room, file, text(rid, T0 + 2, "hi")])
+        .unwrap();
+    let uses = store.readers().blob_refs().unwrap();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(
+        (uses[0].room, uses[0].event, uses[0].blob),
+        (rid, file_id, blob)
+    );
+
+    let (blobs, _) = BlobStore::open(&dir.path().join("blobs"), None).unwrap();
+    blobs.put_list(&blob, &list.to_bytes()).unwrap();
+    blobs.put_chunk(&list, 0, &chunk).unwrap();
+    let live: HashSet<[u8; 32]> = uses.iter().map(|u| u.blob.address).collect();
+    assert_eq!(blobs.retain(&live, std::time::Duration::ZERO).unwrap(), 0);
+    assert_eq!(blobs.status(&blob.address).unwrap(), BlobStatus::Complete);
+
+    // The room's messages expire by age: the file goes with its message.
+    store
+        .writer()
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(T0 + 10 * DAY_MS, 0),
+            wall_millis: wall_now() + 10 * DAY_MS,
+            default_max_age_ms: Some(DAY_MS),
+            quota_bytes: None,
+        })
+        .unwrap();
+    let live: HashSet<[u8; 32]> = store
+        .readers()
+        .blob_refs()
+        .unwrap()
+        .iter()
+        .map(|u| u.blob.address)
+        .collect();
+    assert!(live.is_empty());
+    assert!(blobs.retain(&live, std::time::Duration::ZERO).unwrap() > 0);
+    assert_eq!(blobs.status(&blob.address).unwrap(), BlobStatus::Absent);
+    assert_eq!(blobs.used_bytes(), 0);
+}

@@ -65,7 +65,7 @@ impl Draft {
     /// Whether the draft is already encrypted (made by [`crate::RoomCrypto::encrypt`]).
     #[wasm_bindgen(getter)]
     pub fn encrypted(&self) -> bool {
-        matches!(self.body, MessageBody::Encrypted { .. })
+        self.body.is_encrypted()
     }
 
     /// The draft as JSON text (see [`validate_event`] for the shape of message bodies).
@@ -175,6 +175,26 @@ pub(crate) fn message_json(m: &MessageBody) -> Value {
             ciphertext,
         } => json!({
             "type": "encrypted",
+            "session_id": hex::encode(session_id),
+            "ciphertext_bytes": ciphertext.len(),
+        }),
+        MessageBody::Attachment(f) => json!({
+            "type": "attachment",
+            "name": f.name,
+            "safe_name": basis_core::safe_file_name(&f.name),
+            "media_type": f.media_type,
+            "size": f.blob.size.to_string(),
+            "address": hex::encode(f.blob.address),
+            "chunk_size": f.blob.chunk_size,
+        }),
+        MessageBody::EncryptedAttachment {
+            blob,
+            session_id,
+            ciphertext,
+        } => json!({
+            "type": "encrypted_attachment",
+            "size": blob.size.to_string(),
+            "address": hex::encode(blob.address),
             "session_id": hex::encode(session_id),
             "ciphertext_bytes": ciphertext.len(),
         }),

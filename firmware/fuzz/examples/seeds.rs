@@ -17,10 +17,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use basis_core::EventId;
+use basis_core::{ChunkList, EventId};
 use basis_fuzz::chunks::{self, RAW, RECON};
 use basis_fuzz::{EXPORTER, LOCAL, PEER, PEER_TO, all_events, config, local_items, peer_items};
-use basis_proto::frame::{Frame, Notice, NoticeKind, PeerInfo, Presence};
+use basis_proto::frame::{
+    ChunkRange, FileFrame, FileHave, Frame, Notice, NoticeKind, PeerInfo, Presence,
+};
 use basis_proto::link::event_frames;
 use basis_proto::recon::{Initiator, Responder, Step};
 use basis_proto::{Action, ItemSource, Link, Role};
@@ -98,6 +100,49 @@ fn frame_seeds() -> Seeds {
                 user: all_events()[0].event().content.author,
                 room: None,
                 kind: NoticeKind::Presence(Presence::Away),
+            }),
+        ),
+        (
+            "file-have",
+            Frame::File(FileFrame::Have(vec![FileHave {
+                address: [3; 32],
+                ranges: vec![ChunkRange { start: 0, end: 3 }],
+            }])),
+        ),
+        (
+            "file-want",
+            Frame::File(FileFrame::Want {
+                address: [3; 32],
+                list: true,
+                ranges: vec![ChunkRange { start: 1, end: 3 }],
+            }),
+        ),
+        (
+            "file-list",
+            Frame::File(FileFrame::List {
+                address: [3; 32],
+                bytes: ChunkList {
+                    chunk_size: 1024,
+                    size: 2058,
+                    hashes: vec![[0; 32]; 3],
+                }
+                .to_bytes(),
+            }),
+        ),
+        (
+            "file-chunk",
+            Frame::File(FileFrame::Chunk {
+                address: [3; 32],
+                index: 2,
+                bytes: vec![0; 26],
+            }),
+        ),
+        (
+            "file-lacks",
+            Frame::File(FileFrame::Lacks {
+                address: [3; 32],
+                list: false,
+                ranges: vec![ChunkRange { start: 0, end: 1 }],
             }),
         ),
     ];

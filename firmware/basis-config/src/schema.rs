@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// The sections of the configuration, in the order the defaults file lists them.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 9] = [
     "node",
     "store",
     "federation",
@@ -19,6 +19,8 @@ pub const SECTIONS: [&str; 7] = [
     "api",
     "control",
     "log",
+    "hotspot",
+    "ssh",
 ];
 
 /// Where the node's data lives when run as root outside systemd.
@@ -42,6 +44,12 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[hotspot]`: the Wi-Fi access point of the Raspberry Pi image. Read by the image's
+    /// own services (`packaging/image`), not by the node, which only checks it.
+    pub hotspot: HotspotConfig,
+    /// `[ssh]`: remote shell access on the Raspberry Pi image. Read by the image's own
+    /// services, not by the node, which only checks it.
+    pub ssh: SshConfig,
 }
 
 /// `[node]`: identity and where data lives.
@@ -290,6 +298,60 @@ impl std::fmt::Display for LogLevel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `[hotspot]`: the Wi-Fi access point the Raspberry Pi image runs for phones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotspotConfig {
+    /// When the board runs the access point.
+    pub mode: HotspotMode,
+    /// Network name; empty means `Basis-` and the first 4 characters of the node id.
+    pub ssid: String,
+    /// WPA2 passphrase, 8 to 63 printable ASCII characters; empty means one made on the
+    /// board at first boot (unless `open`).
+    pub passphrase: String,
+    /// An open network, with no passphrase at all.
+    pub open: bool,
+    /// Two-letter country code for the Wi-Fi rules; empty means the world-wide rules.
+    pub country: String,
+    /// 2.4 GHz channel, 1 to 13.
+    pub channel: u8,
+}
+
+impl Default for HotspotConfig {
+    fn default() -> Self {
+        Self {
+            mode: HotspotMode::Auto,
+            ssid: String::new(),
+            passphrase: String::new(),
+            open: false,
+            country: String::new(),
+            channel: 6,
+        }
+    }
+}
+
+/// When the Raspberry Pi image runs its Wi-Fi access point, written in lowercase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HotspotMode {
+    /// When the board has Wi-Fi and its Ethernet has no link at start (the default).
+    #[default]
+    Auto,
+    /// Whenever the board has Wi-Fi, Ethernet or not.
+    On,
+    /// Never.
+    Off,
+}
+
+/// `[ssh]`: remote shell access on the Raspberry Pi image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshConfig {
+    /// Public keys (`authorized_keys` lines) allowed to log in as root; empty keeps the SSH
+    /// server off.
+    pub authorized_keys: Vec<String>,
 }
 
 impl Config {

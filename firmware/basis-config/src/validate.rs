@@ -72,6 +72,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_federation(config)?;
     validate_upstream(config)?;
     validate_api(config)?;
+    validate_hotspot(config)?;
+    validate_ssh(config)?;
     let socket = config.control.socket.as_os_str().len();
     if socket > MAX_SOCKET_PATH_BYTES {
         return Err(invalid(
@@ -215,6 +217,65 @@ fn validate_api(config: &Config) -> Result<(), Invalid> {
                 "api.cors_origins",
                 format!(
                     "{origin:?}: expected an origin such as \"http://chat.example.lan:8080\" (scheme, host and port, no path); \"*\" is not taken"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_hotspot(config: &Config) -> Result<(), Invalid> {
+    let h = &config.hotspot;
+    if h.ssid.len() > 32 || h.ssid.chars().any(char::is_control) {
+        return Err(invalid(
+            "hotspot.ssid",
+            format!(
+                "{:?}: must be at most 32 bytes with no control characters",
+                h.ssid
+            ),
+        ));
+    }
+    let printable = h.passphrase.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if !h.passphrase.is_empty() && (!(8..=63).contains(&h.passphrase.len()) || !printable) {
+        return Err(invalid(
+            "hotspot.passphrase",
+            format!(
+                "must be 8 to 63 printable ASCII characters (WPA2), got {} characters",
+                h.passphrase.chars().count()
+            ),
+        ));
+    }
+    if h.open && !h.passphrase.is_empty() {
+        return Err(Invalid {
+            field: "hotspot.open",
+            reason:
+                "an open network takes no passphrase: set open = false or remove the passphrase"
+                    .into(),
+            related: Some("hotspot.passphrase"),
+            within: None,
+        });
+    }
+    let country_ok = h.country.len() == 2 && h.country.bytes().all(|b| b.is_ascii_uppercase());
+    if !h.country.is_empty() && !country_ok {
+        return Err(invalid(
+            "hotspot.country",
+            format!(
+                "{:?}: expected two capital letters, such as \"DE\"",
+                h.country
+            ),
+        ));
+    }
+    in_range("hotspot.channel", h.channel, 1..=13)
+}
+
+fn validate_ssh(config: &Config) -> Result<(), Invalid> {
+    for key in &config.ssh.authorized_keys {
+        let fields: Vec<&str> = key.split_whitespace().collect();
+        if key.contains(['\n', '\r']) || fields.len() < 2 {
+            return Err(invalid(
+                "ssh.authorized_keys",
+                format!(
+                    "{key:?}: expected one public key line, such as \"ssh-ed25519 AAAA... me@laptop\""
                 ),
             ));
         }
@@ -459,6 +520,35 @@ mod tests {
         let mut c = Config::default();
         c.federation.secret.0 = "correct horse battery".into();
         assert!(!format!("{c:?}").contains("horse"));
+    }
+
+    #[test]
+    fn hotspot_rules() {
+        assert!(check(|c| c.hotspot.passphrase = "eight ch".into()).is_ok());
+        let short = check(|c| c.hotspot.passphrase = "seven c".into()).unwrap_err();
+        assert_eq!(short.field, "hotspot.passphrase");
+        assert!(check(|c| c.hotspot.passphrase = "x".repeat(64)).is_err());
+        assert!(check(|c| c.hotspot.passphrase = "tab\there!".into()).is_err());
+        let both = check(|c| {
+            c.hotspot.open = true;
+            c.hotspot.passphrase = "eight ch".into();
+        })
+        .unwrap_err();
+        assert_eq!(both.field, "hotspot.open");
+        assert!(check(|c| c.hotspot.open = true).is_ok());
+        assert!(check(|c| c.hotspot.ssid = "s".repeat(33)).is_err());
+        assert!(check(|c| c.hotspot.country = "DE".into()).is_ok());
+        assert!(check(|c| c.hotspot.country = "de".into()).is_err());
+        assert!(check(|c| c.hotspot.channel = 0).is_err());
+        assert!(check(|c| c.hotspot.channel = 14).is_err());
+    }
+
+    #[test]
+    fn ssh_keys_are_single_lines() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@laptop";
+        assert!(check(|c| c.ssh.authorized_keys = vec![key.into()]).is_ok());
+        assert!(check(|c| c.ssh.authorized_keys = vec!["ssh-ed25519".into()]).is_err());
+        assert!(check(|c| c.ssh.authorized_keys = vec![format!("{key}\n{key}")]).is_err());
     }
 
     #[test]

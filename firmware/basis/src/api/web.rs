@@ -103,8 +103,43 @@ pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers).unwrap_or_else(|| StatusCode::NOT_FOUND.into_response())
 }
 
-/// `GET /{file}`: a file of the web client, or the API's JSON 404.
+/// The answer a phone or laptop expects from its connectivity check when the network has
+/// Internet, for the check's file name: on the Raspberry Pi image's hotspot every name
+/// resolves to the board and port 80 reaches this server, so the phone asks the node. Saying
+/// "online" keeps phones joined without a sign-in sheet (docs/IMAGE.md says why).
+fn connectivity_check(name: &str) -> Option<Response> {
+    let body = match name {
+        // Android and ChromeOS: 204 and nothing else means online.
+        "generate_204" | "gen_204" => return Some(StatusCode::NO_CONTENT.into_response()),
+        // iOS and macOS (captive.apple.com).
+        "hotspot-detect.html" => {
+            "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
+        }
+        // Windows.
+        "connecttest.txt" => "Microsoft Connect Test",
+        "ncsi.txt" => "Microsoft NCSI",
+        // Firefox.
+        "success.txt" => "success\n",
+        _ => return None,
+    };
+    let mut response = body.into_response();
+    let content = if name.ends_with(".html") {
+        "text/html"
+    } else {
+        "text/plain"
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content));
+    Some(response)
+}
+
+/// `GET /{file}`: a file of the web client, the answer to a connectivity check, or the
+/// API's JSON 404.
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(r) = connectivity_check(&name) {
+        return r;
+    }
     match serve(&name, &headers) {
         Some(r) => r,
         None => super::not_found().await.into_response(),
@@ -129,6 +164,16 @@ mod tests {
             HeaderValue::from_static("br, gzip;q=0"),
         );
         assert!(!accepts_gzip(&h));
+    }
+
+    #[test]
+    fn connectivity_checks_are_answered_as_online() {
+        let status = |name| connectivity_check(name).map(|r| r.status());
+        assert_eq!(status("generate_204"), Some(StatusCode::NO_CONTENT));
+        assert_eq!(status("hotspot-detect.html"), Some(StatusCode::OK));
+        assert_eq!(status("ncsi.txt"), Some(StatusCode::OK));
+        assert_eq!(status("app.js"), None);
+        assert_eq!(status("index.html"), None);
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Files through one node's client API (loopback): a sealed file uploaded as a chunk list
 //! and chunks, read back whole, by chunk and by range, and opened to the same SHA-256; a
-//! truncated upload left resumable; bad chunks, an over-limit file and strangers refused.
+//! truncated upload left resumable; bad chunks, an over-limit file and strangers refused;
+//! and the `basis send --file`, `history` and `download` commands end to end, with a sender's
+//! hostile file name saved as a safe one.
 
 use crate::api_client;
 use crate::common;
 
 use std::fs;
+use std::process::Output;
+use std::time::Duration;
 
 use api_client::{Api, Reply, create, rt, sign};
 use basis_core::{BlobRef, ChunkList, FileDescriptor, MessageBody, RoomId, UserKey};
 use basis_e2ee::file::{ChunkOpener, seal_reader};
-use common::{Node, pseudo_random};
+use common::{Node, clean_command, describe, pseudo_random, run_with_timeout};
 use sha2::{Digest, Sha256};
 
 const CHUNK: u32 = 256 * 1024;
@@ -269,5 +273,122 @@ fn a_file_goes_up_in_chunks_resumes_and_comes_back_whole_and_by_range() {
         let status = api.get("/v1/status", None).await;
         assert_eq!(status.body["max_file_bytes"], 4 * 1024 * 1024);
     });
+    node.stop();
+}
+
+/// A user of the `basis` commands on this host.
+struct User {
+    dir: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> User {
+        User {
+            dir: tempfile::Builder::new()
+                .prefix("basis-user")
+                .tempdir_in("/tmp")
+                .expect("a client folder"),
+        }
+    }
+
+    fn run(&self, node: &Node, args: &[&str]) -> Output {
+        let mut cmd = clean_command();
+        cmd.env("BASIS_NODE", node.api_url())
+            .env("BASIS_CLIENT_DIR", self.dir.path())
+            .env("BASIS_PASSPHRASE", "a long test passphrase")
+            .env("BASIS_KDF", "fast")
+            .args(args);
+        run_with_timeout(cmd, Duration::from_secs(120))
+    }
+
+    fn ok(&self, node: &Node, args: &[&str]) -> String {
+        let out = self.run(node, args);
+        assert!(
+            out.status.success(),
+            "basis {args:?} failed\n{}\n--- node log ---\n{}",
+            describe(&out),
+            node.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn send_file_history_and_download_with_a_hostile_name() {
+    let mut node = Node::with_config_extra("[files]\nmax_file_mib = 2\n");
+    node.start();
+    let (alice, bob) = (User::new(), User::new());
+    alice.ok(&node, &["user", "create", "--name", "Alice"]);
+    bob.ok(&node, &["user", "create", "--name", "Bob"]);
+    let bob_id: serde_json::Value =
+        serde_json::from_str(bob.ok(&node, &["user", "show", "--json"]).trim()).expect("json");
+    let bob_id = bob_id["user"].as_str().expect("an id").to_string();
+    alice.ok(&node, &["room", "create", "ops"]);
+    alice.ok(&node, &["room", "invite", "ops", &bob_id]);
+    bob.ok(&node, &["room", "join", "ops"]);
+
+    let files = tempfile::tempdir().expect("a folder");
+    // A name with separators of another system and control characters (a terminal escape).
+    let hostile = "..\\..\\evil\u{1b}[31m\u{7}.txt";
+    let path = files.path().join(hostile);
+    let data = pseudo_random(1024 * 1024 + 4321, 3);
+    fs::write(&path, &data).expect("write the file");
+    let path_text = path.to_str().expect("a UTF-8 path");
+    let sent = alice.ok(&node, &["send", "ops", "--file", path_text, "--json"]);
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("json");
+    let id = sent["id"].as_str().expect("an id")[..8].to_string();
+
+    // Over the limit: refused before anything is sealed or sent.
+    let big = files.path().join("big.bin");
+    fs::write(&big, vec![1u8; 2 * 1024 * 1024 + 1]).expect("write");
+    let out = alice.run(
+        &node,
+        &["send", "ops", "--file", big.to_str().expect("utf-8")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2.0 MiB") && err.contains("nothing was sent"),
+        "{err}"
+    );
+
+    // History shows the file, safely named, with its size and that it is here.
+    let history = bob.ok(&node, &["history", "ops"]);
+    let line = history
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no line {id} in\n{history}"));
+    assert!(line.contains("evil_[31m_.txt"), "{line}");
+    assert!(
+        line.contains("1.0 MiB") && line.contains("[here]"),
+        "{line}"
+    );
+    assert!(
+        !history.contains('\u{1b}'),
+        "no escape reaches the terminal"
+    );
+
+    // Bob downloads it twice: the same bytes; the second time it is recognised.
+    let to = tempfile::tempdir().expect("a folder");
+    let to_text = to.path().to_str().expect("utf-8");
+    bob.ok(&node, &["download", "ops", &id, "--to", to_text]);
+    let saved = to.path().join("evil_[31m_.txt");
+    let got = fs::read(&saved).expect("saved under the safe name");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    let again = bob.ok(&node, &["download", "ops", &id, "--to", to_text]);
+    assert!(again.contains("identical"), "{again}");
+    // A different file of that name is kept; the download gets `name (1).ext`.
+    fs::write(&saved, b"Bob's own notes").expect("write");
+    bob.ok(&node, &["download", "ops", &id, "--to", to_text]);
+    assert_eq!(fs::read(&saved).expect("kept"), b"Bob's own notes");
+    let numbered = fs::read(to.path().join("evil_[31m_ (1).txt")).expect("numbered");
+    assert_eq!(Sha256::digest(&numbered), Sha256::digest(&data));
+    let names: Vec<String> = fs::read_dir(to.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "nothing else written: {names:?}");
+    // Nothing was written outside the folder.
+    assert!(!to.path().parent().expect("parent").join("evil").exists());
     node.stop();
 }

@@ -1,6 +1,7 @@
 //! A file across the mesh: sent by a client of node 1, it reaches a client of node 3 through
-//! node 2 (nodes 1 and 3 cannot reach each other), opens to the same SHA-256, and no node's
-//! data directory holds any 4 KiB run of its plaintext.
+//! node 2 (nodes 1 and 3 cannot reach each other), with and without 20 % packet loss at
+//! node 2, opens to the same SHA-256, and no node's data directory holds any 4 KiB run of
+//! its plaintext.
 
 use crate::chat::{At, User, sees_joined, wait_until};
 use crate::common::pseudo_random;
@@ -110,7 +111,20 @@ fn start_cut(lab: &Lab) -> [LabNode; 3] {
 #[test]
 fn a_file_from_node_1_reaches_node_3_through_node_2_and_no_node_holds_its_plaintext() {
     let lab = lab_or_skip!();
-    let nodes = start_cut(&lab);
+    cross(&lab, 0);
+}
+
+#[test]
+fn a_file_crosses_two_hops_that_lose_a_fifth_of_their_packets() {
+    let lab = lab_or_skip!();
+    cross(&lab, 20);
+}
+
+/// Sends the file from a client of node 1 to a client of node 3 with `loss` % of node 2's
+/// packets dropped each way (both hops cross node 2's link), and checks what arrives and
+/// what the nodes hold.
+fn cross(lab: &Lab, loss: u8) {
+    let nodes = start_cut(lab);
     let (at1, at3) = (At::Lab(&nodes[0]), At::Lab(&nodes[2]));
     let (alice, bob) = (User::new(), User::new());
     alice.ok(&at1, &["user", "create", "--name", "Alice"]);
@@ -142,6 +156,9 @@ fn a_file_from_node_1_reaches_node_3_through_node_2_and_no_node_holds_its_plaint
     );
     let id = sent["id"].as_str().expect("an id")[..8].to_string();
     eprintln!("uploaded 20 MiB to node 1 in {:?}", started.elapsed());
+    if loss > 0 {
+        lab.set_loss(&nodes[1].host, loss);
+    }
 
     let to = tempfile::tempdir().expect("a folder");
     wait_until("bob on node 3 sees the file message", || {
@@ -160,7 +177,11 @@ fn a_file_from_node_1_reaches_node_3_through_node_2_and_no_node_holds_its_plaint
             to.path().to_str().expect("utf-8"),
         ],
     );
-    eprintln!("node 1 to a client of node 3 in {:?}", started.elapsed());
+    eprintln!(
+        "node 1 to a client of node 3 with {loss} % loss at node 2 in {:?}",
+        started.elapsed()
+    );
+    lab.set_loss(&nodes[1].host, 0);
     let got = fs::read(to.path().join("survey.bin")).expect("downloaded");
     assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
     // Node 2 carried it (eager room): it holds the file too.

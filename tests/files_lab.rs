@@ -199,3 +199,97 @@ fn cross(lab: &Lab, loss: u8) {
         }
     }
 }
+
+/// Bytes `host` has received on `eth0` so far (its namespace's sysfs).
+fn rx_bytes(host: &Host) -> u64 {
+    let out = host
+        .command("cat")
+        .arg("/sys/class/net/eth0/statistics/rx_bytes")
+        .output()
+        .expect("read the counter");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a byte count")
+}
+
+/// Chunks a node holds (files in its blob store's chunk folders).
+fn chunks_held(node: &LabNode) -> usize {
+    let mut all = Vec::new();
+    files_under(&node.node.data.join("blobs/chunks"), &mut all);
+    all.len()
+}
+
+#[test]
+fn a_transfer_cut_at_half_resumes_after_the_heal_without_sending_much_twice() {
+    let lab = lab_or_skip!();
+    let fed = format!("secret = \"{SECRET}\"");
+    let mut nodes = [
+        LabNode::new(&lab, "h1", &fed),
+        LabNode::new(&lab, "h2", &fed),
+    ];
+    for n in &mut nodes {
+        n.start();
+    }
+    let (at1, at2) = (At::Lab(&nodes[0]), At::Lab(&nodes[1]));
+    let (alice, bob) = (User::new(), User::new());
+    alice.ok(&at1, &["user", "create", "--name", "Alice"]);
+    bob.ok(&at2, &["user", "create", "--name", "Bob"]);
+    let bob_id = bob.id(&at2);
+    alice.ok(&at1, &["room", "create", "field"]);
+    alice.ok(&at1, &["room", "invite", "field", &bob_id]);
+    wait_until("bob sees the invitation", || {
+        bob.run(&at2, &["room", "join", "field"]).status.success()
+    });
+    wait_until("alice sees bob joined", || {
+        sees_joined(&alice, &at1, "field", &bob_id)
+    });
+    let files = tempfile::tempdir().expect("a folder");
+    let plain = pseudo_random(SIZE, 5);
+    let path = files.path().join("plan.bin");
+    fs::write(&path, &plain).expect("write the file");
+    let chunks = SIZE / (256 * 1024);
+    let before = rx_bytes(&nodes[1].host);
+    alice.ok(
+        &at1,
+        &["send", "field", "--file", path.to_str().expect("utf-8")],
+    );
+    // Node 2 fetches at once (an eager room): cut its link once it holds half.
+    wait_until("node 2 holds half the chunks", || {
+        chunks_held(&nodes[1]) >= chunks / 2
+    });
+    lab.set_link(&nodes[1].host, false);
+    let at_cut = chunks_held(&nodes[1]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    lab.set_link(&nodes[1].host, true);
+    wait_until("node 2 holds every chunk after the heal", || {
+        chunks_held(&nodes[1]) >= chunks
+    });
+    let received = rx_bytes(&nodes[1].host) - before;
+    let ratio = received as f64 / SIZE as f64;
+    eprintln!(
+        "cut at {at_cut} of {chunks} chunks; node 2 received {received} bytes on its link for a {SIZE}-byte file: {ratio:.3}x"
+    );
+    assert!(at_cut < chunks, "the cut came before the end");
+    assert!(ratio <= 1.2, "{ratio:.3}x the file's size crossed the link");
+    let to = tempfile::tempdir().expect("a folder");
+    let history = bob.ok(&at2, &["history", "field"]);
+    let id = history
+        .lines()
+        .find(|l| l.contains("plan.bin"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("the file's line")
+        .to_string();
+    bob.ok(
+        &at2,
+        &[
+            "download",
+            "field",
+            &id,
+            "--to",
+            to.path().to_str().expect("utf-8"),
+        ],
+    );
+    let got = fs::read(to.path().join("plan.bin")).expect("downloaded");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
+}

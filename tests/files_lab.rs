@@ -93,6 +93,23 @@ fn holds_plaintext(dir: &Path, plain: &[u8]) -> Option<String> {
     None
 }
 
+/// Alice on `a` makes the room `field` and Bob on `b` joins it.
+fn field_room(a: &At, b: &At) -> (User, User) {
+    let (alice, bob) = (User::new(), User::new());
+    alice.ok(a, &["user", "create", "--name", "Alice"]);
+    bob.ok(b, &["user", "create", "--name", "Bob"]);
+    let bob_id = bob.id(b);
+    alice.ok(a, &["room", "create", "field"]);
+    alice.ok(a, &["room", "invite", "field", &bob_id]);
+    wait_until("bob sees the invitation", || {
+        bob.run(b, &["room", "join", "field"]).status.success()
+    });
+    wait_until("alice sees bob joined", || {
+        sees_joined(&alice, a, "field", &bob_id)
+    });
+    (alice, bob)
+}
+
 fn start_cut(lab: &Lab) -> [LabNode; 3] {
     let fed = format!("secret = \"{SECRET}\"");
     let mut nodes = [
@@ -126,18 +143,7 @@ fn a_file_crosses_two_hops_that_lose_a_fifth_of_their_packets() {
 fn cross(lab: &Lab, loss: u8) {
     let nodes = start_cut(lab);
     let (at1, at3) = (At::Lab(&nodes[0]), At::Lab(&nodes[2]));
-    let (alice, bob) = (User::new(), User::new());
-    alice.ok(&at1, &["user", "create", "--name", "Alice"]);
-    bob.ok(&at3, &["user", "create", "--name", "Bob"]);
-    let bob_id = bob.id(&at3);
-    alice.ok(&at1, &["room", "create", "field"]);
-    alice.ok(&at1, &["room", "invite", "field", &bob_id]);
-    wait_until("bob on node 3 sees the invitation", || {
-        bob.run(&at3, &["room", "join", "field"]).status.success()
-    });
-    wait_until("alice sees bob joined", || {
-        sees_joined(&alice, &at1, "field", &bob_id)
-    });
+    let (alice, bob) = field_room(&at1, &at3);
 
     let files = tempfile::tempdir().expect("a folder");
     let plain = pseudo_random(SIZE, 11);
@@ -232,18 +238,7 @@ fn a_transfer_cut_at_half_resumes_after_the_heal_without_sending_much_twice() {
         n.start();
     }
     let (at1, at2) = (At::Lab(&nodes[0]), At::Lab(&nodes[1]));
-    let (alice, bob) = (User::new(), User::new());
-    alice.ok(&at1, &["user", "create", "--name", "Alice"]);
-    bob.ok(&at2, &["user", "create", "--name", "Bob"]);
-    let bob_id = bob.id(&at2);
-    alice.ok(&at1, &["room", "create", "field"]);
-    alice.ok(&at1, &["room", "invite", "field", &bob_id]);
-    wait_until("bob sees the invitation", || {
-        bob.run(&at2, &["room", "join", "field"]).status.success()
-    });
-    wait_until("alice sees bob joined", || {
-        sees_joined(&alice, &at1, "field", &bob_id)
-    });
+    let (alice, bob) = field_room(&at1, &at2);
     let files = tempfile::tempdir().expect("a folder");
     let plain = pseudo_random(SIZE, 5);
     let path = files.path().join("plan.bin");

@@ -224,6 +224,21 @@ impl RoomView {
         self.add(s, fresh)
     }
 
+    /// The message `prefix` names (an id or its first characters, as `basis history` shows
+    /// them), reading older pages until it is among what was read (a prefix must be unique).
+    pub async fn message(&mut self, s: &Session, prefix: &str) -> Result<EventId> {
+        loop {
+            match super::resolve::event(&self.event_ids(), prefix) {
+                Ok(id) if self.timeline.lines.iter().any(|l| l.id == id) => return Ok(id),
+                Ok(_) | Err(_) if self.older.is_some() => {
+                    self.load_older(s).await?;
+                }
+                Ok(id) => return Ok(id),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The file a message shares, with its key: the decrypted `Attachment` of an encrypted
     /// room's `EncryptedAttachment`, or a plain `Attachment`.
     pub fn attachment(&self, id: &EventId) -> Option<FileDescriptor> {

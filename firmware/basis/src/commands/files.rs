@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use basis_api::files::{FileInfo, FileState, MAX_MISSING_LISTED, Stalled};
-use basis_core::{ChunkList, EventId, FileDescriptor, MessageBody, safe_file_name};
+use basis_core::{ChunkList, FileDescriptor, MessageBody, safe_file_name};
 use basis_e2ee::file::{ChunkOpener, ChunkSealer, FileKey, default_chunk_size};
 use basis_e2ee::{open_state, seal_state};
 use sha2::{Digest, Sha256};
@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use crate::client::directory;
 use crate::client::node_client::NodeClient;
 use crate::client::profile::write_private;
-use crate::client::resolve;
 use crate::client::session::{ClientOptions, Session};
 use crate::client::view::RoomView;
 use crate::commands::messages::{must_be_joined, post_message};
@@ -478,16 +477,7 @@ pub async fn download(
     let s = Session::open(opts).await?;
     let info = find(&s, room).await?;
     let mut view = RoomView::open(&s, info).await?;
-    let target: EventId = loop {
-        match resolve::event(&view.event_ids(), msg) {
-            Ok(id) if view.timeline.lines.iter().any(|l| l.id == id) => break id,
-            Ok(_) | Err(_) if view.older.is_some() => {
-                view.load_older(&s).await?;
-            }
-            Ok(id) => break id,
-            Err(e) => return Err(e),
-        }
-    };
+    let target = view.message(&s, msg).await?;
     let short = &target.to_string()[..8];
     let d = view.attachment(&target).with_context(|| {
         format!("{short} is not a file message you can read (basis history shows files)")

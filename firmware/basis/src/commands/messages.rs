@@ -8,7 +8,6 @@ use crate::client::crypto::RoomCrypto;
 use crate::client::directory;
 use crate::client::node_client::Refused;
 use crate::client::render;
-use crate::client::resolve;
 use crate::client::session::{ClientOptions, Session};
 use crate::client::view::{Position, RoomView, is_message};
 use crate::commands::print_json;
@@ -171,17 +170,7 @@ pub async fn change(opts: &ClientOptions, room: &str, event: &str, act: Act) -> 
     let info = find(&s, room).await?;
     let shown_name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
     let mut view = RoomView::open(&s, info.clone()).await?;
-    // Older pages, until the message is among what was read (a prefix must be unique).
-    let target = loop {
-        match resolve::event(&view.event_ids(), event) {
-            Ok(id) if view.timeline.lines.iter().any(|l| l.id == id) => break id,
-            Ok(_) | Err(_) if view.older.is_some() => {
-                view.load_older(&s).await?;
-            }
-            Ok(id) => break id,
-            Err(e) => return Err(e),
-        }
-    };
+    let target = view.message(&s, event).await?;
     let me = s.secrets.user_id();
     let body = match act {
         Act::Edit(text) => {

@@ -1,7 +1,10 @@
 //! A file across the mesh: sent by a client of node 1, it reaches a client of node 3 through
 //! node 2 (nodes 1 and 3 cannot reach each other), with and without 20 % packet loss at
 //! node 2, opens to the same SHA-256, and no node's data directory holds any 4 KiB run of
-//! its plaintext.
+//! its plaintext. A transfer cut at half resumes after the heal within 1.2x the file's size
+//! on the wire; a node killed mid-transfer resumes after its restart; a lazy room's file
+//! crosses only when a client asks (the other tests' rooms are eager: node 2 fetches at
+//! once, before any client asks).
 
 use crate::chat::{At, User, sees_joined, wait_until};
 use crate::common::pseudo_random;
@@ -267,8 +270,37 @@ fn a_transfer_cut_at_half_resumes_after_the_heal_without_sending_much_twice() {
     );
     assert!(at_cut < chunks, "the cut came before the end");
     assert!(ratio <= 1.2, "{ratio:.3}x the file's size crossed the link");
+    bob_downloads(&bob, &at2, &plain);
+}
+
+/// Two nodes with the room `field` between Alice (node 1) and Bob (node 2), node 2 with
+/// `files` as its `[files]` table; Alice has sent a 20 MiB file. Returns the file's bytes.
+fn sent_to_two(lab: &Lab, files: &str) -> ([LabNode; 2], User, Vec<u8>) {
+    let fed = format!("secret = \"{SECRET}\"");
+    let mut nodes = [
+        LabNode::new(lab, "r1", &fed),
+        LabNode::new(lab, "r2", &format!("{fed}\n[files]\n{files}")),
+    ];
+    for n in &mut nodes {
+        n.start();
+    }
+    let (at1, at2) = (At::Lab(&nodes[0]), At::Lab(&nodes[1]));
+    let (alice, bob) = field_room(&at1, &at2);
+    let dir = tempfile::tempdir().expect("a folder");
+    let plain = pseudo_random(SIZE, 9);
+    let path = dir.path().join("plan.bin");
+    fs::write(&path, &plain).expect("write the file");
+    alice.ok(
+        &at1,
+        &["send", "field", "--file", path.to_str().expect("utf-8")],
+    );
+    (nodes, bob, plain)
+}
+
+/// Bob downloads the room's file on `at` and gets `plain`.
+fn bob_downloads(bob: &User, at: &At, plain: &[u8]) {
     let to = tempfile::tempdir().expect("a folder");
-    let history = bob.ok(&at2, &["history", "field"]);
+    let history = bob.ok(at, &["history", "field"]);
     let id = history
         .lines()
         .find(|l| l.contains("plan.bin"))
@@ -276,7 +308,7 @@ fn a_transfer_cut_at_half_resumes_after_the_heal_without_sending_much_twice() {
         .expect("the file's line")
         .to_string();
     bob.ok(
-        &at2,
+        at,
         &[
             "download",
             "field",
@@ -286,5 +318,43 @@ fn a_transfer_cut_at_half_resumes_after_the_heal_without_sending_much_twice() {
         ],
     );
     let got = fs::read(to.path().join("plan.bin")).expect("downloaded");
-    assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
+    assert_eq!(Sha256::digest(&got), Sha256::digest(plain));
+}
+
+#[test]
+fn a_lazy_room_file_crosses_only_when_a_client_asks() {
+    let lab = lab_or_skip!();
+    // Node 2 makes every room lazy.
+    let (nodes, bob, plain) = sent_to_two(&lab, "eager_max_members = 0");
+    let chunks = SIZE / (256 * 1024);
+    wait_until("the file message reaches node 2", || {
+        nodes[1].ids().len() >= nodes[0].ids().len()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        chunks_held(&nodes[1]),
+        0,
+        "a lazy room's file waits for a client"
+    );
+    bob_downloads(&bob, &At::Lab(&nodes[1]), &plain);
+    assert!(chunks_held(&nodes[1]) >= chunks, "asked for, it crossed");
+}
+
+#[test]
+fn a_node_restarted_mid_transfer_resumes() {
+    let lab = lab_or_skip!();
+    let (mut nodes, bob, plain) = sent_to_two(&lab, "eager_max_members = 64");
+    let chunks = SIZE / (256 * 1024);
+    wait_until("node 2 holds a quarter of the chunks", || {
+        chunks_held(&nodes[1]) >= chunks / 4
+    });
+    nodes[1].node.kill9();
+    let at_kill = chunks_held(&nodes[1]);
+    nodes[1].start();
+    wait_until("node 2 holds every chunk after its restart", || {
+        chunks_held(&nodes[1]) >= chunks
+    });
+    eprintln!("killed at {at_kill} of {chunks} chunks; resumed after the restart");
+    assert!(at_kill < chunks, "the kill came before the end");
+    bob_downloads(&bob, &At::Lab(&nodes[1]), &plain);
 }

@@ -18,8 +18,8 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::{DEFAULT_MAIN, Loaded, Sources, check_file, load, parse_str};
 pub use merge::Origin;
 pub use schema::{
-    ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, HotspotConfig, HotspotMode,
-    LogConfig, LogLevel, NodeConfig, RoomPolicyConfig, SECTIONS, Secret, SshConfig, StoreConfig,
-    UpstreamConfig,
+    ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, FilesConfig, HotspotConfig,
+    HotspotMode, LogConfig, LogLevel, NodeConfig, RoomPolicyConfig, SECTIONS, Secret, SshConfig,
+    StoreConfig, UpstreamConfig,
 };
 pub use validate::warnings;

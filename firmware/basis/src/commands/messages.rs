@@ -8,7 +8,6 @@ use crate::client::crypto::RoomCrypto;
 use crate::client::directory;
 use crate::client::node_client::Refused;
 use crate::client::render;
-use crate::client::resolve;
 use crate::client::session::{ClientOptions, Session};
 use crate::client::view::{Position, RoomView, is_message};
 use crate::commands::print_json;
@@ -171,17 +170,7 @@ pub async fn change(opts: &ClientOptions, room: &str, event: &str, act: Act) -> 
     let info = find(&s, room).await?;
     let shown_name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
     let mut view = RoomView::open(&s, info.clone()).await?;
-    // Older pages, until the message is among what was read (a prefix must be unique).
-    let target = loop {
-        match resolve::event(&view.event_ids(), event) {
-            Ok(id) if view.timeline.lines.iter().any(|l| l.id == id) => break id,
-            Ok(_) | Err(_) if view.older.is_some() => {
-                view.load_older(&s).await?;
-            }
-            Ok(id) => break id,
-            Err(e) => return Err(e),
-        }
-    };
+    let target = view.message(&s, event).await?;
     let me = s.secrets.user_id();
     let body = match act {
         Act::Edit(text) => {
@@ -313,8 +302,23 @@ pub async fn history(
         if info.encrypted { ", encrypted" } else { "" },
         render::zone_label()
     );
+    let mut files = std::collections::HashMap::new();
+    for (l, _) in &lines {
+        if let Shown::File { file } = &l.shown
+            && !files.contains_key(&file.sha256)
+        {
+            // Asking also starts the node fetching a file it lacks (a lazy room's).
+            let info = s.client.file(&file.sha256).await.ok().flatten();
+            files.insert(file.sha256, info);
+        }
+    }
     for (l, i) in &lines {
-        println!("{}", render::line(&s, &views[*i], l));
+        let mut shown = render::line(&s, &views[*i], l);
+        if let Shown::File { file } = &l.shown {
+            let info = files.get(&file.sha256).and_then(Option::as_ref);
+            shown.push_str(&format!("  [{}]", super::files::state_text(info)));
+        }
+        println!("{shown}");
     }
     for view in &views {
         for r in render::receipts(&s, view) {

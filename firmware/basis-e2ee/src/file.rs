@@ -216,6 +216,10 @@ impl ChunkSealer {
 /// [`ChunkSealer`] made for that place (nonces come from the index, so sealing again gives
 /// the same ciphertext). A client that sealed once for the chunk list seals again to send,
 /// or to resend only the chunks a node is missing after a cut, without keeping ciphertext.
+///
+/// The nonce is the same for every sealing of a place: a caller must check the result against
+/// the file's [`ChunkList`] before it lets the ciphertext out, so that other plaintext (a file
+/// changed since the list was made) never leaves sealed under a nonce already used.
 pub fn seal_chunk(
     key: &FileKey,
     blob: &BlobRef,

@@ -515,8 +515,9 @@ export class Client {
     if (this.flushing || !this.online) return;
     this.flushing = true;
     try {
-      for (const entry of [...this.outbox]) {
-        if (entry.state === 'failed') continue;
+      // The first entry still to send, read afresh each time: what is queued meanwhile (a
+      // file message whose upload just ended) goes in this same run.
+      for (let entry; (entry = this.outbox.find((e) => e.state !== 'failed')); ) {
         try {
           if (!entry.bytes) await this.seal(entry);
           await this.node.postEvent(unbase64(entry.bytes));

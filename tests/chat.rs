@@ -25,12 +25,12 @@ const PASSPHRASE: &str = "a long test passphrase";
 const SYNC: Duration = Duration::from_secs(60);
 
 /// A user with a client folder, talking to one node.
-struct User {
+pub(crate) struct User {
     dir: tempfile::TempDir,
 }
 
 /// Where a client command runs: in a lab host's namespace, or on this host.
-enum At<'a> {
+pub(crate) enum At<'a> {
     Lab(&'a LabNode),
     Here(&'a Node),
 }
@@ -62,7 +62,7 @@ impl At<'_> {
 }
 
 impl User {
-    fn new() -> User {
+    pub(crate) fn new() -> User {
         User {
             dir: tempfile::Builder::new()
                 .prefix("basis-user")
@@ -71,7 +71,7 @@ impl User {
         }
     }
 
-    fn run(&self, at: &At, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, at: &At, args: &[&str]) -> Output {
         let mut cmd = at.command();
         cmd.env("BASIS_CLIENT_DIR", self.dir.path())
             .env("BASIS_PASSPHRASE", PASSPHRASE)
@@ -80,7 +80,7 @@ impl User {
         run_with_timeout(cmd, Duration::from_secs(120))
     }
 
-    fn ok(&self, at: &At, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, at: &At, args: &[&str]) -> String {
         let out = self.run(at, args);
         assert!(
             out.status.success(),
@@ -91,12 +91,12 @@ impl User {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn json(&self, at: &At, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, at: &At, args: &[&str]) -> Value {
         let text = self.ok(at, args);
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
     }
 
-    fn id(&self, at: &At) -> String {
+    pub(crate) fn id(&self, at: &At) -> String {
         self.json(at, &["user", "show", "--json"])["user"]
             .as_str()
             .unwrap()
@@ -117,12 +117,12 @@ impl User {
 }
 
 /// Polls `check` until it holds or `SYNC` passes.
-fn wait_until(what: &str, check: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(what: &str, check: impl FnMut() -> bool) -> Duration {
     common::wait_until_with(SYNC, Duration::from_millis(300), what, check, String::new)
 }
 
 /// The room's entry in `basis rooms --json`, by name.
-fn room_entry(user: &User, at: &At, name: &str) -> Option<Value> {
+pub(crate) fn room_entry(user: &User, at: &At, name: &str) -> Option<Value> {
     let rooms = user.json(at, &["rooms", "--json"]);
     rooms
         .as_array()?
@@ -132,7 +132,7 @@ fn room_entry(user: &User, at: &At, name: &str) -> Option<Value> {
 }
 
 /// True when `member` is joined in the room as `user` sees it, with a published key.
-fn sees_joined(user: &User, at: &At, room: &str, member: &str) -> bool {
+pub(crate) fn sees_joined(user: &User, at: &At, room: &str, member: &str) -> bool {
     room_entry(user, at, room).is_some_and(|r| {
         r["members"].as_array().is_some_and(|ms| {
             ms.iter().any(|m| {

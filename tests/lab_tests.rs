@@ -18,5 +18,7 @@ mod chaos;
 mod chat;
 #[path = "federation.rs"]
 mod federation;
+#[path = "files_lab.rs"]
+mod files_lab;
 #[path = "lab_smoke.rs"]
 mod lab_smoke;

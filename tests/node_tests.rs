@@ -24,6 +24,8 @@ mod clocks;
 mod crash;
 #[path = "daemon.rs"]
 mod daemon;
+#[path = "files.rs"]
+mod files;
 #[path = "full_disk.rs"]
 mod full_disk;
 #[path = "hostile_peer.rs"]

@@ -725,3 +725,16 @@ impl Drop for Node {
         }
     }
 }
+
+/// Deterministic bytes that do not compress or repeat (file contents for tests).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

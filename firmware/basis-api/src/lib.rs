@@ -2,8 +2,8 @@
 //! store behind it, so that the node and its clients share one definition:
 //!
 //! - the **client API** (HTTP/JSON and the `/v1/stream` WebSocket, described by the node's
-//!   OpenAPI document): [`sign_in`], [`events`], [`rooms`], [`users`], [`node`], [`stream`],
-//!   [`error`];
+//!   OpenAPI document): [`sign_in`], [`events`], [`files`], [`rooms`], [`users`], [`node`],
+//!   [`stream`], [`error`];
 //! - the **admin socket** (newline-delimited JSON on a Unix socket in the data directory,
 //!   used by `basis status`, `basis peers` and `basis dev append`): [`admin`].
 //!
@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod node;
 pub mod rooms;
 pub mod sign_in;

@@ -114,6 +114,10 @@ pub struct NodeInfo {
     /// On a gateway: each upstream node and where the bridge stands with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<UpstreamInfo>,
+    /// The largest file (plaintext bytes) this node takes (`files.max_file_mib`); absent when
+    /// it keeps no files. Check it before sealing and uploading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// An upstream node of a gateway, as clients see it.

@@ -18,7 +18,7 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::{DEFAULT_MAIN, Loaded, Sources, check_file, load, parse_str};
 pub use merge::Origin;
 pub use schema::{
-    ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, LogConfig, LogLevel,
-    NodeConfig, RoomPolicyConfig, SECTIONS, Secret, StoreConfig, UpstreamConfig,
+    ApiConfig, Config, ControlConfig, DEFAULTS_TOML, FederationConfig, FilesConfig, LogConfig,
+    LogLevel, NodeConfig, RoomPolicyConfig, SECTIONS, Secret, StoreConfig, UpstreamConfig,
 };
 pub use validate::warnings;

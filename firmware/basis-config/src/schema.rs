@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// The sections of the configuration, in the order the defaults file lists them.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "node",
     "store",
+    "files",
     "federation",
     "upstream",
     "api",
@@ -32,6 +33,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[store]`: the event store.
     pub store: StoreConfig,
+    /// `[files]`: files sent in rooms (their chunks, limits and replication).
+    pub files: FilesConfig,
     /// `[federation]`: which nodes this node replicates with, and how.
     pub federation: FederationConfig,
     /// `[upstream]`: the bridge to upstream nodes over a WAN link, and which rooms cross it.
@@ -86,6 +89,33 @@ impl Default for StoreConfig {
             write_batch: 256,
             write_queue: 1024,
             expire_interval_secs: 600,
+        }
+    }
+}
+
+/// `[files]`: files sent in rooms: their size limit, the disk quota of their chunks and
+/// which rooms replicate them to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Largest file a client may upload to this node, MiB.
+    pub max_file_mib: u64,
+    /// Disk quota for file chunks (complete and partial files), MiB.
+    pub quota_mib: u64,
+    /// Rooms (64 lowercase hex room ids) whose files are fetched only when a client asks.
+    pub lazy_rooms: Vec<String>,
+    /// Other rooms are eager (every node fetches every file) while they have at most this
+    /// many members, lazy above.
+    pub eager_max_members: usize,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_file_mib: 100,
+            quota_mib: 4096,
+            lazy_rooms: Vec::new(),
+            eager_max_members: 64,
         }
     }
 }

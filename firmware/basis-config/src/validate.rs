@@ -7,6 +7,8 @@ use crate::schema::Config;
 
 /// Most MiB `store.quota_mib` may be (16 TiB), so that the quota in bytes fits a `u64`.
 pub(crate) const MAX_QUOTA_MIB: u64 = 1 << 24;
+/// Most MiB `files.max_file_mib` may be: 4 GiB, within what a chunk list can lay out.
+pub(crate) const MAX_FILE_MIB: u64 = 4096;
 /// Most events `store.write_queue` may hold.
 pub(crate) const MAX_WRITE_QUEUE: usize = 1_000_000;
 /// Most characters in `node.name`.
@@ -53,6 +55,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
             format!("must be at least 10, got {}", store.expire_interval_secs),
         ));
     }
+    validate_files(config)?;
     let name = &config.node.name;
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(invalid(
@@ -190,6 +193,21 @@ fn validate_upstream(config: &Config) -> Result<(), Invalid> {
                 "uplink and downlink are both off; remove the room to keep it on the LAN".into(),
             )
         });
+    }
+    Ok(())
+}
+
+fn validate_files(config: &Config) -> Result<(), Invalid> {
+    let f = &config.files;
+    in_range("files.max_file_mib", f.max_file_mib, 1..=MAX_FILE_MIB)?;
+    in_range("files.quota_mib", f.quota_mib, 1..=MAX_QUOTA_MIB)?;
+    if let Some(bad) = f.lazy_rooms.iter().find(|r| !is_room_id(r)) {
+        return Err(invalid(
+            "files.lazy_rooms",
+            format!(
+                "{bad:?} is not a room id (64 lowercase hex characters, see `basis store rooms`)"
+            ),
+        ));
     }
     Ok(())
 }

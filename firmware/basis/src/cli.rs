@@ -341,16 +341,18 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Measure this machine: durable ingest, backfill, reconciliation, latency across two
-    /// nodes, memory and idle CPU, each beside its limit. Starts its own temporary nodes
+    /// nodes, a file crossing between two nodes (64 MiB; 1 GiB with --full), memory and idle
+    /// CPU, each beside its limit. Starts its own temporary nodes
     /// (nothing of a running node is touched). Quick by default (a couple of minutes).
     Bench {
-        /// The full sizes (100k-event ingest and backfill, 1M-event sets): tens of minutes.
+        /// The full sizes (100k-event ingest and backfill, 1M-event sets, a 1 GiB file): tens of
+        /// minutes.
         #[arg(long)]
         full: bool,
         /// Also write the figures as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// Only these groups: ingest, recon, backfill, latency, resources (repeatable).
+        /// Only these groups: ingest, recon, backfill, latency, files, resources (repeatable).
         #[arg(long, value_name = "GROUP")]
         only: Vec<String>,
     },
@@ -384,12 +386,23 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Send a text message to a room (encrypted in encrypted rooms).
+    /// Send a text message or a file to a room (encrypted in encrypted rooms).
+    ///
+    /// With --file, the file is sealed on this computer with a fresh key and uploaded in
+    /// encrypted chunks; the node and the other nodes only ever hold ciphertext, and the key
+    /// travels inside the room's encryption. Files larger than the node takes
+    /// (files.max_file_mib, 100 MiB by default) are refused before a byte is sent. An upload
+    /// that breaks off resumes: run the same command again and only the missing chunks go.
+    #[command(verbatim_doc_comment)]
     Send {
         /// Room: its name, id or the first characters of the id.
         room: String,
-        /// The text.
-        text: String,
+        /// The text (not with --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Send this file instead of a text.
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
         /// Print the stored event as JSON.
         #[arg(long)]
         json: bool,
@@ -449,7 +462,28 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show a room's messages, newest page first; `--before` pages back.
+    /// Save a file someone shared in a room, decrypted, into a folder.
+    ///
+    /// Waits while the node fetches the file from other nodes (with a progress bar on a
+    /// terminal), downloads its encrypted chunks and opens them here. The file is saved under
+    /// a safe form of the sender's name (never a path: no folders, no control characters);
+    /// an existing file is never replaced: an identical one is kept, a different one gets
+    /// `name (1).ext`.
+    #[command(verbatim_doc_comment)]
+    Download {
+        /// Room.
+        room: String,
+        /// The file message: its id or first characters, as `basis history` shows.
+        event: String,
+        /// The folder to save into (default: the current folder).
+        #[arg(long, value_name = "DIR")]
+        to: Option<std::path::PathBuf>,
+        /// Which node, user key and passphrase.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a room's messages, newest page first; `--before` pages back. A file's line says
+    /// its name, size and whether it is here on the node, being fetched, or not yet here.
     History {
         /// Room.
         room: String,

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::node::Node;
 use crate::settings::Settings;
-use crate::{api, control, datadir, federation, identity, notify};
+use crate::{api, control, datadir, federation, files, identity, notify};
 use basis_net::Federation;
 
 /// How long shutdown waits for replies in flight before closing the store anyway.
@@ -111,6 +111,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         .context("the store task failed")?
         .with_context(|| format!("cannot open the database {}", settings.db_file().display()))?;
 
+    let node_files = files::open(&settings.data_dir, &settings.config.files)?;
+
     let listener = control::server::bind(&settings.socket)?;
     let mut listening = vec![format!("unix:{}", settings.socket.display())];
     if let Some(l) = &api_listener {
@@ -137,6 +139,10 @@ pub async fn run(settings: Settings) -> Result<()> {
             )
             .context("cannot start federation")?;
             listening.push(format!("quic:{}", f.local_addr()));
+            f.attach_files(
+                node_files.blobs.clone(),
+                files::policy_fn(settings.config.files.clone(), store.readers()),
+            );
             // Without a secret there is no tag: nodes are admitted by id only.
             let tag = match f.tag() {
                 "" if settings.config.federation.allow.is_empty() => {
@@ -163,14 +169,17 @@ pub async fn run(settings: Settings) -> Result<()> {
             None
         }
     };
-    let node = Arc::new(Node::new(
-        node_id,
-        name,
-        settings.data_dir.clone(),
-        listening,
-        &store,
-        federation.clone(),
-    ));
+    let node = Arc::new(
+        Node::new(
+            node_id,
+            name,
+            settings.data_dir.clone(),
+            listening,
+            &store,
+            federation.clone(),
+        )
+        .with_files(node_files),
+    );
 
     tasks.spawn(control::server::serve(
         listener,
@@ -294,6 +303,16 @@ async fn expiry_loop(settings: Settings, node: Arc<Node>, stop: CancellationToke
             ),
             Ok(_) => {}
             Err(e) => log::error!("expiry failed: {e}"),
+        }
+        // A file's chunks expire with (or before) the last message that names it.
+        if let Some(f) = node.files() {
+            let (readers, blobs) = (node.readers().clone(), f.blobs.clone());
+            match tokio::task::spawn_blocking(move || files::retain(&readers, &blobs)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(freed)) => log::info!("expiry removed {freed} bytes of files"),
+                Ok(Err(e)) => log::error!("file expiry failed: {e:#}"),
+                Err(e) => log::error!("the file expiry task failed: {e}"),
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -81,7 +81,7 @@ fn chat<F: std::future::Future<Output = Result<()>>>(
 
 /// Runs the command; `Err` when a flag given before the subcommand is not one it takes.
 fn dispatch(cli: Cli, path: &str) -> Result<Result<()>, NotTaken> {
-    use commands::{live, messages, rooms, user};
+    use commands::{files, live, messages, rooms, user};
     let Cli { before, command } = cli;
     let node = |before: Before, after: NodeArgs| before.node_args(after, path);
     let client = |before: Before, after: ClientArgs| before.client_args(after, Takes::ALL, path);
@@ -192,10 +192,23 @@ fn dispatch(cli: Cli, path: &str) -> Result<Result<()>, NotTaken> {
         Command::Send {
             room,
             text,
+            file,
             json,
             client: after,
         } => chat(client(before, after)?, |opts| async move {
-            messages::send(&opts, &room, text, json).await
+            match (file, text) {
+                (Some(path), _) => files::send_file(&opts, &room, &path, json).await,
+                (None, Some(text)) => messages::send(&opts, &room, text, json).await,
+                (None, None) => anyhow::bail!("give a text or --file PATH"),
+            }
+        }),
+        Command::Download {
+            room,
+            event,
+            to,
+            client: after,
+        } => chat(client(before, after)?, |opts| async move {
+            files::download(&opts, &room, &event, to.as_deref()).await
         }),
         Command::Dm {
             who,

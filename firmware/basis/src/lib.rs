@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod datadir;
 pub mod dispatch;
 pub mod federation;
+pub mod files;
 pub mod identity;
 pub mod logging;
 pub mod node;

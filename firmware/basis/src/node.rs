@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use basis_core::validate::validate;
 use basis_core::{Clock, EventError, EventId, NodeId, RoomId, Timestamp, ValidEvent};
 use basis_net::{Federation, PeerSnapshot, PeerState};
-use basis_store::{Readers, StoreError, StoreStats, WriterHandle};
+use basis_store::{BlobStore, Readers, StoreError, StoreStats, WriterHandle};
 use tokio::sync::watch;
 
 use basis_api::admin::Status;
@@ -65,6 +65,16 @@ pub struct Node {
     clock: Mutex<Clock>,
     started: Instant,
     refused: AtomicU64,
+    files: Option<NodeFiles>,
+}
+
+/// The node's file store and its limit for uploads.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    /// File chunks, beside the database (`<data dir>/blobs`).
+    pub blobs: Arc<BlobStore>,
+    /// Largest file (plaintext bytes) a client may upload (`files.max_file_mib`).
+    pub max_file_bytes: u64,
 }
 
 /// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
@@ -98,7 +108,19 @@ impl Node {
             clock: Mutex::new(Clock::new()),
             started: Instant::now(),
             refused: AtomicU64::new(0),
+            files: None,
         }
+    }
+
+    /// The node with a file store: its client API takes uploads into it and serves from it.
+    pub fn with_files(mut self, files: NodeFiles) -> Node {
+        self.files = Some(files);
+        self
+    }
+
+    /// The file store, when the node has one.
+    pub fn files(&self) -> Option<&NodeFiles> {
+        self.files.as_ref()
     }
 
     /// The node's hybrid clock now.

@@ -82,8 +82,9 @@ async fn post(
         };
         rs.check(event.event())
             .map_err(|e| ApiError::forbidden(e.code(), e.to_string()))?;
-        let plaintext_message =
-            matches!(&c.body, Body::Message(m) if !matches!(m, MessageBody::Encrypted { .. }));
+        // `Encrypted` and `EncryptedAttachment` (a file's event: its descriptor and key are
+        // in the ciphertext, only the chunks' address and layout in the clear).
+        let plaintext_message = matches!(&c.body, Body::Message(m) if !m.is_encrypted());
         if rs.encrypted && plaintext_message {
             return Err(ApiError::bad_request(
                 "must_encrypt",
@@ -145,7 +146,7 @@ async fn check_change(
     let in_room = t.room == Some(room);
     let is_message = matches!(
         t.body,
-        Body::Message(MessageBody::Text { .. } | MessageBody::File(_))
+        Body::Message(MessageBody::Text { .. } | MessageBody::File(_) | MessageBody::Attachment(_))
     );
     if !in_room || !is_message {
         return Err(ApiError::forbidden(

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod index;
 pub mod limit;
 pub mod node_info;
@@ -26,7 +27,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use basis_config::ApiConfig;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub node: Arc<Node>,
     /// Rooms and profiles.
     pub index: Arc<RoomIndex>,
+    /// The files messages name, for access checks.
+    pub files: Arc<files::FileIndex>,
     /// Challenges and sessions.
     pub auth: auth::Auth,
     /// Rate limit per client address.
@@ -93,8 +96,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(allowed)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE])
+            .expose_headers([header::CONTENT_RANGE, header::ACCEPT_RANGES])
             .max_age(Duration::from_secs(3600)),
     )
 }
@@ -125,6 +129,13 @@ pub fn router(state: Arc<ApiState>, max_body: usize, cors_origins: &[String]) ->
         .route("/v1/rooms/{room}/state", get(rooms::room_state))
         .route("/v1/rooms/{room}/members", post(events::post_membership))
         .route("/v1/users/{user}", get(users::get_user))
+        .route("/v1/files/{address}", get(files::get_file))
+        .route("/v1/files/{address}/list", put(files::put_list))
+        .route(
+            "/v1/files/{address}/chunks/{index}",
+            get(files::get_chunk).put(files::put_chunk),
+        )
+        .route("/v1/files/{address}/data", get(files::get_data))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -228,6 +239,10 @@ pub async fn serve(
     let state = Arc::new(ApiState {
         auth: auth::Auth::new(node.id, Duration::from_secs(config.session_secs)),
         limiter: limit::Limiter::new(config.rate_per_sec, config.rate_burst),
+        files: Arc::new(files::FileIndex::new(
+            node.readers().clone(),
+            node.committed(),
+        )),
         node,
         index,
         notices,

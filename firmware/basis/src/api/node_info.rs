@@ -45,6 +45,7 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> ApiJson<NodeInfo> {
         time: state.node.now().0,
         wan,
         upstreams,
+        max_file_bytes: state.node.files().map(|f| f.max_file_bytes),
     })
 }
 

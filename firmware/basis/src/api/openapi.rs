@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use basis_api::events::*;
+use basis_api::files::{FileInfo, FileState, Stalled};
 use basis_api::node::*;
 use basis_api::rooms::*;
 use basis_api::sign_in::*;
@@ -31,7 +32,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Basis client API",
-        description = "The API a Basis node serves to phones, laptops and the `basis` CLI. Sign in by signing a challenge with your user key; post events you signed yourself; read rooms, history, a sync feed and a live WebSocket stream. Errors are JSON objects with a `code` and a `message`.",
+        description = "The API a Basis node serves to phones, laptops and the `basis` CLI. Sign in by signing a challenge with your user key; post events you signed yourself; upload and download files' encrypted chunks; read rooms, history, a sync feed and a live WebSocket stream. Errors are JSON objects with a `code` and a `message`.",
     ),
     paths(
         super::sign_in::challenge,
@@ -47,6 +48,11 @@ impl Modify for BearerAuth {
         super::sync::sync,
         super::stream::stream,
         super::users::get_user,
+        super::files::put_list,
+        super::files::put_chunk,
+        super::files::get_file,
+        super::files::get_chunk,
+        super::files::get_data,
         super::node_info::status,
         super::node_info::peers,
         document,
@@ -56,6 +62,7 @@ impl Modify for BearerAuth {
         Posted, ApiEvent, HistoryReply, StateReply, SyncReply, MemberInfo, RoomInfo, RoomList, UserInfo,
         PeerInfo, PeerList, NodeInfo, UpstreamInfo, Notice, StreamMessage, StreamRequest, Standing,
         History, PeerState, UpstreamState, NoticeKind, Presence,
+        FileInfo, FileState, Stalled,
     )),
     servers((url = "/", description = "This node: the same origin as the page or client that fetched this document")),
     modifiers(&BearerAuth),
@@ -64,6 +71,7 @@ impl Modify for BearerAuth {
         (name = "events", description = "Post events and follow new ones"),
         (name = "rooms", description = "Rooms, members and history"),
         (name = "users", description = "Published profiles and keys"),
+        (name = "files", description = "Upload and download files' encrypted chunks"),
         (name = "node", description = "The node itself"),
     )
 )]

@@ -24,7 +24,7 @@ fn verify_rate(events: &[ValidEvent]) -> f64 {
 }
 
 /// Bytes per second one quinn stream carries on loopback with the nodes' TLS setup.
-async fn quinn_rate(total: usize) -> Result<f64> {
+pub async fn quinn_rate(total: usize) -> Result<f64> {
     let server_key = NodeKey::generate()?;
     let client_key = NodeKey::generate()?;
     let server_tls = basis_net::tls::configs(&server_key, basis_proto::ALPN)?;

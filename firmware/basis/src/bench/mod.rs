@@ -5,6 +5,7 @@
 
 pub mod backfill;
 pub mod events;
+pub mod files;
 pub mod ingest;
 pub mod latency;
 pub mod nodes;
@@ -93,6 +94,10 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         latency::run(&mut report, rates, secs)
             .await
             .context("latency")?;
+    }
+    if wanted(&opts, "files") {
+        let mib = if opts.full { 1024 } else { 64 };
+        files::run(&mut report, mib).await.context("files")?;
     }
     if wanted(&opts, "resources") {
         let window = Duration::from_secs(if opts.full { 60 } else { 10 });

@@ -72,12 +72,22 @@ impl BenchNode {
         })
     }
 
+    /// Adds TOML to the node's configuration before it starts (tables not given yet).
+    pub fn add_config(&self, toml: &str) -> Result<()> {
+        let path = self.dir.path().join("basis.toml");
+        let mut text = fs::read_to_string(&path)?;
+        text.push_str(toml);
+        fs::write(&path, text)?;
+        Ok(())
+    }
+
     /// The database file.
     pub fn db(&self) -> PathBuf {
         self.data().join("basis.db")
     }
 
-    fn data(&self) -> PathBuf {
+    /// The node's data directory.
+    pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 

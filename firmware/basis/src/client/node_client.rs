@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use basis_core::auth::challenge_message;
-use basis_core::{Event, NodeId, RoomId, UserId};
+use basis_core::{ChunkList, Event, NodeId, RoomId, UserId};
 use basis_e2ee::UserSecrets;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,6 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use basis_api::error::ErrorBody;
 use basis_api::events::{HistoryReply, PostEvent, Posted};
+use basis_api::files::FileInfo;
 use basis_api::node::NodeInfo;
 use basis_api::rooms::{RoomInfo, RoomList};
 use basis_api::sign_in::{ChallengeReply, ChallengeRequest, SessionReply, SessionRequest};
@@ -207,6 +208,89 @@ impl NodeClient {
             _ => "/v1/events".to_string(),
         };
         self.post(&path, &body).await
+    }
+
+    /// Where the file at `address` stands on the node (`None`: unknown there). For a file a
+    /// message names, asking starts the node fetching it from others.
+    pub async fn file(&self, address: &[u8; 32]) -> Result<Option<FileInfo>> {
+        match self
+            .get(&format!("/v1/files/{}", hex::encode(address)), &[])
+            .await
+        {
+            Ok(info) => Ok(Some(info)),
+            Err(e)
+                if e.downcast_ref::<Refused>()
+                    .is_some_and(|r| r.code == "unknown_file") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
+        self.http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))
+    }
+
+    /// Uploads a file's chunk list.
+    pub async fn put_file_list(&self, list: &ChunkList) -> Result<FileInfo> {
+        let path = format!("/v1/files/{}/list", hex::encode(list.address()));
+        let query = [
+            ("size", list.size.to_string()),
+            ("chunk_size", list.chunk_size.to_string()),
+        ];
+        decode(self.put_bytes(&path, &query, list.to_bytes()).await?).await
+    }
+
+    /// Uploads one ciphertext chunk of a file whose list the node holds.
+    pub async fn put_file_chunk(
+        &self,
+        address: &[u8; 32],
+        index: u64,
+        chunk: Vec<u8>,
+    ) -> Result<()> {
+        let path = format!("/v1/files/{}/chunks/{index}", hex::encode(address));
+        let r = self.put_bytes(&path, &[], chunk).await?;
+        if r.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(r).await.map(|_| ())
+    }
+
+    /// One ciphertext chunk of a file.
+    pub async fn file_chunk(&self, address: &[u8; 32], index: u64) -> Result<Vec<u8>> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/v1/files/{}/chunks/{index}",
+                self.base,
+                hex::encode(address)
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        if !r.status().is_success() {
+            decode::<serde_json::Value>(r).await?;
+            return Err(anyhow!("the node sent no chunk"));
+        }
+        Ok(r.bytes()
+            .await
+            .context("the node's reply broke off")?
+            .to_vec())
     }
 
     /// Opens the live stream, starting after `since` (or from now).

@@ -67,9 +67,15 @@ pub fn line(s: &Session, view: &RoomView, l: &Line) -> String {
         Shown::Text { text, edited } => {
             format!("{author}: {text}{}", if *edited { " (edited)" } else { "" })
         }
+        // The sender's name and type, made safe to print (no control characters).
         Shown::File { file } => format!(
-            "{author} shared a file: {} ({}, {} bytes)",
-            file.name, file.media_type, file.size
+            "{author} shared a file: {} ({}, {})",
+            basis_core::safe_file_name(&file.name),
+            file.media_type
+                .chars()
+                .map(|c| if c.is_control() { '_' } else { c })
+                .collect::<String>(),
+            crate::commands::files::human(file.size)
         ),
         Shown::Deleted => format!("{author}: (message deleted)"),
         Shown::Unreadable { reason } => format!("{author}: [encrypted: {reason}]"),

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use basis_core::timeline::{Item, Line, Receipts, Shown, Timeline};
-use basis_core::{Body, Event, EventId, MessageBody, RoomId, Timestamp, UserId};
+use basis_core::{Body, Event, EventId, FileDescriptor, MessageBody, RoomId, Timestamp, UserId};
 use basis_e2ee::RoomKeys;
 
 use super::crypto::RoomCrypto;
@@ -224,6 +224,21 @@ impl RoomView {
         self.add(s, fresh)
     }
 
+    /// The file a message shares, with its key: the decrypted `Attachment` of an encrypted
+    /// room's `EncryptedAttachment`, or a plain `Attachment`.
+    pub fn attachment(&self, id: &EventId) -> Option<FileDescriptor> {
+        if let Some(MessageBody::Attachment(d)) = self.plain.get(id) {
+            return Some(d.clone());
+        }
+        self.events
+            .iter()
+            .find(|e| e.id() == *id)
+            .and_then(|e| match &e.content.body {
+                Body::Message(MessageBody::Attachment(d)) => Some(d.clone()),
+                _ => None,
+            })
+    }
+
     /// Ids of every event read, for naming one by a prefix.
     pub fn event_ids(&self) -> Vec<EventId> {
         self.timeline.lines.iter().map(|l| l.id).collect()
@@ -259,11 +274,11 @@ impl RoomView {
         let mut items = Vec::with_capacity(self.events.len());
         for event in &self.events {
             let id = event.id();
-            let decrypted = match (&event.content.body, self.plain.get(&id)) {
-                (Body::Message(MessageBody::Encrypted { .. }), Some(body)) => {
-                    Some(Ok(body.clone()))
-                }
-                (Body::Message(MessageBody::Encrypted { .. }), None) => {
+            // `Encrypted` and `EncryptedAttachment` (a file: its descriptor and key inside).
+            let encrypted = matches!(&event.content.body, Body::Message(m) if m.is_encrypted());
+            let decrypted = match (encrypted, self.plain.get(&id)) {
+                (true, Some(body)) => Some(Ok(body.clone())),
+                (true, None) => {
                     let item = crypto
                         .items(&self.room, &mut self.keys, vec![event.clone()])
                         .into_iter()

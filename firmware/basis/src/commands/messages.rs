@@ -313,8 +313,23 @@ pub async fn history(
         if info.encrypted { ", encrypted" } else { "" },
         render::zone_label()
     );
+    let mut files = std::collections::HashMap::new();
+    for (l, _) in &lines {
+        if let Shown::File { file } = &l.shown
+            && !files.contains_key(&file.sha256)
+        {
+            // Asking also starts the node fetching a file it lacks (a lazy room's).
+            let info = s.client.file(&file.sha256).await.ok().flatten();
+            files.insert(file.sha256, info);
+        }
+    }
     for (l, i) in &lines {
-        println!("{}", render::line(&s, &views[*i], l));
+        let mut shown = render::line(&s, &views[*i], l);
+        if let Shown::File { file } = &l.shown {
+            let info = files.get(&file.sha256).and_then(Option::as_ref);
+            shown.push_str(&format!("  [{}]", super::files::state_text(info)));
+        }
+        println!("{shown}");
     }
     for view in &views {
         for r in render::receipts(&s, view) {

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod files;
 pub mod id;
 pub mod live;
 pub mod messages;

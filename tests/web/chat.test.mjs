@@ -409,6 +409,19 @@ test('a photo, a voice note and a file from one phone open on another, byte for 
   for (const f of files) assert.equal(readFileSync(f).includes(run), false, `${f} holds plaintext`);
   assert.deepEqual(ana.errors, []);
   assert.deepEqual(ben.errors, []);
+  // The voice note really plays: the player loads the decrypted recording (the node's
+  // content security policy must allow media from blob: URLs).
+  const duration = await b.locator('.file audio').evaluate(
+    (a) =>
+      new Promise((done) => {
+        if (a.readyState >= 1) return done(a.duration);
+        if (a.error) return done(`error ${a.error.code}`);
+        a.onloadedmetadata = () => done(a.duration);
+        a.onerror = () => done(`error ${a.error && a.error.code}`);
+        setTimeout(() => done('not loaded within 10 s'), 10000);
+      }),
+  );
+  assert.equal(Math.round(duration), 20, `the player did not load the voice note: ${duration} ${ben.console.join(' | ')}`);
   await ana.close();
   await ben.close();
 });

@@ -2,7 +2,9 @@
 // checked the way they would check it, and compared with what the command-line client reads.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { crc32, deflateSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -278,6 +280,150 @@ test('a wrong passphrase, a hostile display name and an unreadable message are h
   assert.deepEqual(web.errors, []);
   await web.close();
   await late.close();
+});
+
+/** A real PNG (`w` × `h`, a colour gradient), for the browser to decode and thumbnail. */
+function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(w, 0);
+  head.writeUInt32BE(h, 4);
+  head.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + w * 3);
+    for (let x = 0; x < w; x++) row.set([(x * 255) / w, (y * 255) / h, (x * y) % 256], 1 + x * 3);
+    rows.push(row);
+  }
+  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([sig, chunk('IHDR', head), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A WAV recording of `seconds` of a tone (8 kHz, 16-bit mono): more than one 256 KiB chunk at 20 s. */
+function wav(seconds) {
+  const n = 8000 * seconds;
+  const b = Buffer.alloc(44 + n * 2);
+  b.write('RIFF', 0);
+  b.writeUInt32LE(36 + n * 2, 4);
+  b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(1, 20);
+  b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(8000, 24);
+  b.writeUInt32LE(16000, 28);
+  b.writeUInt16LE(2, 32);
+  b.writeUInt16LE(16, 34);
+  b.write('data', 36);
+  b.writeUInt32LE(n * 2, 40);
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((i * 2 * Math.PI * 440) / 8000) + ((i * 7919) % 97)), 44 + i * 2);
+  return b;
+}
+
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+/** Clicks `link` (an <a download>) and returns the saved file's name and bytes. */
+async function saved(page, link) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  return { name: dl.suggestedFilename(), bytes: readFileSync(await dl.path()) };
+}
+
+test('a photo, a voice note and a file from one phone open on another, byte for byte; too large is refused first', async () => {
+  const n = new BasisNode({ name: 'kit' });
+  nodes.push(n);
+  await n.start();
+  const ana = await WebUser.open(n);
+  const ben = await WebUser.open(n);
+  await ana.create('Ana');
+  await ben.create('Ben');
+  await ana.addContact('ben', await ben.userId());
+  const p = ana.page;
+  await p.goto(n.url + '#/new');
+  await p.getByLabel('Name').fill('damage');
+  await p.getByRole('button', { name: 'Create' }).click();
+  await p.locator('.room h2', { hasText: 'damage' }).waitFor();
+  await p.getByRole('button', { name: /member/ }).click();
+  await p.getByLabel('Invite a contact').selectOption('ben');
+  await p.getByRole('button', { name: 'Invite', exact: true }).click();
+  await p.getByRole('button', { name: /member/ }).click();
+  await until('Ben sees the invitation', async () => {
+    await ben.page.goto(n.url + '#/rooms');
+    return (await ben.page.locator('.rooms a', { hasText: 'damage' }).count()) > 0;
+  });
+  await ben.openRoom('damage');
+  await ben.page.getByRole('button', { name: 'Join' }).click();
+  await ben.page.getByLabel('Message', { exact: true }).waitFor();
+
+  // Too large: refused in words before anything is sent (a synthetic File in the page).
+  await p.evaluate(() => {
+    const input = document.querySelector('input[data-input="attach"]');
+    const t = new DataTransfer();
+    t.items.add(new File([new ArrayBuffer(100 * 1024 * 1024 + 1)], 'huge.bin'));
+    input.files = t.files;
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+  });
+  await p.getByRole('alert').filter({ hasText: /huge\.bin” is too large to send .*files up to 100 MiB can be sent/ }).waitFor();
+  assert.equal(await p.locator('.msg.pending').count(), 0);
+
+  // The photo from the gallery button, the voice note from the recorder's input, a roster.
+  const photo = png(640, 480);
+  const voice = wav(20);
+  const roster = Buffer.from('name,team\nana,north\nben,south\n');
+  await p.locator('input[data-input="attach"]').setInputFiles({ name: 'school roof.png', mimeType: 'image/png', buffer: photo });
+  await p.locator('input[data-input="voice"]').setInputFiles({ name: 'note.wav', mimeType: 'audio/wav', buffer: voice });
+  await p.locator('input[data-input="attach"]').setInputFiles({ name: 'roster.csv', mimeType: 'text/csv', buffer: roster });
+  await until('all three sent', async () => (await p.locator('.msg.pending').count()) === 0 && (await p.locator('.file').count()) === 3, 60000);
+  // The sender's own thumbnail, made in this browser, small enough for the message.
+  const thumbSrc = await p.locator('.file img.thumb').getAttribute('src');
+  assert.match(thumbSrc, /^data:image\/jpeg;base64,/);
+  assert.ok(Buffer.from(thumbSrc.split(',')[1], 'base64').length <= 15 * 1024);
+
+  // Ben sees the thumbnail, taps it: the photo opens full size, the same bytes.
+  const b = ben.page;
+  await b.locator('.file img.thumb').waitFor();
+  await b.getByRole('button', { name: /^Photo school roof\.png, .*Open$/ }).click();
+  await b.locator('.file img.full').waitFor();
+  assert.equal(await b.locator('.file img.full').evaluate((img) => img.naturalWidth), 640);
+  const gotPhoto = await saved(b, b.locator('.file.image a.save'));
+  assert.equal(gotPhoto.name, 'school roof.png');
+  assert.equal(sha256(gotPhoto.bytes), sha256(photo));
+  // The voice note plays in an audio player; its bytes are the recording's.
+  await b.getByRole('button', { name: /^Voice note or audio note\.wav, .*Play$/ }).click();
+  await b.locator('.file audio').waitFor();
+  const gotVoice = await saved(b, b.locator('.file.audio a.save'));
+  assert.equal(sha256(gotVoice.bytes), sha256(voice));
+  // Any other file is saved under its name.
+  const [dl] = await Promise.all([b.waitForEvent('download'), b.getByRole('button', { name: /^File roster\.csv, .*Download$/ }).click()]);
+  assert.equal(dl.suggestedFilename(), 'roster.csv');
+  assert.equal(sha256(readFileSync(await dl.path())), sha256(roster));
+
+  // The node holds ciphertext only: no 4 KiB run of the recording in its data directory.
+  const run = voice.subarray(100000, 104096);
+  const files = require('node:child_process').execFileSync('find', [join(n.dir, 'data'), '-type', 'f'], { encoding: 'utf8' }).trim().split('\n');
+  for (const f of files) assert.equal(readFileSync(f).includes(run), false, `${f} holds plaintext`);
+  assert.deepEqual(ana.errors, []);
+  assert.deepEqual(ben.errors, []);
+  // The voice note really plays: the player loads the decrypted recording (the node's
+  // content security policy must allow media from blob: URLs).
+  const duration = await b.locator('.file audio').evaluate(
+    (a) =>
+      new Promise((done) => {
+        if (a.readyState >= 1) return done(a.duration);
+        if (a.error) return done(`error ${a.error.code}`);
+        a.onloadedmetadata = () => done(a.duration);
+        a.onerror = () => done(`error ${a.error && a.error.code}`);
+        setTimeout(() => done('not loaded within 10 s'), 10000);
+      }),
+  );
+  assert.equal(Math.round(duration), 20, `the player did not load the voice note: ${duration} ${ben.console.join(' | ')}`);
+  await ana.close();
+  await ben.close();
 });
 
 test('phone and laptop screenshots, and no serious accessibility violation (axe-core)', async () => {

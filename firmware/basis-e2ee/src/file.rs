@@ -212,6 +212,32 @@ impl ChunkSealer {
     }
 }
 
+/// Seals chunk `index` of the file `blob` lays out under `key`, out of order: the same bytes
+/// [`ChunkSealer`] made for that place (nonces come from the index, so sealing again gives
+/// the same ciphertext). A client that sealed once for the chunk list seals again to send,
+/// or to resend only the chunks a node is missing after a cut, without keeping ciphertext.
+///
+/// The nonce is the same for every sealing of a place: a caller must check the result against
+/// the file's [`ChunkList`] before it lets the ciphertext out, so that other plaintext (a file
+/// changed since the list was made) never leaves sealed under a nonce already used.
+pub fn seal_chunk(
+    key: &FileKey,
+    blob: &BlobRef,
+    index: u64,
+    plain: &[u8],
+) -> Result<Vec<u8>, FileCryptoError> {
+    blob.check()?;
+    let want = blob.plain_len(index)?;
+    if plain.len() as u64 != want {
+        return Err(FileCryptoError::PlainLength {
+            index,
+            got: plain.len(),
+            want,
+        });
+    }
+    seal(key, index, index + 1 == blob.chunk_count(), plain)
+}
+
 /// Opens the chunks of one file, in any order.
 #[derive(Debug)]
 pub struct ChunkOpener {
@@ -378,6 +404,23 @@ mod tests {
         })
         .unwrap();
         (sealed, chunks)
+    }
+
+    #[test]
+    fn sealing_a_chunk_again_gives_the_same_bytes() {
+        let data = pattern(2500);
+        let (sealed, chunks) = seal_all(&data, 1024);
+        let blob = sealed.list.blob_ref();
+        for (i, c) in chunks.iter().enumerate() {
+            let start = i * 1024;
+            let plain = &data[start..(start + 1024).min(data.len())];
+            assert_eq!(&seal_chunk(&sealed.key, &blob, i as u64, plain).unwrap(), c);
+        }
+        assert!(matches!(
+            seal_chunk(&sealed.key, &blob, 0, &data[..10]),
+            Err(FileCryptoError::PlainLength { .. })
+        ));
+        assert!(seal_chunk(&sealed.key, &blob, 3, &[]).is_err());
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub mod state;
 mod vectors;
 
 pub use file::{
-    ChunkOpener, ChunkSealer, FileCryptoError, FileKey, SealedFile, open_to_writer, seal_reader,
+    ChunkOpener, ChunkSealer, FileCryptoError, FileKey, SealedFile, open_to_writer, seal_chunk,
+    seal_reader,
 };
 pub use inbound::{AbsorbError, DecryptError, RoomKeys};
 pub use keyfile::{KdfParams, KeyFileError};

@@ -7,13 +7,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use basis_core::timeline::{Change, Item, Timeline};
 use basis_core::validate::validate;
-use basis_core::{Body, Event, RoomId};
+use basis_core::{Body, Event, EventId, FileDescriptor, MessageBody, RoomId};
 use basis_e2ee::{OutboundSession, Plaintext, RoomKeys};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 
 use crate::error::WebError;
 use crate::event::{Draft, message_json};
+use crate::file::{FileOpener, attachment_json};
 use crate::reply::{self, RoomInfo};
 use crate::user::User;
 
@@ -25,6 +27,9 @@ pub struct RoomCrypto {
     room: RoomId,
     keys: RoomKeys,
     outbound: Option<OutboundSession>,
+    /// The file messages the last [`RoomCrypto::timeline`] could read, by event id: their
+    /// keys stay here, JavaScript gets a [`FileOpener`].
+    files: HashMap<EventId, FileDescriptor>,
 }
 
 /// What [`RoomCrypto::encrypt`] made: the encrypted draft to sign with
@@ -73,6 +78,7 @@ impl RoomCrypto {
             room: room_id(room)?,
             keys: RoomKeys::new(),
             outbound: None,
+            files: HashMap::new(),
         })
     }
 
@@ -102,6 +108,7 @@ impl RoomCrypto {
             room: room_id(room)?,
             keys,
             outbound,
+            files: HashMap::new(),
         })
     }
 
@@ -182,6 +189,20 @@ impl RoomCrypto {
         })
     }
 
+    /// An opener of the file the message `event` (id, hex) carries, when the last
+    /// [`RoomCrypto::timeline`] could read it.
+    #[wasm_bindgen(js_name = fileOpener)]
+    pub fn file_opener(&self, event: &str) -> Result<FileOpener, WebError> {
+        let id: EventId = event
+            .parse()
+            .map_err(|e| WebError::input("the file message", e))?;
+        let d = self
+            .files
+            .get(&id)
+            .ok_or_else(|| WebError::File("this message holds no file that can be read".into()))?;
+        FileOpener::new(d)
+    }
+
     /// Drops the outbound session, so the next message starts a new one (after a key share
     /// could not be posted).
     #[wasm_bindgen(js_name = forgetOutbound)]
@@ -245,6 +266,18 @@ impl RoomCrypto {
                 Item { event, decrypted }
             })
             .collect();
+        // File messages: plain in a plain room, decrypted in an encrypted one.
+        self.files = items
+            .iter()
+            .filter_map(|item| {
+                let d = match (&item.event.content.body, &item.decrypted) {
+                    (Body::Message(MessageBody::Attachment(d)), _)
+                    | (_, Some(Ok(MessageBody::Attachment(d)))) => d,
+                    _ => return None,
+                };
+                Some((item.event.id(), d.clone()))
+            })
+            .collect();
         let timeline = Timeline::build(&items);
         let mut value = serde_json::to_value(&timeline)
             .map_err(|e| WebError::input("events", format!("cannot describe them: {e}")))?;
@@ -259,6 +292,11 @@ impl RoomCrypto {
                 let may = |c| timeline.may_change(&shown.id, &me, c).is_ok();
                 line["may_edit"] = Value::Bool(may(Change::Edit));
                 line["may_delete"] = Value::Bool(may(Change::Delete));
+                if matches!(shown.shown, basis_core::timeline::Shown::File { .. })
+                    && let Some(d) = self.files.get(&shown.id)
+                {
+                    line["attachment"] = attachment_json(d);
+                }
             }
         }
         Ok(json!({
@@ -365,6 +403,63 @@ mod tests {
             .collect();
         assert_eq!(texts, vec!["hello ben", "again"]);
         assert!(view["lines"][0]["time"].is_string());
+    }
+
+    #[test]
+    fn a_file_message_is_encrypted_and_opens_for_a_member() {
+        let mut ana = User::create().unwrap();
+        let ben = User::create().unwrap();
+        let create = ana.create_room("photos".into(), true);
+        let room = validate(&create).unwrap().room().to_string();
+        let described = info(&room, &[(&ana, "joined"), (&ben, "joined")]);
+        let data = b"a small photo".to_vec();
+        let mut sealer = crate::FileSealer::new(data.len() as f64).unwrap();
+        sealer.hash_chunk(&data).unwrap();
+        sealer.finish().unwrap();
+        let cipher = sealer.seal_chunk(0, &data).unwrap();
+        let draft = sealer
+            .draft(
+                "p.png".into(),
+                "image/png".into(),
+                Some("image/jpeg".into()),
+                Some(vec![1, 2, 3]),
+            )
+            .unwrap();
+        let draft = Draft::load(&draft.save()).unwrap();
+        let mut sending = RoomCrypto::new(&room).unwrap();
+        let sealed = sending.encrypt(&mut ana, &described, &draft).unwrap();
+        let share = sealed.key_share_event().unwrap();
+        let message = ana.message(&described, &sealed.draft()).unwrap();
+        // The event names the chunks in the clear, and nothing else of the file.
+        let outer: Value = serde_json::from_str(&crate::validate_event(&message).unwrap()).unwrap();
+        assert_eq!(outer["body"]["message"]["type"], "encrypted_attachment");
+        assert_eq!(
+            outer["body"]["message"]["address"],
+            sealer.address().unwrap()
+        );
+
+        let events = json!([
+            STANDARD.encode(&create),
+            STANDARD.encode(&share),
+            STANDARD.encode(&message),
+        ])
+        .to_string();
+        let mut reading = RoomCrypto::new(&room).unwrap();
+        let view: Value = serde_json::from_str(&reading.timeline(&ben, &events).unwrap()).unwrap();
+        let line = view["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["shown"]["type"] == "file")
+            .unwrap();
+        assert_eq!(line["attachment"]["name"], "p.png");
+        assert_eq!(
+            line["attachment"]["preview"]["data"],
+            STANDARD.encode([1, 2, 3])
+        );
+        let opener = reading.file_opener(line["id"].as_str().unwrap()).unwrap();
+        assert_eq!(opener.open(0, &cipher).unwrap(), data);
+        assert!(reading.file_opener(&"00".repeat(32)).is_err());
     }
 
     #[test]

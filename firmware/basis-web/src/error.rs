@@ -55,6 +55,9 @@ pub enum WebError {
     /// Decryption failed, or the key is not there yet.
     #[error("the message {0}")]
     Unreadable(String),
+    /// A file cannot be sealed or opened.
+    #[error("the file cannot be used: {0}")]
+    File(String),
     /// Saved room keys cannot be opened.
     #[error("the saved room keys cannot be read: {0}")]
     State(String),

@@ -62,6 +62,20 @@ impl Draft {
         })
     }
 
+    /// The draft as bytes to keep in the outbox until it is sent (a file message holds its
+    /// key: the outbox keeps it only until the node has the message); [`Draft::load`] reads
+    /// them. The encoding is the one events use for bodies (postcard).
+    pub fn save(&self) -> Vec<u8> {
+        basis_core::encoding::encode(&self.body)
+    }
+
+    /// A draft kept with [`Draft::save`].
+    pub fn load(bytes: &[u8]) -> Result<Draft, WebError> {
+        let body: MessageBody = basis_core::encoding::decode_canonical(bytes)
+            .map_err(|e| WebError::input("the saved draft", e))?;
+        Ok(Draft { body })
+    }
+
     /// Whether the draft is already encrypted (made by [`crate::RoomCrypto::encrypt`]).
     #[wasm_bindgen(getter)]
     pub fn encrypted(&self) -> bool {
@@ -233,5 +247,8 @@ mod tests {
         let d = Draft::reaction(&"ab".repeat(32), "+1".into()).unwrap();
         assert!(!d.encrypted());
         assert!(d.describe().contains("reaction"));
+        let back = Draft::load(&d.save()).unwrap();
+        assert_eq!(back.body, d.body);
+        assert!(Draft::load(&[0xff]).is_err());
     }
 }

@@ -12,6 +12,9 @@
 //! - [`RoomCrypto`]: one room's Megolm sessions: `encrypt` (with the HPKE key share when the
 //!   session rotates), `absorb`, `decrypt`, `timeline`, and sealed state to keep between
 //!   visits.
+//! - [`FileSealer`] and [`FileOpener`]: a file sealed chunk by chunk into its chunk list,
+//!   content address and file message (`draft`), and opened chunk by chunk after download
+//!   (`RoomCrypto.fileOpener`).
 //! - [`validate_event`] (`validateEvent`): decodes and checks event bytes.
 //! - [`qr_svg`] (`qrSvg`) and [`decode_qr`] (`decodeQr`): QR codes to show a key and to read
 //!   one from a photo.
@@ -28,6 +31,7 @@ use wasm_bindgen::prelude::*;
 mod crypto;
 mod error;
 mod event;
+mod file;
 mod qr;
 mod reply;
 mod user;
@@ -35,6 +39,7 @@ mod user;
 pub use crypto::{RoomCrypto, Sealed};
 pub use error::WebError;
 pub use event::{Draft, validate_event};
+pub use file::{FileOpener, FileSealer};
 pub use qr::{decode_qr, qr_svg};
 pub use user::User;
 

@@ -21,22 +21,28 @@ export class Node {
     this.token = null;
   }
 
-  async request(method, path, body, { text = false } = {}) {
+  /** `body`: JSON (object or text) or bytes (a Uint8Array, sent as octet-stream); `bytes`: the
+   * answer as a Uint8Array. */
+  async request(method, path, body, { text = false, bytes = false } = {}) {
+    const binary = body instanceof Uint8Array;
     let response;
+    let raw;
     try {
       response = await fetch(this.base + path, {
         method,
         headers: {
-          ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+          ...(body !== undefined ? { 'Content-Type': binary ? 'application/octet-stream' : 'application/json' } : {}),
           ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
         },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+        body: body === undefined ? undefined : binary || typeof body === 'string' ? body : JSON.stringify(body),
         cache: 'no-store',
       });
+      if (bytes && response.ok) return new Uint8Array(await response.arrayBuffer());
+      raw = await response.text();
     } catch (e) {
+      // The request, or reading its answer, failed: the Wi-Fi dropped or the node is away.
       throw new Unreachable('cannot reach the node: is it running, and is this device on its network?');
     }
-    const raw = await response.text();
     if (!response.ok) {
       let code = 'http_' + response.status;
       let message = `the node answered ${response.status}`;
@@ -111,6 +117,30 @@ export class Node {
   /** Posts signed event bytes where the kind belongs (`path` from the caller). */
   postEvent(bytes, path = '/v1/events') {
     return this.request('POST', path, { event: base64(bytes) });
+  }
+
+  // ---- Files (docs/CLIENT-API.md, "Files"): ciphertext chunks only; sealing is wasm's.
+
+  /** What the node holds of a file: `{address, size, chunk_size, chunks, held, state, missing}`.
+   * Asking also starts fetching a file of the user's rooms that is not here yet. */
+  fileInfo(address) {
+    return this.request('GET', `/v1/files/${address}`);
+  }
+
+  /** Announces a file by its chunk list (before its chunks). */
+  putFileList(address, size, chunkSize, list) {
+    const q = new URLSearchParams({ size: String(size), chunk_size: String(chunkSize) });
+    return this.request('PUT', `/v1/files/${address}/list?${q}`, list);
+  }
+
+  /** Stores one ciphertext chunk. */
+  putChunk(address, index, bytes) {
+    return this.request('PUT', `/v1/files/${address}/chunks/${index}`, bytes);
+  }
+
+  /** One ciphertext chunk (ApiError `not_held` while the node does not have it yet). */
+  chunk(address, index) {
+    return this.request('GET', `/v1/files/${address}/chunks/${index}`, undefined, { bytes: true });
   }
 
   /** Opens the live stream; `on` gets each parsed message, `closed` is called once. */

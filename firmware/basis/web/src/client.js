@@ -4,6 +4,7 @@
 // wasm module built from basis-core and basis-e2ee; this file only moves bytes and keeps state.
 
 import { ApiError, Node, Unreachable, base64, unbase64 } from './api.js';
+import { DEFAULT_FILE_LIMIT, missingChunks, readSlice, sizeText, sleep, thumbnail } from './files.js';
 import { nickname, store } from './store.js';
 import { basis } from './wasm.js';
 
@@ -173,6 +174,8 @@ export class Client {
     this.rooms = new Map();
     this.contacts = store.contacts();
     this.outbox = store.outbox();
+    this.uploads = [];
+    this.downloads = new Map();
     this.unread = store.unread();
     this.online = false;
     this.nodeStatus = null;
@@ -356,6 +359,7 @@ export class Client {
       if (this.openRoom) await this.openRoom.catchUp();
       this.listen();
       this.flush();
+      this.resumeUploads();
     } catch (e) {
       this.online = false;
       setTimeout(() => this.reconnect(), this.retry);
@@ -470,6 +474,8 @@ export class Client {
         return basis.Draft.deletion(d.target);
       case 'reaction':
         return basis.Draft.reaction(d.target, d.key);
+      case 'file':
+        return basis.Draft.load(unbase64(d.saved));
       default:
         throw new Error('unknown draft');
     }
@@ -509,8 +515,9 @@ export class Client {
     if (this.flushing || !this.online) return;
     this.flushing = true;
     try {
-      for (const entry of [...this.outbox]) {
-        if (entry.state === 'failed') continue;
+      // The first entry still to send, read afresh each time: what is queued meanwhile (a
+      // file message whose upload just ended) goes in this same run.
+      for (let entry; (entry = this.outbox.find((e) => e.state !== 'failed')); ) {
         try {
           if (!entry.bytes) await this.seal(entry);
           await this.node.postEvent(unbase64(entry.bytes));
@@ -533,6 +540,189 @@ export class Client {
       this.flushing = false;
     }
     this.changed();
+  }
+
+  // ---- Files. A picked file is sealed in wasm in two passes over the File, one chunk in
+  // memory at a time: the first pass only hashes (the chunk list must reach the node before
+  // any chunk, and it needs every chunk's hash), the second seals again to send. Sealing is
+  // deterministic for the file's key and a chunk's place, so the second pass gives the same
+  // bytes. Keeping the first pass's ciphertext would save that work for small files but hold
+  // the whole file in memory for large ones; sealing twice costs CPU (fast next to the
+  // Wi-Fi) and lets a resumed upload reseal just the chunks the node is missing. Once every
+  // chunk is on the node, the file message goes through the outbox like a text.
+
+  /** Largest file the node takes, when its status says; 100 MiB otherwise. */
+  fileLimit() {
+    const s = this.nodeStatus || {};
+    const limit = Number((s.files && (s.files.max_file_bytes || s.files.max_bytes)) || s.max_file_bytes);
+    return limit > 0 ? limit : DEFAULT_FILE_LIMIT;
+  }
+
+  /** Starts sending `file` to the room; throws, before any upload, when it is too large. */
+  attach(room, file) {
+    const limit = this.fileLimit();
+    if (file.size > limit) {
+      throw new Error(`“${file.name || 'this file'}” is too large to send (${sizeText(file.size)}): files up to ${sizeText(limit)} can be sent`);
+    }
+    const job = {
+      lid: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+      room: room.id,
+      file,
+      name: file.name || 'file',
+      type: file.type || 'application/octet-stream',
+      size: file.size,
+      phase: 'preparing',
+      done: 0,
+      error: null,
+    };
+    this.uploads.push(job);
+    this.changed();
+    this.upload(job);
+    return job;
+  }
+
+  uploadsIn(room) {
+    return this.uploads.filter((u) => u.room === room.id);
+  }
+
+  cancelUpload(job) {
+    job.cancelled = true;
+    this.uploads = this.uploads.filter((u) => u !== job);
+    if (job.sealer) job.sealer.free();
+    job.sealer = null;
+    this.changed();
+  }
+
+  /** Runs (or resumes) one upload to its end, a wait for the network, or a failure. */
+  async upload(job) {
+    if (job.running) return;
+    job.running = true;
+    job.error = null;
+    try {
+      if (!job.sealer) {
+        job.phase = 'preparing';
+        job.preview = await thumbnail(job.file);
+        const sealer = new basis.FileSealer(job.size);
+        const size = sealer.chunkSize;
+        for (let i = 0; i < sealer.chunkCount; i++) {
+          if (job.cancelled) return;
+          sealer.hashChunk(await readSlice(job.file, i * size, Math.min(job.size, (i + 1) * size)));
+          job.done = Math.min(job.size, (i + 1) * size);
+          this.changed();
+        }
+        sealer.finish();
+        job.sealer = sealer;
+      }
+      const sealer = job.sealer;
+      const address = sealer.address;
+      job.retry = 0;
+      job.phase = 'uploading';
+      // What the node holds already: after a cut, only the rest is sent. The node names the
+      // first 64 missing chunks at a time, so ask again until it has them all.
+      const size = sealer.chunkSize;
+      let info = null;
+      try {
+        info = await this.node.fileInfo(address);
+      } catch (e) {
+        if (!(e instanceof ApiError && e.status === 404)) throw e;
+      }
+      if (!info || info.state === 'absent') {
+        info = await this.node.putFileList(address, job.size, size, sealer.listBytes());
+        if (!info || !info.state) info = await this.node.fileInfo(address);
+      }
+      for (let round = 0; info.state !== 'complete'; round++) {
+        const todo = missingChunks(info, sealer.chunkCount);
+        if (!todo.length || round > sealer.chunkCount) throw new Error('the node does not take the file’s chunks');
+        job.done = Math.min(job.size, (info.held || 0) * size);
+        this.changed();
+        for (const i of todo) {
+          if (job.cancelled) return;
+          const end = Math.min(job.size, (i + 1) * size);
+          const cipher = sealer.sealChunk(i, await readSlice(job.file, i * size, end));
+          await this.node.putChunk(address, i, cipher);
+          job.done = Math.min(job.size, job.done + end - i * size);
+          this.changed();
+        }
+        info = await this.node.fileInfo(address);
+      }
+      const p = job.preview;
+      const draft = sealer.draft(job.name, job.type, p ? p.type : undefined, p ? p.bytes : undefined);
+      const saved = base64(draft.save());
+      draft.free();
+      this.cancelUpload(job);
+      this.queue(this.rooms.get(job.room) || { id: job.room }, { type: 'file', name: job.name, size: job.size, saved });
+    } catch (e) {
+      if (e instanceof Unreachable) {
+        // The Wi-Fi dropped or the node restarts: try again in a while (and when the stream
+        // reconnects); the node keeps the chunks it has, so only the rest goes.
+        job.phase = 'waiting';
+        job.retry = Math.min((job.retry || 1000) * 2, 15000);
+        setTimeout(() => job.phase === 'waiting' && this.upload(job), job.retry);
+      } else {
+        job.phase = 'failed';
+        job.error = e.message || String(e);
+      }
+      this.changed();
+    } finally {
+      job.running = false;
+    }
+  }
+
+  /** After the connection is back: uploads that waited for it go on. */
+  resumeUploads() {
+    for (const job of this.uploads) if (job.phase === 'waiting') this.upload(job);
+  }
+
+  /** Downloads and opens the file of `line` chunk by chunk; its object URL is kept in
+   * `downloads` under the line's id (with progress while it runs). */
+  async download(room, line) {
+    const known = this.downloads.get(line.id);
+    if (known && (known.url || known.running)) return known;
+    const a = line.attachment;
+    const d = { running: true, done: 0, total: Number(a.size), url: null, error: null, state: 'downloading' };
+    this.downloads.set(line.id, d);
+    this.changed();
+    let opener = null;
+    try {
+      opener = room.keys().fileOpener(line.id);
+      const parts = [];
+      let waited = 0;
+      for (let i = 0; i < opener.chunkCount; ) {
+        let cipher;
+        try {
+          cipher = await this.node.chunk(opener.address, i);
+        } catch (e) {
+          if (!(e instanceof ApiError && (e.code === 'not_held' || e.code === 'no_list' || e.status === 404)) || waited > 300) throw e;
+          // Not on this node yet: asking for the file starts fetching it from the mesh.
+          const info = await this.node.fileInfo(opener.address);
+          d.state = info.state === 'fetching' ? 'fetching' : 'waiting';
+          d.stalled = info.stalled === 'no_peer' ? 'no linked node has it yet' : info.stalled ? info.stalled.replace('_', ' ') : null;
+          if (info.chunks) d.fetched = Math.round((100 * (info.held || 0)) / info.chunks);
+          this.changed();
+          waited++;
+          await sleep(1000);
+          continue;
+        }
+        parts.push(opener.open(i, cipher));
+        d.state = 'downloading';
+        d.done += parts[parts.length - 1].length;
+        this.changed();
+        i++;
+      }
+      // Only images and audio are shown in the page (by <img> and <audio>, which never run
+      // what they load); anything else is saved as opaque bytes, never opened as a page.
+      const kind = opener.mediaType.split('/')[0];
+      const type = kind === 'image' || kind === 'audio' ? opener.mediaType : 'application/octet-stream';
+      d.url = URL.createObjectURL(new Blob(parts, { type }));
+      d.name = opener.safeName;
+    } catch (e) {
+      d.error = e instanceof Unreachable ? 'the node cannot be reached: try again when the network is back' : e.message || String(e);
+    } finally {
+      if (opener) opener.free();
+      d.running = false;
+      this.changed();
+    }
+    return d;
   }
 
   // ---- Rooms and people.

@@ -25,13 +25,18 @@ export function fullTime(ms) {
 /** Offers `text` as a file download named `name`. */
 export function download(name, text) {
   const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+  saveUrl(url, name);
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** Saves what the (object) URL holds under `name`, as a download. */
+export function saveUrl(url, name) {
   const a = document.createElement('a');
   a.href = url;
   a.download = name;
   document.body.appendChild(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
 /** Copies text; plain HTTP has no clipboard API, so a hidden text field does it there. */

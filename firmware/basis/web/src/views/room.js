@@ -4,7 +4,8 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { BEFORE_JOIN, dmPartner, millis } from '../client.js';
-import { html, Notice, fullTime, when } from '../ui.js';
+import { kindOf, sizeText } from '../files.js';
+import { html, Notice, fullTime, saveUrl, when } from '../ui.js';
 
 const REACTIONS = ['👍', '❤️', '😂', '😮', '🙏', '✅'];
 
@@ -27,7 +28,7 @@ function Line({ client, room, line, selected, select, startEdit }) {
   } else if (s.type === 'deleted') {
     body = html`<p class="text gone">message deleted</p>`;
   } else if (s.type === 'file') {
-    body = html`<p class="text">📎 ${s.file.name} (${s.file.size} bytes)</p>`;
+    body = line.attachment ? '' : html`<p class="text">📎 ${s.file.name} (${sizeText(s.file.size)})</p>`;
   } else {
     const why = s.reason === BEFORE_JOIN ? 'sent before you joined' : `cannot be read yet: ${s.reason}`;
     body = html`<p class="text gone">🔒 ${why}</p>`;
@@ -38,11 +39,12 @@ function Line({ client, room, line, selected, select, startEdit }) {
   return html`
     <li class=${'msg' + (mine ? ' mine' : '') + (selected ? ' selected' : '')}>
       <button class="msg-body" onClick=${() => select(selected ? null : line.id)} aria-expanded=${selected}
-        aria-label=${`${who}, ${when(ms)}: ${s.type === 'text' ? s.text : s.type}. Actions`}>
+        aria-label=${`${who}, ${when(ms)}: ${s.type === 'text' ? s.text : s.type === 'file' ? s.file.name : s.type}. Actions`}>
         <span class="who">${who}</span>
         ${body}
         <time title=${fullTime(ms)}>${when(ms)}</time>
       </button>
+      ${s.type === 'file' && line.attachment ? html`<${FileView} client=${client} room=${room} line=${line} />` : ''}
       ${reactions.length
         ? html`<p class="reactions">${reactions.map(([k, users]) => html`<span title=${users.map((u) => client.person(u, room.info)).join(', ')}>${k} ${users.length}</span>`)}</p>`
         : ''}
@@ -56,9 +58,64 @@ function Line({ client, room, line, selected, select, startEdit }) {
     </li>`;
 }
 
+const ICONS = { image: '🖼️', audio: '🎤', video: '🎞️', file: '📄' };
+
+/** A file in the timeline: the thumbnail or a bubble with icon, name and size; tapping it
+ * downloads, decrypts and shows it (images full size, audio in a player, others saved). */
+function FileView({ client, room, line }) {
+  const a = line.attachment;
+  const kind = kindOf(a.media_type);
+  const d = client.downloads.get(line.id);
+  const get = async () => {
+    const got = await client.download(room, line);
+    if (got.url && kind !== 'image' && kind !== 'audio') saveUrl(got.url, got.name);
+  };
+  const label = `${kind === 'audio' ? 'Voice note or audio' : kind === 'image' ? 'Photo' : 'File'} ${a.name}, ${sizeText(a.size)}`;
+  let opened = '';
+  if (d && d.url) {
+    if (kind === 'image') opened = html`<img class="full" src=${d.url} alt=${a.name} />`;
+    else if (kind === 'audio') opened = html`<audio controls src=${d.url} aria-label=${'Play ' + a.name}></audio>`;
+    opened = html`${opened}<a class="save" href=${d.url} download=${d.name}>Save ${d.name}</a>`;
+  }
+  const thumb = a.preview && a.preview.type === 'image' && !(d && d.url && kind === 'image')
+    ? html`<img class="thumb" src=${`data:${a.preview.media_type};base64,${a.preview.data}`} alt="" />`
+    : '';
+  return html`<div class=${'file ' + kind}>
+    ${d && d.url
+      ? ''
+      : html`<button class="file-open" onClick=${get} disabled=${d && d.running} aria-label=${`${label}. ${kind === 'image' ? 'Open' : kind === 'audio' ? 'Play' : 'Download'}`}>
+          ${thumb || html`<span class="icon" aria-hidden="true">${ICONS[kind]}</span>`}
+          <span class="name">${a.name}</span>
+          <small>${sizeText(a.size)}</small>
+        </button>`}
+    ${d && d.running
+      ? html`<label class="progress">${d.state === 'fetching' ? `fetching from the mesh: ${d.fetched || 0} %${d.stalled ? ` (${d.stalled})` : ''}` : d.state === 'waiting' ? 'not on this node yet, asking…' : 'downloading'}
+          <progress max=${d.total || 1} value=${d.done}></progress></label>`
+      : ''}
+    ${d && d.error ? html`<p class="state error" role="alert">Not opened: ${d.error}
+        <button class="link" onClick=${() => { client.downloads.delete(line.id); get(); }}>Retry</button></p>` : ''}
+    ${opened}
+  </div>`;
+}
+
+/** A file on its way to the node: sealing, then chunks with progress. */
+function Upload({ client, job }) {
+  const what = job.phase === 'preparing' ? 'encrypting' : job.phase === 'uploading' ? 'sending' : job.phase === 'waiting' ? 'waiting for the network; it goes on where it stopped' : 'not sent';
+  return html`<li class="msg mine pending">
+    <div class="msg-body">
+      <p class="text">${ICONS[kindOf(job.type)]} ${job.name} <small>(${sizeText(job.size)})</small></p>
+      <label class="progress">${what}
+        <progress max=${job.size || 1} value=${job.done}></progress></label>
+      ${job.phase === 'failed' ? html`<p class="state error" role="alert">${job.error}
+          <button class="link" onClick=${() => client.upload(job)}>Retry</button></p>` : ''}
+      <button class="link" onClick=${() => client.cancelUpload(job)}>Cancel</button>
+    </div>
+  </li>`;
+}
+
 function Pending({ client, entry }) {
   const d = entry.draft;
-  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : `reaction ${d.key}`;
+  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? `📎 ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
   return html`<li class="msg mine pending">
     <div class="msg-body">
       <p class="text">${what}</p>
@@ -95,10 +152,26 @@ export function RoomView({ client, room, go }) {
 
   const lines = room.lines;
   const pending = client.pending(room);
+  const uploads = client.uploadsIn(room);
+  const attachInput = useRef(null);
+  const cameraInput = useRef(null);
+  const voiceInput = useRef(null);
   useEffect(() => {
     const el = list.current;
     if (el && atBottom.current) el.scrollTop = el.scrollHeight;
-  }, [lines.length, pending.length, room.id]);
+  }, [lines.length, pending.length, uploads.length, room.id]);
+
+  const attach = (e) => {
+    setError('');
+    const files = [...e.target.files];
+    e.target.value = '';
+    try {
+      for (const f of files) client.attach(room, f);
+      atBottom.current = true;
+    } catch (err) {
+      setError(err.message || String(err));
+    }
+  };
 
   const onScroll = async (e) => {
     const el = e.target;
@@ -181,6 +254,7 @@ export function RoomView({ client, room, go }) {
         ${room.older ? html`<li class="event">scroll up for older messages</li>` : room.older === null ? html`<li class="event">the beginning of the room</li>` : html`<li class="event">loading…</li>`}
         ${lines.map((l) => html`<${Line} key=${l.id} client=${client} room=${room} line=${l} selected=${selected === l.id} select=${select}
           startEdit=${(line) => { setEditing(line); setText(line.shown.text); select(null); }} />`)}
+        ${uploads.map((u) => html`<${Upload} key=${u.lid} client=${client} job=${u} />`)}
         ${pending.map((p) => html`<${Pending} key=${p.lid} client=${client} entry=${p} />`)}
       </ol>
       ${read.length ? html`<p class="receipts">✓ read by ${read.join(', ')}</p>` : ''}
@@ -195,6 +269,16 @@ export function RoomView({ client, room, go }) {
           ? html`<p class="notice">You ${room.info.standing} this room; a member can invite you again.</p>`
           : html`<form class="composer" onSubmit=${send}>
               ${editing ? html`<p class="editing">Editing your message <button type="button" class="link" onClick=${() => { setEditing(null); setText(''); }}>cancel</button></p>` : ''}
+              ${editing
+                ? ''
+                : html`<div class="attach" role="group" aria-label="Send a file">
+                    <button type="button" class="icon" onClick=${() => attachInput.current.click()} aria-label="Attach a photo or file" title="Attach a photo or file">📎</button>
+                    <button type="button" class="icon" onClick=${() => cameraInput.current.click()} aria-label="Take a photo" title="Take a photo">📷</button>
+                    <button type="button" class="icon" onClick=${() => voiceInput.current.click()} aria-label="Record a voice note" title="Record a voice note">🎤</button>
+                    <input type="file" hidden multiple ref=${attachInput} onChange=${attach} data-input="attach" />
+                    <input type="file" hidden accept="image/*" capture="environment" ref=${cameraInput} onChange=${attach} data-input="camera" />
+                    <input type="file" hidden accept="audio/*" capture ref=${voiceInput} onChange=${attach} data-input="voice" />
+                  </div>`}
               <label class="sr-only" for="compose">Message</label>
               <textarea id="compose" rows="1" value=${text} onInput=${onInput} onKeyDown=${onKey} placeholder=${editing ? 'New text' : 'Message'} maxlength="60000"></textarea>
               <button class="primary" aria-label=${editing ? 'Save the edit' : 'Send'}>${editing ? 'Save' : 'Send'}</button>

@@ -15,9 +15,11 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 /// What the page may load and where it may connect: only this node (and the wasm module it
-/// compiles); inline images for QR codes and photos the user picks.
+/// compiles); inline images for QR codes and photos the user picks; decrypted photos and
+/// voice notes, which the page hands to `<img>` and `<audio>` as `blob:` URLs.
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
-                   img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; \
+                   img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+                   object-src 'none'; \
                    base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 fn content_type(name: &str) -> &'static str {

@@ -182,17 +182,38 @@ async fn access(
     }
 }
 
-/// Reads a request body of at most `limit` bytes; `Err(None)` when it is longer.
+/// Most bytes of a refused upload the node reads and drops so that the client's connection
+/// stays usable (an HTTP/1.1 server that answers before reading the body must close the
+/// connection, and a client that has already sent its next request on it sees it cut).
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Refuses an upload after reading and dropping what is left of its body (at most
+/// [`DRAIN_LIMIT`] bytes; a longer one is left and the connection closes after the reply).
+async fn refuse<T>(body: Body, e: ApiError) -> Result<T, ApiError> {
+    let _ = read_body(body, DRAIN_LIMIT).await;
+    Err(e)
+}
+
+/// Reads a request body of at most `limit` bytes; `Err(None)` when it is longer (having read
+/// and dropped up to [`DRAIN_LIMIT`] bytes more, so that the connection stays usable).
 async fn read_body(body: Body, limit: u64) -> Result<Vec<u8>, Option<String>> {
     let mut stream = body.into_data_stream();
     let cap = usize::try_from(limit).unwrap_or(usize::MAX).min(1 << 20);
     let mut out = Vec::with_capacity(cap);
+    let mut over = 0u64;
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| Some(e.to_string()))?;
-        if (out.len() + piece.len()) as u64 > limit {
-            return Err(None);
+        if over > 0 || (out.len() + piece.len()) as u64 > limit {
+            over += piece.len() as u64;
+            if over > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
         out.extend_from_slice(&piece);
+    }
+    if over > 0 {
+        return Err(None);
     }
     Ok(out)
 }
@@ -290,7 +311,7 @@ pub async fn put_list(
     let files = files_of(&state)?.clone();
     let address = address_of(&address)?;
     if q.size > files.max_file_bytes {
-        return Err(ApiError::new(
+        return refuse(body, ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "file_too_large",
             format!(
@@ -298,15 +319,17 @@ pub async fn put_list(
                 q.size as f64 / MIB as f64,
                 files.max_file_bytes / MIB
             ),
-        ));
+        ))
+        .await;
     }
     let blob = BlobRef {
         address,
         size: q.size,
         chunk_size: q.chunk_size,
     };
-    blob.check()
-        .map_err(|e| ApiError::bad_request("bad_list", e.to_string()))?;
+    if let Err(e) = blob.check() {
+        return refuse(body, ApiError::bad_request("bad_list", e.to_string())).await;
+    }
     // A list is a few bytes of header and one 32-byte hash per chunk.
     let limit = 32 + 32 * blob.chunk_count();
     let bytes = read_body(body, limit).await.map_err(|e| match e {
@@ -357,12 +380,14 @@ pub async fn put_chunk(
     let blobs = files.blobs.clone();
     let list = blocking(move || blobs.list(&address))
         .await?
-        .map_err(|e| blob_error(e, "bad_list"))?
-        .ok_or_else(|| blob_error(BlobError::NoList, "bad_list"))?;
-    let want = list
-        .blob_ref()
-        .cipher_len(index)
-        .map_err(|e| ApiError::bad_request("bad_chunk", e.to_string()))?;
+        .map_err(|e| blob_error(e, "bad_list"))?;
+    let Some(list) = list else {
+        return refuse(body, blob_error(BlobError::NoList, "bad_list")).await;
+    };
+    let want = match list.blob_ref().cipher_len(index) {
+        Ok(want) => want,
+        Err(e) => return refuse(body, ApiError::bad_request("bad_chunk", e.to_string())).await,
+    };
     let bytes = read_body(body, want).await.map_err(|e| match e {
         None => ApiError::bad_request(
             "bad_chunk",

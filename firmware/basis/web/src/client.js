@@ -218,6 +218,7 @@ export class Client {
   stop() {
     this.stopped = true;
     clearInterval(this.presenceTimer);
+    clearTimeout(this.joinPresence);
     if (this.ws) this.ws.close();
     this.node.signOut();
   }
@@ -740,7 +741,13 @@ export class Client {
     const { text } = await this.node.room(roomId);
     const bytes = this.user.membership(text, action, target || this.me);
     await this.node.postEvent(bytes, `/v1/rooms/${roomId}/members`);
-    if (action === 'join') this.sendNotice({ type: 'presence', status: 'online' });
+    if (action === 'join') {
+      // Other nodes pass a presence only to people who share a room with this user, and the
+      // join may reach them after the notice does: say it again once the join has spread.
+      this.sendNotice({ type: 'presence', status: 'online' });
+      clearTimeout(this.joinPresence);
+      this.joinPresence = setTimeout(() => this.sendNotice({ type: 'presence', status: 'online' }), 5000);
+    }
     await this.refreshRooms();
     const room = this.rooms.get(roomId);
     if (room) {

@@ -266,9 +266,16 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
             liar_tasks.push(tokio::spawn(async move {
                 let (mut links, mut bytes) = (0u64, 0u64);
                 let big = "x".repeat(60_000);
+                // The flood ends at `until` even where a write or a handshake would wait
+                // (a node that stopped reading holds a sender back by flow control).
+                let deadline = tokio::time::Instant::from_std(until);
                 while Instant::now() < until {
                     let key = NodeKey::generate().unwrap();
-                    let mut l = connect(&key, target, true).await;
+                    let Ok(mut l) =
+                        tokio::time::timeout_at(deadline, connect(&key, target, true)).await
+                    else {
+                        break;
+                    };
                     links += 1;
                     let batch: Vec<Vec<u8>> = (0..15)
                         .map(|i| forged_event(room, &format!("{i}{big}")).0)
@@ -276,7 +283,12 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
                     let frame = Frame::Events(batch).encode();
                     while Instant::now() < until {
                         bytes += frame.len() as u64;
-                        if l.tx.send(Bytes::from(frame.clone())).await.is_err() {
+                        let sent = tokio::time::timeout_at(
+                            deadline,
+                            l.tx.send(Bytes::from(frame.clone())),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
                             break;
                         }
                     }
@@ -285,7 +297,9 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
             }));
         }
         // A client hammering the API from 127.0.0.2, and an honest one from 127.0.0.1.
+        // Requests time out rather than wait forever: a stuck one fails the counts below.
         let hammer_client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
             .local_address(Some("127.0.0.2".parse().unwrap()))
             .build()
             .unwrap();
@@ -311,7 +325,10 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
                 (total, limited)
             }));
         }
-        let honest_client = reqwest::Client::new();
+        let honest_client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         let (mut ok, mut total) = (0u64, 0u64);
         while Instant::now() < until {
             total += 1;

@@ -396,6 +396,7 @@ test('a photo, a voice note and a file from one phone open on another, byte for 
   // The voice note plays in an audio player; its bytes are the recording's.
   await b.getByRole('button', { name: /^Voice note or audio note\.wav, .*Play$/ }).click();
   await b.locator('.file audio').waitFor();
+  if (SHOTS) await b.screenshot({ path: join(SHOTS, 'web-files.png') });
   const gotVoice = await saved(b, b.locator('.file.audio a.save'));
   assert.equal(sha256(gotVoice.bytes), sha256(voice));
   // Any other file is saved under its name.

@@ -58,7 +58,18 @@ function Line({ client, room, line, selected, select, startEdit }) {
     </li>`;
 }
 
-const ICONS = { image: '🖼️', audio: '🎤', video: '🎞️', file: '📄' };
+// Line icons drawn here rather than emoji, which a machine without an emoji font shows as
+// empty boxes.
+const PATHS = {
+  clip: 'M16 7l-7.5 7.5a2 2 0 0 0 2.8 2.8L19 9.6a4 4 0 0 0-5.7-5.7l-7.8 7.8a6 6 0 0 0 8.5 8.5L20 14',
+  camera: 'M4 8h3l2-3h6l2 3h3v11H4zM12 16.5a3.5 3.5 0 1 0 0-7 3.5 3.5 0 0 0 0 7z',
+  mic: 'M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM6 11a6 6 0 0 0 12 0M12 17v4M9 21h6',
+  image: 'M4 5h16v14H4zM4 16l5-5 4 4 3-3 4 4M15 9.5a1.5 1.5 0 1 0 0-.01',
+  video: 'M4 6h12v12H4zM16 10l4-2v8l-4-2',
+  file: 'M6 3h8l4 4v14H6zM14 3v4h4',
+};
+const Icon = (name) => html`<svg class="glyph" viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round"><path d=${PATHS[name]} /></svg>`;
+const ICONS = { image: Icon('image'), audio: Icon('mic'), video: Icon('video'), file: Icon('file') };
 
 /** A file in the timeline: the thumbnail or a bubble with icon, name and size; tapping it
  * downloads, decrypts and shows it (images full size, audio in a player, others saved). */
@@ -272,9 +283,9 @@ export function RoomView({ client, room, go }) {
               ${editing
                 ? ''
                 : html`<div class="attach" role="group" aria-label="Send a file">
-                    <button type="button" class="icon" onClick=${() => attachInput.current.click()} aria-label="Attach a photo or file" title="Attach a photo or file">📎</button>
-                    <button type="button" class="icon" onClick=${() => cameraInput.current.click()} aria-label="Take a photo" title="Take a photo">📷</button>
-                    <button type="button" class="icon" onClick=${() => voiceInput.current.click()} aria-label="Record a voice note" title="Record a voice note">🎤</button>
+                    <button type="button" class="icon" onClick=${() => attachInput.current.click()} aria-label="Attach a photo or file" title="Attach a photo or file">${Icon('clip')}</button>
+                    <button type="button" class="icon" onClick=${() => cameraInput.current.click()} aria-label="Take a photo" title="Take a photo">${Icon('camera')}</button>
+                    <button type="button" class="icon" onClick=${() => voiceInput.current.click()} aria-label="Record a voice note" title="Record a voice note">${Icon('mic')}</button>
                     <input type="file" hidden multiple ref=${attachInput} onChange=${attach} data-input="attach" />
                     <input type="file" hidden accept="image/*" capture="environment" ref=${cameraInput} onChange=${attach} data-input="camera" />
                     <input type="file" hidden accept="audio/*" capture ref=${voiceInput} onChange=${attach} data-input="voice" />

@@ -1,6 +1,6 @@
 //! Files between two real federations on loopback (QUIC, admission, the driver): an eager
 //! room's file follows its message to the other node; a lazy room's file crosses only when
-//! asked for.
+//! asked for; a lying peer's bad chunks are refused and the file completes from an honest one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,10 +14,18 @@ use basis_core::{
     UserKey,
 };
 use basis_net::{Federation, FederationSettings, PeerState};
-use basis_proto::{FederationKey, FilePolicy};
+use basis_proto::admission::EXPORTER_LABEL;
+use basis_proto::frame::{ChunkRange, FileFrame, FileHave, Frame};
+use basis_proto::{FederationKey, FilePolicy, Role};
 use basis_store::{BlobStatus, BlobStore, Store, StoreOptions};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The federation secret of every node here (the lying peer knows it too).
+const SECRET: &[u8] = b"files test";
 
 struct Node {
     fed: Federation,
@@ -42,7 +50,7 @@ fn settings(name: &str, peers: Vec<String>) -> FederationSettings {
     FederationSettings {
         key: NodeKey::generate().unwrap(),
         name: name.into(),
-        federation: Some(FederationKey::from_secret(b"files test")),
+        federation: Some(FederationKey::from_secret(SECRET)),
         allow: vec![],
         port: 0,
         static_peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
@@ -284,5 +292,189 @@ fn restart(dir: &std::path::Path, peers: Vec<String>) -> Node {
         dir: dir.to_path_buf(),
         stop,
         keep_dir: false,
+    }
+}
+
+/// A peer that knows the federation secret and answers every `Want` of the file with the
+/// true chunk list but chunks whose bytes are wrong, over a real QUIC link to `target`.
+/// Returns its node id and how many bad chunks it sent, once `stop` is cancelled.
+async fn lying_peer(
+    target: std::net::SocketAddr,
+    list: ChunkList,
+    stop: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<basis_core::NodeId>,
+) -> u64 {
+    let key = NodeKey::generate().unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(basis_net::tls::client_config(&key).unwrap());
+    let conn = endpoint
+        .connect(target, "basis.invalid")
+        .unwrap()
+        .await
+        .expect("the liar's QUIC handshake");
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let codec = || {
+        LengthDelimitedCodec::builder()
+            .max_frame_length(16 << 20)
+            .new_codec()
+    };
+    let mut tx = FramedWrite::new(send, codec());
+    let mut rx = FramedRead::new(recv, codec());
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .unwrap();
+    let proof = FederationKey::from_secret(SECRET).prove(&exporter, Role::Dialer, &key.id());
+    let hello = Frame::Hello {
+        version: basis_proto::PROTOCOL_VERSION,
+        node: key.id(),
+        name: "liar".into(),
+        proof,
+        boot: 1,
+        dial: 1,
+    };
+    tx.send(Bytes::from(hello.encode())).await.unwrap();
+    let first = rx.next().await.expect("the node's hello").unwrap();
+    assert!(matches!(Frame::decode(&first), Ok(Frame::Hello { .. })));
+    // It claims to hold the whole file.
+    let all = vec![ChunkRange {
+        start: 0,
+        end: list.hashes.len() as u64,
+    }];
+    let have = Frame::File(FileFrame::Have(vec![FileHave {
+        address: list.address(),
+        ranges: all,
+    }]));
+    tx.send(Bytes::from(have.encode())).await.unwrap();
+    let _ = ready.send(key.id());
+    let layout = list.blob_ref();
+    let mut bad = 0;
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => break,
+            f = rx.next() => match f {
+                Some(Ok(f)) => f,
+                _ => break,
+            },
+        };
+        let Ok(Frame::File(FileFrame::Want {
+            address,
+            list: wants_list,
+            ranges,
+        })) = Frame::decode(&frame)
+        else {
+            continue;
+        };
+        let mut replies = Vec::new();
+        if wants_list {
+            replies.push(Frame::File(FileFrame::List {
+                address,
+                bytes: list.to_bytes(),
+            }));
+        }
+        for index in ranges.iter().flat_map(|r| r.start..r.end) {
+            // The right length for its place, the wrong bytes.
+            let len = layout.cipher_len(index).unwrap() as usize;
+            replies.push(Frame::File(FileFrame::Chunk {
+                address,
+                index,
+                bytes: vec![0xEE; len],
+            }));
+            bad += 1;
+        }
+        for r in replies {
+            if tx.send(Bytes::from(r.encode())).await.is_err() {
+                break;
+            }
+        }
+    }
+    bad
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peers_bad_chunks_are_refused_and_the_file_completes_from_an_honest_one() {
+    // Node n has two peers: a liar, linked first, that claims the file and serves wrong
+    // bytes, and the honest node h that holds it.
+    let n = node("n", vec![], FilePolicy::Eager);
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], n.fed.local_addr().port()));
+    // The liar learns the file from a store of its own (file_message is deterministic: the
+    // same chunks, list and events every call).
+    let (prepared, _folder) = tempdir_blobs();
+    let (_, list) = file_message(&prepared);
+    let stop_liar = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let liar = tokio::spawn(lying_peer(
+        target,
+        list.clone(),
+        stop_liar.clone(),
+        ready_tx,
+    ));
+    let liar_id = ready_rx.await.expect("the liar linked").to_string();
+    wait_for("n lists the liar as linked", || {
+        n.fed
+            .peers()
+            .iter()
+            .any(|p| p.node_id == liar_id && p.state == PeerState::Connected)
+    })
+    .await;
+
+    let h = node(
+        "h",
+        vec![format!("127.0.0.1:{}", n.fed.local_addr().port())],
+        FilePolicy::Eager,
+    );
+    let (events, same_list) = file_message(&h.blobs);
+    assert_eq!(same_list, list);
+    h.store.writer().insert(events).await.unwrap();
+
+    wait_for("the file on n", || {
+        n.blobs.status(&list.address()).unwrap() == BlobStatus::Complete
+    })
+    .await;
+    for i in 0..list.hashes.len() as u64 {
+        let got = n.blobs.chunk(&list, i).unwrap().expect("held");
+        let want = h.blobs.chunk(&list, i).unwrap().expect("held");
+        assert_eq!(got, want, "chunk {i} is the honest one");
+    }
+    stop_liar.cancel();
+    let bad = liar.await.unwrap();
+    assert!(
+        bad > 0,
+        "n asked the liar for chunks (so the test tested something)"
+    );
+    let score = n
+        .fed
+        .peers()
+        .iter()
+        .find(|p| p.node_id == liar_id)
+        .map(|p| p.score);
+    let start = basis_proto::reputation::START_SCORE;
+    assert!(
+        score.is_some_and(|s| s <= start - 10),
+        "the liar was penalised as for a forged event: score {score:?} (clean: {start})"
+    );
+    let stored = n
+        .blobs
+        .stats()
+        .chunks_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stored, list.hashes.len() as u64, "no bad chunk was stored");
+}
+
+/// A blob store in a folder of its own, where a test prepares a file before any node holds it.
+fn tempdir_blobs() -> (BlobStore, TempBlobs) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("basis-net-blobs-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (blobs, _) = BlobStore::open(&dir, None).unwrap();
+    (blobs, TempBlobs(dir))
+}
+
+/// Removes a prepared blob store's folder when dropped.
+struct TempBlobs(PathBuf);
+
+impl Drop for TempBlobs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 const CHUNK: u32 = 256 * 1024;
 
 /// Seals `data` in memory: the descriptor (with the key), the list and the chunks.
-fn seal(data: &[u8]) -> (FileDescriptor, ChunkList, Vec<Vec<u8>>) {
+pub(crate) fn seal(data: &[u8]) -> (FileDescriptor, ChunkList, Vec<Vec<u8>>) {
     let mut chunks = Vec::new();
     let sealed = seal_reader(data, data.len() as u64, CHUNK, |_, c| {
         chunks.push(c.to_vec());
@@ -31,7 +31,7 @@ fn seal(data: &[u8]) -> (FileDescriptor, ChunkList, Vec<Vec<u8>>) {
     (d, sealed.list, chunks)
 }
 
-async fn put(api: &Api, token: &str, path: &str, body: Vec<u8>) -> Reply {
+pub(crate) async fn put(api: &Api, token: &str, path: &str, body: Vec<u8>) -> Reply {
     api.send(
         api.http
             .put(format!("{}{path}", api.base))
@@ -42,7 +42,7 @@ async fn put(api: &Api, token: &str, path: &str, body: Vec<u8>) -> Reply {
     .await
 }
 
-async fn get_bytes(
+pub(crate) async fn get_bytes(
     api: &Api,
     token: &str,
     path: &str,
@@ -61,7 +61,7 @@ async fn get_bytes(
     (status, headers, r.bytes().await.expect("body").to_vec())
 }
 
-fn list_path(list: &ChunkList) -> String {
+pub(crate) fn list_path(list: &ChunkList) -> String {
     format!(
         "/v1/files/{}/list?size={}&chunk_size={}",
         hex::encode(list.address()),
@@ -367,6 +367,18 @@ fn send_file_history_and_download_with_a_hostile_name() {
         !history.contains('\u{1b}'),
         "no escape reaches the terminal"
     );
+    // `--json` gives the same: the line's file, and where it stands on the node.
+    let json: serde_json::Value =
+        serde_json::from_str(&bob.ok(&node, &["history", "ops", "--json"])).expect("JSON");
+    let line = json["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["id"].as_str().is_some_and(|full| full.starts_with(&id)))
+        .unwrap_or_else(|| panic!("no line {id} in {json}"));
+    assert_eq!(line["on_node"]["state"], "complete", "{line}");
+    assert_eq!(line["on_node"]["size"], data.len(), "{line}");
+    assert_eq!(line["on_node"]["held"], line["on_node"]["chunks"], "{line}");
 
     // Bob downloads it twice: the same bytes; the second time it is recognised.
     let to = tempfile::tempdir().expect("a folder");

@@ -50,10 +50,24 @@ pub fn state_text(info: Option<&FileInfo>) -> String {
     match info {
         Some(i) if i.state == FileState::Complete => "here".into(),
         Some(i) if i.state == FileState::Fetching => {
-            format!("fetching {}%", i.held * 100 / i.chunks.max(1))
+            let done = i.held * 100 / i.chunks.max(1);
+            match i.stalled {
+                None => format!("fetching {done}%"),
+                Some(why) => format!("fetching {done}%, waiting: {}", stalled_text(why)),
+            }
         }
         Some(i) if i.held > 0 => format!("partly here, {} of {} chunks", i.held, i.chunks),
         _ => "not yet on this node".into(),
+    }
+}
+
+/// Why a fetch waits, in a user's words (it goes on by itself once the cause is gone).
+fn stalled_text(why: Stalled) -> &'static str {
+    match why {
+        Stalled::NoPeer => "no linked node holds the missing chunks yet",
+        Stalled::QuotaFull => "this node's file quota is full (files.quota_mib)",
+        Stalled::DiskFull => "this node's disk is full",
+        Stalled::StoreFailed => "this node cannot store it (see its log)",
     }
 }
 
@@ -381,22 +395,10 @@ async fn wait_for(client: &NodeClient, d: &FileDescriptor, label: &str) -> Resul
                 progress.show(info.held, info.held * u64::from(d.blob.chunk_size));
                 if info.stalled != said {
                     said = info.stalled;
-                    let why = match info.stalled {
-                        Some(Stalled::NoPeer) => {
-                            Some("no linked node holds the missing chunks yet; waiting")
-                        }
-                        Some(Stalled::QuotaFull) => {
-                            Some("the node's file quota is full; waiting for room")
-                        }
-                        Some(Stalled::DiskFull) => Some("the node's disk is full; waiting"),
-                        Some(Stalled::StoreFailed) => {
-                            Some("the node cannot store chunks (see its log); waiting")
-                        }
-                        None => None,
-                    };
+                    let why = info.stalled.map(stalled_text);
                     if let Some(why) = why {
                         progress.finish();
-                        eprintln!("{why} (Ctrl-C stops; the download resumes later)");
+                        eprintln!("waiting: {why} (Ctrl-C stops; the download resumes later)");
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -280,6 +280,16 @@ pub async fn history(
         None
     };
     let shown_name = directory::display_name(&s.contacts, &me, &info);
+    let mut files = std::collections::HashMap::new();
+    for (l, _) in &lines {
+        if let Shown::File { file } = &l.shown
+            && !files.contains_key(&file.sha256)
+        {
+            // Asking also starts the node fetching a file it lacks (a lazy room's).
+            let info = s.client.file(&file.sha256).await.ok().flatten();
+            files.insert(file.sha256, info);
+        }
+    }
     if json {
         let receipts: serde_json::Map<String, serde_json::Value> = views
             .iter()
@@ -290,7 +300,21 @@ pub async fn history(
             "room": info.room,
             "name": info.name,
             "display_name": shown_name,
-            "lines": lines.iter().map(|(l, _)| render::line_json(l)).collect::<Vec<_>>(),
+            "lines": lines
+                .iter()
+                .map(|(l, _)| {
+                    let mut v = render::line_json(l);
+                    // A file's state on this node (null: not even its chunk list is here).
+                    if let (Shown::File { file }, Some(obj)) = (&l.shown, v.as_object_mut()) {
+                        let on_node = files.get(&file.sha256).and_then(Option::as_ref);
+                        obj.insert(
+                            "on_node".into(),
+                            serde_json::to_value(on_node).unwrap_or_default(),
+                        );
+                    }
+                    v
+                })
+                .collect::<Vec<_>>(),
             "receipts": receipts,
             "older": next,
         }));
@@ -302,16 +326,6 @@ pub async fn history(
         if info.encrypted { ", encrypted" } else { "" },
         render::zone_label()
     );
-    let mut files = std::collections::HashMap::new();
-    for (l, _) in &lines {
-        if let Shown::File { file } = &l.shown
-            && !files.contains_key(&file.sha256)
-        {
-            // Asking also starts the node fetching a file it lacks (a lazy room's).
-            let info = s.client.file(&file.sha256).await.ok().flatten();
-            files.insert(file.sha256, info);
-        }
-    }
     for (l, i) in &lines {
         let mut shown = render::line(&s, &views[*i], l);
         if let Shown::File { file } = &l.shown {

@@ -358,6 +358,12 @@ pub struct BridgeRoom {
     pub received_bytes: u64,
     /// Unix time (seconds) the room was last fully in sync upward.
     pub last_synced: Option<u64>,
+    /// Files of the room the upstream node asked for on the current link whose chunks the
+    /// budget holds back (until it has room again): not yet sent. While one waits, the room
+    /// counts as exhausted.
+    pub files_waiting: u64,
+    /// Bytes of the room's file chunks and chunk lists sent upstream since the node started.
+    pub file_bytes_sent: u64,
 }
 
 #[cfg(test)]

@@ -79,8 +79,9 @@ impl RateLimit {
     }
 }
 
-/// The store as the set a link reconciles over, and as the bridge reads it.
-pub(crate) struct StoreItems(pub Arc<Readers>);
+/// The store as the set a link reconciles over, and as the bridge reads it (events, and the
+/// files once the node attached its blob store).
+pub(crate) struct StoreItems(pub Arc<Context>);
 
 impl ItemSource for StoreItems {
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
@@ -90,8 +91,8 @@ impl ItemSource for StoreItems {
         };
         // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
         tokio::task::block_in_place(|| match scope {
-            Some(rooms) => self.0.for_each_item_in(rooms, visit),
-            None => self.0.for_each_item(visit),
+            Some(rooms) => self.0.readers.for_each_item_in(rooms, visit),
+            None => self.0.readers.for_each_item(visit),
         })
         .map_err(|e| e.to_string())
     }
@@ -99,11 +100,28 @@ impl ItemSource for StoreItems {
 
 impl BridgeStore for StoreItems {
     fn last_seq(&mut self) -> Result<u64, String> {
-        tokio::task::block_in_place(|| self.0.last_seq()).map_err(|e| e.to_string())
+        tokio::task::block_in_place(|| self.0.readers.last_seq()).map_err(|e| e.to_string())
+    }
+
+    fn files(&mut self, rooms: &[RoomId]) -> Result<Vec<(RoomId, basis_core::BlobRef)>, String> {
+        let uses = tokio::task::block_in_place(|| self.0.readers.blob_refs());
+        Ok(uses
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|u| rooms.contains(&u.room))
+            .map(|u| (u.room, u.blob))
+            .collect())
+    }
+
+    fn file_complete(&mut self, address: &[u8; 32]) -> bool {
+        self.0
+            .files
+            .get()
+            .is_some_and(|f| tokio::task::block_in_place(|| f.complete(address)))
     }
 
     fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String> {
-        let events = tokio::task::block_in_place(|| self.0.get_many(ids));
+        let events = tokio::task::block_in_place(|| self.0.readers.get_many(ids));
         Ok(events
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -217,6 +235,8 @@ enum Extra {
     PeersChanged,
     /// The WAN view changed, or the monitor ended (upstream).
     Wan(bool),
+    /// The serving task handed a part of a file to the writer, or did not hold it (upstream).
+    Served(crate::files::Served),
 }
 
 /// A LAN link: the protocol state and what the LAN adds to it.
@@ -250,6 +270,13 @@ struct Upstream {
     machine: BridgeLink,
     wan: watch::Receiver<WanView>,
     saved_at: Instant,
+    /// The writer's file queue, until the serving task takes it (once files are attached and
+    /// the bridge first serves a file).
+    files_out: Option<mpsc::Sender<Vec<u8>>>,
+    /// The serving task's queue of what the bridge chose to serve.
+    serve: Option<mpsc::UnboundedSender<crate::files::Want>>,
+    served_tx: mpsc::UnboundedSender<crate::files::Served>,
+    served_rx: mpsc::UnboundedReceiver<crate::files::Served>,
 }
 
 enum Session {
@@ -361,7 +388,10 @@ impl Session {
                     Err(_) => std::future::pending().await,
                 },
             },
-            Session::Upstream(up) => Extra::Wan(up.wan.changed().await.is_ok()),
+            Session::Upstream(up) => tokio::select! {
+                changed = up.wan.changed() => Extra::Wan(changed.is_ok()),
+                Some(served) = up.served_rx.recv() => Extra::Served(served),
+            },
         }
     }
 
@@ -381,6 +411,11 @@ impl Session {
                     io.close("the WAN went down".into());
                 }
                 Vec::new()
+            }
+            (Session::Upstream(up), Extra::Served(s)) => {
+                let mut rooms = up.bridge.rooms();
+                up.machine
+                    .file_served(s.address, s.part, s.sent, now(), &mut rooms, &mut io.source)
             }
             _ => Vec::new(),
         }
@@ -494,6 +529,11 @@ impl Session {
                 // The bridge consumes these; a LAN link never reconciles by scope.
                 Action::Differences { .. } | Action::Delivered(_) => {}
                 Action::File(f) => self.on_file(io, f),
+                Action::ServeFile {
+                    address,
+                    list,
+                    ranges,
+                } => self.serve_file(io, address, list, ranges),
             }
         }
     }
@@ -547,9 +587,71 @@ impl Session {
         }
     }
 
-    /// A file frame from the peer: a want for this link's serving task, anything else for
-    /// the node's fetches. Upstream links carry no files yet (`docs/BRIDGE.md` orders them
-    /// after messages; the bridge does not send them).
+    /// Parts of a file the bridge chose to send upstream: for the link's serving task, which
+    /// reads each from the blob store when the writer's file queue has room and reports it
+    /// (started at the first). Without the node's files nothing is held: upstream is told
+    /// `Lacks` and the bridge that nothing went.
+    fn serve_file(
+        &mut self,
+        io: &mut Io<'_>,
+        address: [u8; 32],
+        list: bool,
+        ranges: Vec<basis_proto::ChunkRange>,
+    ) {
+        let Session::Upstream(up) = self else {
+            return;
+        };
+        if up.serve.is_none()
+            && let (Some(files), Some(out)) = (io.ctx.files.get(), up.files_out.take())
+        {
+            let (tx, rx) = mpsc::unbounded_channel();
+            io.ctx.tasks.spawn(crate::files::serve(
+                files.clone(),
+                rx,
+                io.control.clone(),
+                out,
+                Some(up.served_tx.clone()),
+            ));
+            up.serve = Some(tx);
+        }
+        let mut want = crate::files::Want {
+            address,
+            list,
+            ranges,
+        };
+        if let Some(serve) = &up.serve {
+            match serve.send(want) {
+                Ok(()) => return,
+                // The serving task ended (the link is ending): nothing goes.
+                Err(back) => want = back.0,
+            }
+        }
+        let parts = want
+            .list
+            .then_some(basis_proto::bridge_link::FilePart::List)
+            .into_iter()
+            .chain(
+                want.ranges
+                    .iter()
+                    .flat_map(|r| r.indices())
+                    .map(basis_proto::bridge_link::FilePart::Chunk),
+            );
+        for part in parts {
+            let _ = up.served_tx.send(crate::files::Served {
+                address,
+                part,
+                sent: None,
+            });
+        }
+        io.send(&Frame::File(FileFrame::Lacks {
+            address,
+            list: want.list,
+            ranges: want.ranges,
+        }));
+    }
+
+    /// A file frame from a LAN peer: a want for this link's serving task, anything else for
+    /// the node's fetches. (On an upstream link the bridge takes every file frame itself.)
     fn on_file(&mut self, io: &mut Io<'_>, frame: FileFrame) {
         let Session::Lan(lan) = self else {
             return;
@@ -626,6 +728,7 @@ impl Lan {
             wants_rx,
             io.control.clone(),
             out,
+            None,
         ));
         let control = io.control.clone();
         self.files_control = Some(control.clone());
@@ -790,7 +893,7 @@ pub(crate) async fn run_lan(
         peer,
         remote: canonical(conn.remote_address()),
         control,
-        source: StoreItems(ctx.readers.clone()),
+        source: StoreItems(ctx.clone()),
         end: None,
         admitted: false,
     };
@@ -855,18 +958,25 @@ pub(crate) async fn run_upstream(
         dial: ctx.next_dial(),
     };
     let (machine, first) = BridgeLink::new(config, id, exporter, bridge.reconcile_every());
-    // Every frame goes in order on one queue: the upload frames' numbers must match the order
-    // the upstream node receives them in, and the machine bounds what is in flight.
+    // Every frame but file data goes in order on one queue: the upload frames' numbers must
+    // match the order the upstream node receives them in, and the machine bounds what is in
+    // flight. File data (what the bridge chose to serve) waits behind them in the file queue.
     let Queues {
         control,
+        files: files_out,
         task: writer_task,
         ..
     } = spawn_writer(send);
+    let (served_tx, served_rx) = mpsc::unbounded_channel();
     let mut session = Session::Upstream(Box::new(Upstream {
         bridge: bridge.clone(),
         machine,
         wan,
         saved_at: Instant::now(),
+        files_out: Some(files_out),
+        serve: None,
+        served_tx,
+        served_rx,
     }));
     let remote = canonical(conn.remote_address());
     let mut io = Io {
@@ -875,7 +985,7 @@ pub(crate) async fn run_upstream(
         peer: id,
         remote,
         control,
-        source: StoreItems(ctx.readers.clone()),
+        source: StoreItems(ctx.clone()),
         end: None,
         admitted: false,
     };

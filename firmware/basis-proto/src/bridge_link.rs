@@ -13,16 +13,28 @@
 //! frame; until then its bytes are only *reserved*. When the link ends, what was not
 //! acknowledged is backlog again and its reservation is released, so it costs budget once,
 //! when it really crosses.
+//!
+//! **Files** go after a cycle's events. The upstream node fetches a file like any node, once
+//! it holds the message naming it (`docs/FEDERATION.md`, "Files"): it asks the gateway with
+//! `Want` frames. The bridge answers only for files named by messages of rooms that go up,
+//! only while no cycle is reconciling or sending events, and only what the room's budget has
+//! room for: the driver serves those parts ([`Action::ServeFile`]) as file data, behind every
+//! message, and the rest is refused with `Lacks`. A file refused for the budget (or not
+//! held here yet) is announced again with `Have` at the end of a later cycle, once the budget
+//! has room and the gateway holds the whole file, and the upstream node then asks for what
+//! it still lacks: a transfer cut by the budget, the WAN or a restart goes on where it
+//! stopped, and no chunk upstream stored is sent again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use basis_core::{EventId, NodeId, RoomId, ValidEvent};
+use basis_core::{BlobRef, EventId, NodeId, RoomId, ValidEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Role;
-use crate::bridge::{Budget, Pending, RoomPolicy, classify, send_order};
-use crate::frame::{EventsBatch, event_cost};
+use crate::bridge::{Budget, Pending, RoomPolicy, classify, file_of, list_cost, send_order};
+use crate::frame::{ChunkRange, EventsBatch, FileFrame, FileHave, Frame, event_cost};
+use crate::limits::{MAX_FILES_PER_HAVE, MAX_QUEUED_CHUNKS, MAX_RANGES};
 use crate::link::{Action, ItemSource, Link, LinkConfig};
 
 /// After a new local event in a bridged room, wait this long for more before reconciling.
@@ -71,6 +83,20 @@ pub trait BridgeStore: ItemSource {
     fn last_seq(&mut self) -> Result<u64, String>;
     /// The events among `ids` that are held (in any order; missing ones are left out).
     fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String>;
+    /// The files named by the held messages of `rooms` (`Attachment`, `EncryptedAttachment`),
+    /// each with its room.
+    fn files(&mut self, rooms: &[RoomId]) -> Result<Vec<(RoomId, BlobRef)>, String>;
+    /// Whether this node holds the whole file at `address` (its list and every chunk).
+    fn file_complete(&mut self, address: &[u8; 32]) -> bool;
+}
+
+/// A part of a file the driver served for the bridge ([`Action::ServeFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FilePart {
+    /// The chunk list.
+    List,
+    /// The chunk of this index.
+    Chunk(u64),
 }
 
 /// What one bridged room keeps across restarts.
@@ -123,6 +149,12 @@ pub struct RoomSnapshot {
     pub received_bytes: u64,
     /// Unix time (seconds) the room was last fully in sync upward.
     pub last_synced: Option<u64>,
+    /// Files of the room the upstream node asked for on the current link whose chunks the
+    /// budget holds back (until it has room again): not yet sent. While one waits, the room
+    /// counts as exhausted.
+    pub files_waiting: u64,
+    /// Bytes of the room's file chunks (and chunk lists) sent upstream since the node started.
+    pub file_bytes_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +171,9 @@ struct RoomState {
     sent_bytes: u64,
     received_events: u64,
     received_bytes: u64,
+    /// Files the budget held back on the current link (see [`RoomSnapshot::files_waiting`]).
+    files_waiting: BTreeSet<[u8; 32]>,
+    file_bytes_sent: u64,
 }
 
 /// The bridged rooms: their policies and everything the upstream links share about them.
@@ -251,6 +286,28 @@ impl BridgeRooms {
         }
     }
 
+    /// The driver handed a part of a file to the link: its reservation becomes the bytes that
+    /// went (there is no acknowledgement per chunk; `bytes` is what was sent).
+    fn file_sent(&mut self, room: &RoomId, reserved: u64, bytes: u64, unix: u64) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.reserved = r.reserved.saturating_sub(reserved);
+            r.saved.budget.spend(unix, bytes);
+            r.file_bytes_sent += bytes;
+            self.changed = true;
+        }
+    }
+
+    /// Whether the budget held back a file of the room on the current link.
+    fn file_waiting(&mut self, room: &RoomId, address: [u8; 32], waiting: bool) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            if waiting {
+                r.files_waiting.insert(address);
+            } else {
+                r.files_waiting.remove(&address);
+            }
+        }
+    }
+
     /// An event of the room came down: it was paid for, so it counts even over the budget.
     fn received(&mut self, room: &RoomId, bytes: u64, unix: u64) {
         let limit = self.limit(room);
@@ -283,10 +340,12 @@ impl BridgeRooms {
         }
     }
 
-    /// A link ended: the exact backlogs it found are no longer known.
+    /// A link ended: the exact backlogs it found, and the files it held back, are no longer
+    /// known (the next link's upstream node asks again for what it lacks).
     pub fn forget_backlogs(&mut self) {
         for r in self.rooms.values_mut() {
             r.up_backlog = None;
+            r.files_waiting.clear();
         }
     }
 
@@ -349,7 +408,8 @@ impl BridgeRooms {
                 priority: policy.priority,
                 budget_bytes_per_hour: policy.budget_per_hour,
                 budget_used_bytes: r.saved.budget.used(unix),
-                budget_exhausted: r.exhausted,
+                // A file held back for the budget keeps the room spent until it may go on.
+                budget_exhausted: r.exhausted || !r.files_waiting.is_empty(),
                 budget_frees_in_secs: policy
                     .budget_per_hour
                     .and_then(|_| r.saved.budget.frees_at(unix))
@@ -363,6 +423,8 @@ impl BridgeRooms {
                 received_events: r.received_events,
                 received_bytes: r.received_bytes,
                 last_synced: r.saved.last_synced,
+                files_waiting: r.files_waiting.len() as u64,
+                file_bytes_sent: r.file_bytes_sent,
             });
         }
         out
@@ -395,6 +457,41 @@ struct Down {
     queue: VecDeque<(RoomId, EventId)>,
     inflight: HashSet<EventId>,
     asked: Option<Instant>,
+}
+
+/// A `Want` of the upstream node for a file, waiting for the cycle's events to go first.
+#[derive(Debug)]
+struct FileWant {
+    address: [u8; 32],
+    list: bool,
+    ranges: Vec<ChunkRange>,
+}
+
+/// What the upstream node asked of a file on this link and has not announced complete.
+#[derive(Debug, Default)]
+struct Asked {
+    /// Chunks were refused for the budget: the cost of the first one (announced again with
+    /// `Have` once the budget has room for it).
+    refused: Option<u64>,
+    /// The driver did not hold a part asked for (the gateway was still fetching the file):
+    /// announced again once it holds the whole file.
+    unheld: bool,
+}
+
+/// The files of one upstream link (see the module's documentation).
+#[derive(Debug, Default)]
+struct UpFiles {
+    /// The files named by the messages of rooms that go up, with their rooms: read from the
+    /// store when the link's first cycle starts, then added from each cycle's uploads.
+    index: HashMap<[u8; 32], (RoomId, BlobRef)>,
+    indexed: bool,
+    /// The upstream node's wants, waiting for the cycle's events.
+    deferred: VecDeque<FileWant>,
+    /// Parts handed to the driver and not yet reported, with their room and reservation.
+    serving: HashMap<([u8; 32], FilePart), (RoomId, u64)>,
+    asked: BTreeMap<[u8; 32], Asked>,
+    /// A cycle ended since files were last announced.
+    announce_due: bool,
 }
 
 /// A frame sent up and not acknowledged yet.
@@ -437,6 +534,7 @@ pub struct BridgeLink {
     /// `Events` frames sent on this link.
     frames_sent: u64,
     stats: BridgeStats,
+    files: UpFiles,
 }
 
 impl BridgeLink {
@@ -462,6 +560,7 @@ impl BridgeLink {
             upload: None,
             frames_sent: 0,
             stats: BridgeStats::default(),
+            files: UpFiles::default(),
         };
         (bridge, first)
     }
@@ -547,7 +646,8 @@ impl BridgeLink {
         self.next_cycle = Some(now.at + RETRY_AFTER_STORE_FAILURE);
     }
 
-    /// The link ended: what was sent and not acknowledged is backlog again.
+    /// The link ended: what was sent and not acknowledged is backlog again, and file parts
+    /// not yet handed to the link are not charged.
     pub fn closed(&mut self, rooms: &mut BridgeRooms) {
         if let Some(up) = self.upload.take() {
             for frame in up.in_flight {
@@ -556,8 +656,39 @@ impl BridgeLink {
                 }
             }
         }
+        for (_, (room, cost)) in self.files.serving.drain() {
+            rooms.release(&room, cost);
+        }
+        self.files.deferred.clear();
+        self.files.asked.clear();
         self.cycle = None;
         rooms.forget_backlogs();
+    }
+
+    /// The driver handed a part of a file it was told to serve ([`Action::ServeFile`]) to the
+    /// link (`sent`: the bytes of the list or chunk), or did not hold it (`None`: the upstream
+    /// node was told `Lacks`). The part is charged to its room only when it went.
+    pub fn file_served(
+        &mut self,
+        address: [u8; 32],
+        part: FilePart,
+        sent: Option<u64>,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+    ) -> Vec<Action> {
+        if let Some((room, cost)) = self.files.serving.remove(&(address, part)) {
+            match sent {
+                Some(bytes) => rooms.file_sent(&room, cost, bytes, now.unix),
+                None => {
+                    rooms.release(&room, cost);
+                    self.files.asked.entry(address).or_default().unheld = true;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        self.work(now, rooms, store, &mut out);
+        out
     }
 
     fn process(
@@ -588,16 +719,14 @@ impl BridgeLink {
                     self.differences(of, have, need, now, rooms, store, out);
                 }
                 Action::Delivered(n) => self.delivered(n, now, rooms),
+                Action::File(frame) => self.on_file(frame, rooms, out),
                 // Upstream mode never asks to serve, share or relay.
                 Action::Reconciled { .. }
                 | Action::SendEvents(_)
                 | Action::Learned(_)
-                | Action::Notice(_) => {}
-                // File frames go to the driver, which decides what files cross (after messages).
-                other @ (Action::Send(_)
-                | Action::Penalize { .. }
-                | Action::Close(_)
-                | Action::File(_)) => {
+                | Action::Notice(_)
+                | Action::ServeFile { .. } => {}
+                other @ (Action::Send(_) | Action::Penalize { .. } | Action::Close(_)) => {
                     out.push(other);
                 }
             }
@@ -674,6 +803,26 @@ impl BridgeLink {
                 return out.push(Action::Close(format!("cannot read the store: {e}")));
             }
         };
+        if !self.files.indexed {
+            let up: Vec<RoomId> = rooms
+                .order()
+                .iter()
+                .copied()
+                .filter(|r| rooms.uplink(r))
+                .collect();
+            match store.files(&up) {
+                Ok(files) => {
+                    for (room, blob) in files {
+                        self.files.index.insert(blob.address, (room, blob));
+                    }
+                    self.files.indexed = true;
+                }
+                Err(e) => {
+                    self.next_cycle = Some(now.at + self.reconcile_every);
+                    return out.push(Action::Close(format!("cannot read the store: {e}")));
+                }
+            }
+        }
         self.cycle = Some(Cycle {
             rooms: order,
             started_seq,
@@ -743,6 +892,9 @@ impl BridgeLink {
                 for ev in events {
                     count += 1;
                     bytes += ev.raw.len() as u64;
+                    if let Some(blob) = file_of(&ev.raw) {
+                        self.files.index.insert(blob.address, (room, blob));
+                    }
                     pending.push(Pending {
                         room,
                         id: ev.id,
@@ -758,6 +910,7 @@ impl BridgeLink {
             up_rooms.insert(room);
         }
         rooms.mark_synced(&synced, cycle.started_seq, now.unix);
+        self.files.announce_due = true;
         if pending.is_empty() {
             // Everything listed has gone from the store meanwhile (expiry): in sync.
             let gone: Vec<RoomId> = up_rooms.into_iter().collect();
@@ -828,6 +981,7 @@ impl BridgeLink {
         }
         self.ask_down(now, rooms, out);
         self.refresh_subscription(now, rooms, out);
+        self.serve_files(now, rooms, store, out);
     }
 
     /// Sends upload frames while fewer than [`UNACKED_FRAMES`] wait for acknowledgement; an
@@ -970,6 +1124,233 @@ impl BridgeLink {
         if let Some(action) = self.link.subscribe(wanted.clone()) {
             out.push(action);
             self.subscribed = Some(wanted);
+        }
+    }
+
+    /// A file frame from the upstream node. A `Want` waits for the cycle's events; a `Have`
+    /// of a whole file says it crossed. Nothing else is taken from upstream: no file comes
+    /// down over the bridge, so chunks, lists and refusals are dropped.
+    fn on_file(&mut self, frame: FileFrame, rooms: &mut BridgeRooms, out: &mut Vec<Action>) {
+        match frame {
+            FileFrame::Want {
+                address,
+                list,
+                ranges,
+            } => {
+                if ranges.len() > MAX_RANGES {
+                    let reason = format!("a file want of {} ranges", ranges.len());
+                    out.push(Action::Send(Frame::Bye(reason.clone())));
+                    out.push(Action::Close(reason));
+                    return;
+                }
+                let known = self
+                    .files
+                    .index
+                    .get(&address)
+                    .is_some_and(|(room, _)| rooms.uplink(room));
+                if !known {
+                    // Not a file of a room that goes up: never served, whoever asks.
+                    out.push(Action::Send(Frame::File(FileFrame::Lacks {
+                        address,
+                        list,
+                        ranges,
+                    })));
+                    return;
+                }
+                self.files.asked.entry(address).or_default();
+                self.files.deferred.push_back(FileWant {
+                    address,
+                    list,
+                    ranges,
+                });
+            }
+            FileFrame::Have(files) => {
+                for h in files {
+                    let Some((room, blob)) = self.files.index.get(&h.address).copied() else {
+                        continue;
+                    };
+                    let whole = h
+                        .ranges
+                        .iter()
+                        .any(|r| r.start == 0 && r.end >= blob.chunk_count());
+                    if whole {
+                        self.files.asked.remove(&h.address);
+                        rooms.file_waiting(&room, h.address, false);
+                    }
+                }
+            }
+            FileFrame::List { .. } | FileFrame::Chunk { .. } | FileFrame::Lacks { .. } => {}
+        }
+    }
+
+    /// Serves the upstream node's file wants once no cycle is reconciling or sending events,
+    /// within each room's budget, and announces the files held back once they may go on.
+    fn serve_files(
+        &mut self,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+        out: &mut Vec<Action>,
+    ) {
+        if self.cycle.is_some() || self.upload.is_some() {
+            // The cycle's events first: files never go ahead of them.
+            return;
+        }
+        while let Some(want) = self.files.deferred.pop_front() {
+            self.serve_want(want, now, rooms, out);
+        }
+        if std::mem::take(&mut self.files.announce_due) {
+            self.announce(now, rooms, store, out);
+        }
+    }
+
+    /// Hands the driver the parts of one want that the room's budget has room for, lowest
+    /// first, and refuses the rest with `Lacks`.
+    fn serve_want(
+        &mut self,
+        want: FileWant,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        out: &mut Vec<Action>,
+    ) {
+        let FileWant {
+            address,
+            list,
+            ranges,
+        } = want;
+        let Some((room, blob)) = self.files.index.get(&address).copied() else {
+            return out.push(Action::Send(Frame::File(FileFrame::Lacks {
+                address,
+                list,
+                ranges,
+            })));
+        };
+        let count = blob.chunk_count();
+        // What may be served at all: chunks of the file, no more than a link queues.
+        let mut room_left = MAX_QUEUED_CHUNKS.saturating_sub(self.files.serving.len()) as u64;
+        let mut candidates = Vec::new();
+        let mut refused: Vec<ChunkRange> = Vec::new();
+        if list {
+            candidates.push(FilePart::List);
+        }
+        for r in &ranges {
+            let end = r.end.min(count);
+            let take = end.saturating_sub(r.start).min(room_left);
+            for index in r.start..r.start + take {
+                candidates.push(FilePart::Chunk(index));
+            }
+            room_left -= take;
+            if r.start + take < r.end {
+                refused.push(ChunkRange {
+                    start: r.start + take,
+                    end: r.end,
+                });
+            }
+        }
+        let mut list_ok = false;
+        let mut list_refused = false;
+        let mut served = Vec::new();
+        let mut held_back = false;
+        for part in candidates {
+            let cost = match part {
+                FilePart::List => list_cost(&blob),
+                FilePart::Chunk(i) => blob.cipher_len(i).unwrap_or(u64::from(blob.chunk_size)),
+            };
+            let fits = !held_back
+                && !self.files.serving.contains_key(&(address, part))
+                && rooms.reserve(&room, cost, now.unix);
+            if !fits {
+                if !held_back && !self.files.serving.contains_key(&(address, part)) {
+                    // The first part the budget holds back: announced again when it fits.
+                    held_back = true;
+                    self.files.asked.entry(address).or_default().refused = Some(cost);
+                    rooms.file_waiting(&room, address, true);
+                }
+                match part {
+                    FilePart::List => list_refused = true,
+                    FilePart::Chunk(i) => refused.push(ChunkRange {
+                        start: i,
+                        end: i + 1,
+                    }),
+                }
+                continue;
+            }
+            self.files.serving.insert((address, part), (room, cost));
+            match part {
+                FilePart::List => list_ok = true,
+                FilePart::Chunk(i) => served.push(i),
+            }
+        }
+        if list_ok || !served.is_empty() {
+            out.push(Action::ServeFile {
+                address,
+                list: list_ok,
+                ranges: ChunkRange::from_indices(served),
+            });
+        }
+        if list_refused || !refused.is_empty() {
+            refused.sort_by_key(|r| r.start);
+            let mut merged: Vec<ChunkRange> = Vec::new();
+            for r in refused {
+                match merged.last_mut() {
+                    Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+                    _ => merged.push(r),
+                }
+            }
+            merged.truncate(MAX_RANGES);
+            out.push(Action::Send(Frame::File(FileFrame::Lacks {
+                address,
+                list: list_refused,
+                ranges: merged,
+            })));
+        }
+    }
+
+    /// After a cycle: tells the upstream node again (`Have`) about the files it asked for that
+    /// were held back, once this node holds the whole file and the room's budget has room for
+    /// the part refused; upstream then asks for what it still lacks.
+    fn announce(
+        &mut self,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+        out: &mut Vec<Action>,
+    ) {
+        let mut have = Vec::new();
+        let addresses: Vec<[u8; 32]> = self.files.asked.keys().copied().collect();
+        for address in addresses {
+            let Some(asked) = self.files.asked.get(&address) else {
+                continue;
+            };
+            if asked.refused.is_none() && !asked.unheld {
+                continue;
+            }
+            let Some((room, blob)) = self.files.index.get(&address).copied() else {
+                continue;
+            };
+            let busy = self.files.serving.keys().any(|(a, _)| *a == address);
+            let fits = asked
+                .refused
+                .is_none_or(|cost| rooms.remaining(&room, now.unix).is_none_or(|l| l >= cost));
+            if busy || !fits || !store.file_complete(&address) {
+                continue;
+            }
+            if let Some(asked) = self.files.asked.get_mut(&address) {
+                asked.refused = None;
+                asked.unheld = false;
+            }
+            // It may go on now; held back again, it is marked again.
+            rooms.file_waiting(&room, address, false);
+            have.push(FileHave {
+                address,
+                ranges: vec![ChunkRange {
+                    start: 0,
+                    end: blob.chunk_count(),
+                }],
+            });
+        }
+        for files in have.chunks(MAX_FILES_PER_HAVE) {
+            out.push(Action::Send(Frame::File(FileFrame::Have(files.to_vec()))));
         }
     }
 }

@@ -720,9 +720,14 @@ fn the_bridge_carries_a_file_within_its_budget_after_the_messages() {
         room_id(&alice, &at1, "small"),
     );
     const SMALL_BUDGET: u64 = 100_000;
+    // Alice's profile room crosses too: Bob, writing on the upstream node, seals his room
+    // key to the members whose profiles that node holds.
+    let alice_id: basis_core::UserId = alice.id(&at1).parse().expect("a user id");
+    let alice_profile = basis_core::profile_room(&alice_id);
     let rooms = format!(
         "[upstream.rooms.{field}]\nbudget_bytes_per_hour = 10_000_000\n\
-         [upstream.rooms.{small}]\nbudget_bytes_per_hour = {SMALL_BUDGET}\n"
+         [upstream.rooms.{small}]\nbudget_bytes_per_hour = {SMALL_BUDGET}\n\
+         [upstream.rooms.{alice_profile}]\n"
     );
     bridge_to(&gw, &up_id, &up.host, &rooms);
     gw.start();
@@ -791,12 +796,46 @@ fn the_bridge_carries_a_file_within_its_budget_after_the_messages() {
         started.elapsed()
     );
 
-    // Room `small`: its messages crossed, its file did not, and the status says so.
-    thread::sleep(Duration::from_secs(6));
+    // Down: Bob sends a file upstream; Alice, on the LAN node, opens the same bytes (the
+    // gateway fetched it through the bridge, node 1 from the gateway).
+    let down = messages_then_file(&bob, &at_up, "field", 3, "report.bin", FILE / 2);
+    let down_started = Instant::now();
+    let line = wait_for_line(&alice, &at1, "field", "report.bin");
+    let id = line
+        .split_whitespace()
+        .nth(2)
+        .expect("a message id")
+        .to_string();
+    let to = tempfile::tempdir().expect("a folder");
+    alice.ok(
+        &at1,
+        &[
+            "download",
+            "field",
+            &id,
+            "--to",
+            to.path().to_str().expect("utf-8"),
+        ],
+    );
+    let got = std::fs::read(to.path().join("report.bin")).expect("downloaded");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&down));
+    println!(
+        "bridge: a {}-byte file written upstream opened on the LAN {:?} after it was sent",
+        FILE / 2,
+        down_started.elapsed()
+    );
+    let f = room_status(&bridge_status(&gw), &field);
+    assert!(
+        f["file_bytes_received"].as_u64().unwrap_or(0) >= FILE as u64 / 2,
+        "{f}"
+    );
+
+    // Room `small`: its messages crossed, its file did not, and the status says so. (The
+    // upstream node holds both files of room `field`, and nothing of room `small`'s.)
     assert_eq!(
         chunks_held(&up),
-        chunks,
-        "only room field's file is upstream"
+        chunks + chunks / 2,
+        "no chunk of room small's file is upstream"
     );
     let status = bridge_status(&gw);
     assert_eq!(status["upstreams"][0]["state"], "linked", "{status}");
@@ -814,7 +853,7 @@ fn the_bridge_carries_a_file_within_its_budget_after_the_messages() {
         "{f}"
     );
     let text = String::from_utf8_lossy(&gw.node.cli_ok(&["status"]).stdout).to_string();
-    assert!(text.contains("1 file not yet sent (budget)"), "{text}");
+    assert!(text.contains("1 file held back by the budget"), "{text}");
     // Bob upstream sees the file's message, and that none of the file is there.
     let line = wait_for_line(&bob, &at_up, "small", "too-big.bin");
     assert!(

@@ -237,6 +237,8 @@ enum Extra {
     Wan(bool),
     /// The serving task handed a part of a file to the writer, or did not hold it (upstream).
     Served(crate::files::Served),
+    /// A frame the node's fetches would send the upstream node (upstream).
+    ToUpstream(Vec<u8>),
 }
 
 /// A LAN link: the protocol state and what the LAN adds to it.
@@ -277,6 +279,11 @@ struct Upstream {
     serve: Option<mpsc::UnboundedSender<crate::files::Want>>,
     served_tx: mpsc::UnboundedSender<crate::files::Served>,
     served_rx: mpsc::UnboundedReceiver<crate::files::Served>,
+    /// The queue the node's file table sends upstream on (once admitted): what its fetches
+    /// ask goes through the bridge.
+    fetches_tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Its other end.
+    fetches_rx: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
 }
 
 enum Session {
@@ -388,10 +395,19 @@ impl Session {
                     Err(_) => std::future::pending().await,
                 },
             },
-            Session::Upstream(up) => tokio::select! {
-                changed = up.wan.changed() => Extra::Wan(changed.is_ok()),
-                Some(served) = up.served_rx.recv() => Extra::Served(served),
-            },
+            Session::Upstream(up) => {
+                let fetches = async {
+                    match up.fetches_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    changed = up.wan.changed() => Extra::Wan(changed.is_ok()),
+                    Some(served) = up.served_rx.recv() => Extra::Served(served),
+                    Some(frame) = fetches => Extra::ToUpstream(frame),
+                }
+            }
         }
     }
 
@@ -417,6 +433,15 @@ impl Session {
                 up.machine
                     .file_served(s.address, s.part, s.sent, now(), &mut rooms, &mut io.source)
             }
+            (Session::Upstream(up), Extra::ToUpstream(bytes)) => match Frame::decode(&bytes) {
+                Ok(Frame::File(frame)) => {
+                    let mut rooms = up.bridge.rooms();
+                    up.machine
+                        .to_upstream(frame, now(), &mut rooms, &mut io.source)
+                }
+                // The file table sends only file frames.
+                _ => Vec::new(),
+            },
             _ => Vec::new(),
         }
     }
@@ -563,6 +588,13 @@ impl Session {
             Session::Upstream(up) => {
                 log::info!("bridged with upstream node {} ({name})", peer.short());
                 up.bridge.linked(peer, io.remote, io.conn.clone());
+                // The node's fetches may ask upstream too, through the bridge.
+                if let Some(files) = io.ctx.files.get() {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::task::block_in_place(|| files.link_up(peer, tx.clone()));
+                    up.fetches_tx = Some(tx);
+                    up.fetches_rx = Some(rx);
+                }
             }
         }
     }
@@ -650,10 +682,18 @@ impl Session {
         }));
     }
 
-    /// A file frame from a LAN peer: a want for this link's serving task, anything else for
-    /// the node's fetches. (On an upstream link the bridge takes every file frame itself.)
+    /// A file frame from the peer: on a LAN link a want for this link's serving task, anything
+    /// else for the node's fetches. On an upstream link the bridge took the frame and passes
+    /// on only what is for the fetches (what came down, what upstream holds or lacks).
     fn on_file(&mut self, io: &mut Io<'_>, frame: FileFrame) {
         let Session::Lan(lan) = self else {
+            if let Some(files) = io.ctx.files.get() {
+                let peer = io.peer;
+                let penalties = tokio::task::block_in_place(|| files.on_frame(peer, &frame));
+                for p in penalties {
+                    self.penalize(io, p.points, p.reason);
+                }
+            }
             return;
         };
         match frame {
@@ -977,6 +1017,8 @@ pub(crate) async fn run_upstream(
         serve: None,
         served_tx,
         served_rx,
+        fetches_tx: None,
+        fetches_rx: None,
     }));
     let remote = canonical(conn.remote_address());
     let mut io = Io {
@@ -996,6 +1038,9 @@ pub(crate) async fn run_upstream(
         return (admitted, Attempt::Stopped);
     };
     up.machine.closed(&mut bridge.rooms());
+    if let (Some(files), Some(tx)) = (ctx.files.get(), up.fetches_tx.take()) {
+        tokio::task::block_in_place(|| files.link_down(&id, &tx));
+    }
     bridge.unlinked(id);
     let refused = up.machine.link().refused();
     drop(up);

@@ -95,17 +95,18 @@ impl BridgeStore for GwStore {
     }
 }
 
-/// The upstream node's files: what it holds of each, and its fetches (as its node's file
-/// table runs them: one per file a stored message names, asking every linked peer).
+/// A node's files (the upstream node's, or those the gateway fetches): what it holds of each,
+/// and its fetches (as a node's file table runs them: one per file a stored message names,
+/// asking every linked peer).
 #[derive(Default)]
-struct UpFiles {
+struct NodeFiles {
     lists: HashMap<[u8; 32], ChunkList>,
     chunks: HashMap<[u8; 32], BTreeMap<u64, Vec<u8>>>,
     fetches: HashMap<[u8; 32], Fetch>,
     blobs: HashMap<[u8; 32], BlobRef>,
 }
 
-impl UpFiles {
+impl NodeFiles {
     /// A fetch of `blob` going on from what is held.
     fn fetch_of(&self, blob: BlobRef) -> Fetch {
         match self.lists.get(&blob.address) {
@@ -128,7 +129,12 @@ impl UpFiles {
                 .is_some_and(|c| c.len() as u64 == blob.chunk_count())
     }
 
-    /// The file's bytes as upstream holds them, in order.
+    /// Chunks held of the file at `address`.
+    fn held(&self, address: &[u8; 32]) -> usize {
+        self.chunks.get(address).map_or(0, |c| c.len())
+    }
+
+    /// The file's bytes as the node holds them, in order.
     fn bytes(&self, address: &[u8; 32]) -> Vec<u8> {
         self.chunks
             .get(address)
@@ -173,7 +179,7 @@ struct Site {
     start: Instant,
     elapsed: Duration,
     closed: Option<String>,
-    up_files: UpFiles,
+    up_files: NodeFiles,
     /// The gateway link's file data queue (the driver's serving task): served only when no
     /// other frame waits either way, one frame at a time.
     gw_outbox: Outbox,
@@ -183,6 +189,12 @@ struct Site {
     chunk_limit: Option<usize>,
     /// Events upstream had stored each time the bridge told the driver to serve a file.
     served_when: Vec<usize>,
+    /// The gateway's fetches (of files that come down) and what they stored.
+    gw_files: NodeFiles,
+    /// The upstream link's file data queue, serving the gateway's wants.
+    up_outbox: Outbox,
+    /// What the gateway received, in order: `events`, `list` or `chunk`.
+    received_down: Vec<&'static str>,
 }
 
 fn policy(uplink: bool, downlink: bool, budget: Option<u64>, priority: i32) -> RoomPolicy {
@@ -218,11 +230,14 @@ impl Site {
             start: Instant::now(),
             elapsed: Duration::ZERO,
             closed: None,
-            up_files: UpFiles::default(),
+            up_files: NodeFiles::default(),
             gw_outbox: Outbox::new(),
             received: Vec::new(),
             chunk_limit: None,
             served_when: Vec::new(),
+            gw_files: NodeFiles::default(),
+            up_outbox: Outbox::new(),
+            received_down: Vec::new(),
         };
         site.relink();
         site
@@ -295,7 +310,16 @@ impl Site {
                         | FileFrame::Chunk { address, .. }
                         | FileFrame::Lacks { address, .. } => Some(*address),
                         FileFrame::Have(h) => h.first().map(|h| h.address),
-                        FileFrame::Want { .. } => panic!("the gateway asked upstream for a file"),
+                        FileFrame::Want {
+                            address,
+                            list,
+                            ranges,
+                        } => {
+                            self.up_outbox
+                                .on_want(*address, *list, ranges)
+                                .expect("a want within the limits");
+                            None
+                        }
                     };
                     let now = self.start + self.elapsed;
                     if let Some(address) = address
@@ -321,6 +345,113 @@ impl Site {
         for blob in new_files {
             self.up_fetch(blob);
         }
+    }
+
+    /// The gateway's file table starts fetching `blob` from its linked peers (upstream).
+    fn gw_fetch(&mut self, blob: BlobRef) {
+        if self.gw_files.fetches.contains_key(&blob.address) || self.gw_files.complete(&blob) {
+            return;
+        }
+        let mut fetch = self.gw_files.fetch_of(blob);
+        let acts = fetch.add_peer(UPSTREAM, None, self.start + self.elapsed);
+        self.gw_files.fetches.insert(blob.address, fetch);
+        self.gw_fetch_actions(blob.address, acts);
+    }
+
+    /// A file frame the bridge passed to the gateway's fetches.
+    fn gw_file_frame(&mut self, frame: FileFrame) {
+        let address = match &frame {
+            FileFrame::List { address, .. }
+            | FileFrame::Chunk { address, .. }
+            | FileFrame::Lacks { address, .. } => Some(*address),
+            FileFrame::Have(h) => h.first().map(|h| h.address),
+            FileFrame::Want { .. } => panic!("the bridge passed a want to the fetches"),
+        };
+        let now = self.start + self.elapsed;
+        if let Some(address) = address
+            && let Some(f) = self.gw_files.fetches.get_mut(&address)
+        {
+            let acts = f.on_frame(UPSTREAM, &frame, now);
+            self.gw_fetch_actions(address, acts);
+        }
+    }
+
+    /// Carries out the gateway's fetch actions: what it sends upstream goes through the
+    /// bridge.
+    fn gw_fetch_actions(&mut self, address: [u8; 32], acts: Vec<FetchAction>) {
+        let mut queue: VecDeque<FetchAction> = acts.into();
+        while let Some(act) = queue.pop_front() {
+            let file_frame = match act {
+                FetchAction::Send {
+                    frame: Frame::File(f),
+                    ..
+                } => Some(f),
+                FetchAction::Send { .. } => None,
+                FetchAction::StoreList(list) => {
+                    self.gw_files.lists.insert(address, list);
+                    None
+                }
+                FetchAction::StoreChunk { index, bytes } => {
+                    self.gw_files
+                        .chunks
+                        .entry(address)
+                        .or_default()
+                        .insert(index, bytes);
+                    if let Some(f) = self.gw_files.fetches.get_mut(&address) {
+                        queue.extend(f.chunk_stored(index, self.start + self.elapsed));
+                    }
+                    None
+                }
+                FetchAction::Penalize { reason, .. } => panic!("the gateway penalised: {reason}"),
+                FetchAction::Complete => self.gw_files.fetches.remove(&address).map(|f| {
+                    FileFrame::Have(vec![basis_proto::FileHave {
+                        address,
+                        ranges: vec![basis_proto::ChunkRange {
+                            start: 0,
+                            end: f.blob().chunk_count(),
+                        }],
+                    }])
+                }),
+            };
+            if let Some(frame) = file_frame {
+                let now = self.now();
+                let acts = self
+                    .gw
+                    .to_upstream(frame, now, &mut self.rooms, &mut self.gw_store);
+                self.gateway_actions(acts);
+            }
+        }
+    }
+
+    /// The upstream node holds the file `list` and `data` describe.
+    fn up_hold(&mut self, list: &ChunkList, data: &[Vec<u8>]) {
+        self.up_files.lists.insert(list.address(), list.clone());
+        self.up_files.chunks.insert(
+            list.address(),
+            data.iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, c)| (i as u64, c))
+                .collect(),
+        );
+    }
+
+    /// The upstream link writes the next file data frame for the gateway, if any waits.
+    fn up_serve_one(&mut self) -> bool {
+        let Some(job) = self.up_outbox.pop() else {
+            return false;
+        };
+        let held = match &job {
+            Next::Frame(_) => None,
+            Next::List { address } => self.up_files.lists.get(address).map(|l| l.to_bytes()),
+            Next::Chunk { address, index } => self
+                .up_files
+                .chunks
+                .get(address)
+                .and_then(|c| c.get(index).cloned()),
+        };
+        self.to_gw.push_back(job.answer(held).encode());
+        true
     }
 
     /// The gateway's link writes the next file data frame, if any waits.
@@ -418,6 +549,10 @@ impl Site {
                     for e in evs {
                         self.gw_store
                             .insert(e.event().content.time.0, e.id(), e.bytes().to_vec());
+                        // An eager room: the gateway's file table fetches what it names.
+                        if let Some(blob) = file_of(e.bytes()) {
+                            self.gw_fetch(blob);
+                        }
                     }
                 }
                 Action::Close(reason) => self.closed = Some(reason),
@@ -432,7 +567,7 @@ impl Site {
                         .on_want(address, list, &ranges)
                         .expect("the bridge serves at most what a want may ask");
                 }
-                Action::File(f) => panic!("the bridge passed a file frame on: {f:?}"),
+                Action::File(f) => self.gw_file_frame(f),
                 _ => {}
             }
         }
@@ -464,6 +599,12 @@ impl Site {
                 moved = true;
             }
             if let Some(bytes) = self.to_gw.pop_front() {
+                match Frame::decode(&bytes) {
+                    Ok(Frame::Events(_)) => self.received_down.push("events"),
+                    Ok(Frame::File(FileFrame::Chunk { .. })) => self.received_down.push("chunk"),
+                    Ok(Frame::File(FileFrame::List { .. })) => self.received_down.push("list"),
+                    _ => {}
+                }
                 let now = self.now();
                 let acts = self
                     .gw
@@ -472,7 +613,7 @@ impl Site {
                 moved = true;
             }
             // File data only when no other frame waits either way.
-            if !moved && up_events != Some(0) && self.serve_one() {
+            if !moved && up_events != Some(0) && (self.serve_one() || self.up_serve_one()) {
                 moved = true;
             }
             if !moved {
@@ -782,6 +923,11 @@ fn room_with_file(messages: usize, chunks: u64, seed: u8) -> (Evs, ChunkList, Ve
     (evs, list, data)
 }
 
+/// How many frames of `what` were received.
+fn count(received: &[&str], what: &str) -> usize {
+    received.iter().filter(|r| **r == what).count()
+}
+
 /// Bytes of the file: its chunks and its list, as they cross.
 fn file_bytes(list: &ChunkList, data: &[Vec<u8>]) -> u64 {
     data.iter().map(|c| c.len() as u64).sum::<u64>() + list.to_bytes().len() as u64
@@ -823,7 +969,7 @@ fn a_file_goes_up_after_the_cycles_messages_and_is_charged_what_crossed() {
         "{:?}",
         site.received
     );
-    let chunks = site.received.iter().filter(|r| **r == "chunk").count();
+    let chunks = count(&site.received, "chunk");
     assert_eq!(chunks, data.len(), "each chunk crossed once");
     let status = site.room(room);
     assert_eq!(
@@ -854,11 +1000,7 @@ fn a_budget_too_small_for_the_file_carries_the_messages_and_holds_the_file_back(
     assert!(site.closed.is_none(), "not an error: {:?}", site.closed);
 
     assert_eq!(site.up_ids(room), ids(&room_evs), "every message went up");
-    let held = site
-        .up_files
-        .chunks
-        .get(&list.address())
-        .map_or(0, |c| c.len());
+    let held = site.up_files.held(&list.address());
     assert!(
         held > 0 && held < data.len(),
         "{held} of {} chunks went up",
@@ -879,18 +1021,14 @@ fn a_budget_too_small_for_the_file_carries_the_messages_and_holds_the_file_back(
 
     // Later cycles within the hour send nothing more of it ...
     site.wait(Duration::from_secs(600));
-    let still = site
-        .up_files
-        .chunks
-        .get(&list.address())
-        .map_or(0, |c| c.len());
+    let still = site.up_files.held(&list.address());
     assert_eq!(still, held);
     // ... and once the window has moved on, the rest, without sending again what upstream
     // already stored.
     site.wait(Duration::from_secs(3600));
     assert!(site.closed.is_none(), "{:?}", site.closed);
     assert_eq!(site.up_files.bytes(&list.address()), data.concat());
-    let chunks = site.received.iter().filter(|r| **r == "chunk").count();
+    let chunks = count(&site.received, "chunk");
     assert_eq!(chunks, data.len(), "each chunk crossed once");
     let status = site.room(room);
     assert_eq!(status.files_waiting, 0, "{status:?}");
@@ -911,11 +1049,7 @@ fn a_file_cut_mid_transfer_resumes_on_the_next_link_without_resending_what_cross
     // The list and 20 chunks cross, then the WAN goes.
     site.chunk_limit = Some(21);
     site.pump(None);
-    let at_cut = site
-        .up_files
-        .chunks
-        .get(&list.address())
-        .map_or(0, |c| c.len());
+    let at_cut = site.up_files.held(&list.address());
     assert_eq!(at_cut, 20);
     site.cut();
     site.wait(Duration::from_secs(3));
@@ -924,8 +1058,8 @@ fn a_file_cut_mid_transfer_resumes_on_the_next_link_without_resending_what_cross
     site.pump(None);
     assert!(site.closed.is_none(), "{:?}", site.closed);
     assert_eq!(site.up_files.bytes(&list.address()), data.concat());
-    let chunks = site.received.iter().filter(|r| **r == "chunk").count();
-    let lists = site.received.iter().filter(|r| **r == "list").count();
+    let chunks = count(&site.received, "chunk");
+    let lists = count(&site.received, "list");
     assert_eq!(
         (chunks, lists),
         (data.len(), 1),
@@ -953,4 +1087,96 @@ fn a_file_of_a_room_that_does_not_go_up_is_never_served() {
     assert!(site.up_ids(room).is_empty());
     assert!(!site.received.iter().any(|r| *r == "chunk" || *r == "list"));
     assert!(site.up_files.chunks.is_empty());
+}
+
+#[test]
+fn a_file_written_upstream_comes_down_after_the_messages_within_the_budget() {
+    let (up_evs, list, data) = room_with_file(30, 40, 25);
+    let room = room_of(&up_evs);
+    let events_bytes = bytes_of(&up_evs);
+    // The events and about half the file.
+    let budget = events_bytes + file_bytes(&list, &data) / 2;
+    let policies = BTreeMap::from([(room, policy(false, true, Some(budget), 0))]);
+    let mut site = Site::new(policies, &[], &up_evs);
+    site.up_hold(&list, &data);
+    // Without sizes in advance the gateway asks for about one event per KiB of budget left,
+    // so the last messages come with the next cycle; the file waits for them.
+    site.pump(None);
+    site.wait(Duration::from_secs(61));
+    assert!(site.closed.is_none(), "not an error: {:?}", site.closed);
+
+    assert_eq!(site.gw_ids(room), ids(&up_evs), "every message came down");
+    let first_file = site
+        .received_down
+        .iter()
+        .position(|r| *r != "events")
+        .expect("file data came down");
+    assert!(
+        site.received_down[first_file..]
+            .iter()
+            .all(|r| *r != "events"),
+        "{:?}",
+        site.received_down
+    );
+    let held = site.gw_files.held(&list.address());
+    assert!(
+        held > 0 && held < data.len(),
+        "{held} of {} chunks came down",
+        data.len()
+    );
+    let status = site.room(room);
+    assert_eq!(status.files_waiting, 1, "held back: {status:?}");
+    assert!(status.budget_exhausted, "{status:?}");
+    assert!(status.budget_used_bytes <= budget, "{status:?}");
+    assert_eq!(
+        status.budget_used_bytes,
+        events_bytes + status.file_bytes_received,
+        "{status:?}"
+    );
+
+    // Within the hour nothing more; after it, the rest, each chunk once.
+    site.wait(Duration::from_secs(600));
+    let still = site.gw_files.held(&list.address());
+    assert_eq!(still, held);
+    site.wait(Duration::from_secs(3600));
+    assert!(site.closed.is_none(), "{:?}", site.closed);
+    assert_eq!(site.gw_files.bytes(&list.address()), data.concat());
+    let chunks = count(&site.received_down, "chunk");
+    assert_eq!(chunks, data.len(), "each chunk came down once");
+    let status = site.room(room);
+    assert_eq!(status.files_waiting, 0, "{status:?}");
+    assert_eq!(
+        status.file_bytes_received,
+        file_bytes(&list, &data),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_file_of_a_room_that_does_not_come_down_is_never_asked_for() {
+    let (up_evs, list, data) = room_with_file(5, 4, 26);
+    let room = room_of(&up_evs);
+    // Up only: nothing comes down. Asked for anyway by the gateway's fetch, the bridge
+    // refuses it without asking upstream.
+    let policies = BTreeMap::from([(room, policy(true, false, None, 0))]);
+    let mut site = Site::new(policies, &[], &up_evs);
+    site.up_hold(&list, &data);
+    site.pump(None);
+    site.gw_fetch(list.blob_ref());
+    site.pump(None);
+    assert!(site.gw_ids(room).is_empty());
+    assert!(
+        !site
+            .received_down
+            .iter()
+            .any(|r| *r == "chunk" || *r == "list")
+    );
+    assert_eq!(
+        site.gw_files
+            .fetches
+            .get(&list.address())
+            .map(|f| f.state()),
+        Some(basis_proto::FetchState::NoPeer),
+        "the fetch was told upstream lacks it"
+    );
 }

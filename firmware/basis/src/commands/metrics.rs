@@ -200,6 +200,12 @@ pub fn render(status: &Status) -> Result<String> {
             "Bytes of the room's file chunks and lists sent upstream since start",
             rooms,
         );
+        let file_received = counters(
+            &mut r,
+            "basis_bridge_file_received_bytes",
+            "Bytes of the room's file chunks and lists received from upstream since start",
+            rooms,
+        );
         for room in &bridge.rooms {
             let l: Labels = vec![("room", room.room.clone())];
             backlog.get_or_create(&l).set(as_i64(room.backlog_events));
@@ -219,6 +225,9 @@ pub fn render(status: &Status) -> Result<String> {
             received.get_or_create(&l).inc_by(room.received_bytes);
             waiting.get_or_create(&l).set(as_i64(room.files_waiting));
             file_sent.get_or_create(&l).inc_by(room.file_bytes_sent);
+            file_received
+                .get_or_create(&l)
+                .inc_by(room.file_bytes_received);
         }
     }
     let mut text = String::new();

@@ -152,8 +152,8 @@ fn print_bridge(bridge: &basis_api::admin::Bridge) {
         };
         let files = match room.files_waiting {
             0 => String::new(),
-            1 => "; 1 file not yet sent (budget)".into(),
-            n => format!("; {n} files not yet sent (budget)"),
+            1 => "; 1 file held back by the budget".into(),
+            n => format!("; {n} files held back by the budget"),
         };
         println!(
             "bridged     room {} {direction}, priority {}, {budget}; {backlog}{files}; {} to come down",

@@ -117,6 +117,7 @@ pub fn bridge(b: BridgeSnapshot) -> Bridge {
                 last_synced: r.last_synced,
                 files_waiting: r.files_waiting,
                 file_bytes_sent: r.file_bytes_sent,
+                file_bytes_received: r.file_bytes_received,
             })
             .collect(),
     }

@@ -10,7 +10,7 @@
 use crate::chat::{At, User, room_entry};
 use crate::common;
 use crate::common::pseudo_random;
-use crate::files_lab::{chunks_held, field_room};
+use crate::files_lab::{chunks_held, field_room, rx_bytes};
 use crate::lab;
 use crate::lab_node;
 
@@ -891,4 +891,86 @@ fn wait_for_line(user: &User, at: &At, room: &str, name: &str) -> String {
         }
     });
     found
+}
+
+#[test]
+fn a_file_cut_by_the_wan_resumes_over_the_bridge_and_crosses_about_once() {
+    let Site {
+        nodes,
+        mut gw,
+        wan_port,
+        up,
+        up_id,
+        wan,
+        _lan,
+        ..
+    } = site(lab_or_skip!(), 1);
+    let n1 = &nodes[0];
+    let (at1, at_up) = (At::Lab(n1), At::Lab(&up));
+    let (alice, bob) = field_room(&at1, &at1);
+    const FILE: usize = 8 * 1024 * 1024;
+    let plain = messages_then_file(&alice, &at1, "field", 3, "map.bin", FILE);
+    let field = room_id(&alice, &at1, "field");
+    bridge_to(
+        &gw,
+        &up_id,
+        &up.host,
+        &format!("[upstream.rooms.{field}]\n"),
+    );
+    gw.start();
+    let chunks = FILE / (256 * 1024);
+    wait_until(
+        Duration::from_secs(60),
+        "the gateway holds the room and its file",
+        &gw,
+        || room_ids(&gw, &field) == room_ids(n1, &field) && chunks_held(&gw) >= chunks,
+    );
+
+    // 4 Mbit/s: the file takes about 17 s. The WAN goes for 3 s once a third is up.
+    let before = rx_bytes(&up.host);
+    wan.set_rate(&wan_port, 4000);
+    wan.set_link(&wan_port, true);
+    wait_until(
+        Duration::from_secs(60),
+        "a third of the file is upstream",
+        &gw,
+        || chunks_held(&up) >= chunks / 3,
+    );
+    wan.set_link(&wan_port, false);
+    let at_cut = chunks_held(&up);
+    thread::sleep(Duration::from_secs(3));
+    wan.set_link(&wan_port, true);
+    let took = wait_until(
+        Duration::from_secs(90),
+        "every chunk is upstream after the WAN came back",
+        &gw,
+        || chunks_held(&up) >= chunks,
+    );
+    let received = rx_bytes(&up.host) - before;
+    let ratio = received as f64 / FILE as f64;
+    println!(
+        "bridge: WAN cut at {at_cut} of {chunks} chunks; the rest crossed in {took:?} after it came back; \
+         the upstream node received {received} bytes for an {FILE}-byte file: {ratio:.3}x"
+    );
+    assert!(at_cut < chunks, "the cut came before the end");
+    assert!(ratio <= 1.2, "{ratio:.3}x the file's size crossed the WAN");
+    let to = tempfile::tempdir().expect("a folder");
+    let line = wait_for_line(&bob, &at_up, "field", "map.bin");
+    let id = line
+        .split_whitespace()
+        .nth(2)
+        .expect("a message id")
+        .to_string();
+    bob.ok(
+        &at_up,
+        &[
+            "download",
+            "field",
+            &id,
+            "--to",
+            to.path().to_str().expect("utf-8"),
+        ],
+    );
+    let got = std::fs::read(to.path().join("map.bin")).expect("downloaded");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
 }

@@ -210,7 +210,7 @@ fn cross(lab: &Lab, loss: u8) {
 }
 
 /// Bytes `host` has received on `eth0` so far (its namespace's sysfs).
-fn rx_bytes(host: &Host) -> u64 {
+pub(crate) fn rx_bytes(host: &Host) -> u64 {
     let out = host
         .command("cat")
         .arg("/sys/class/net/eth0/statistics/rx_bytes")

@@ -772,25 +772,7 @@ fn the_bridge_carries_a_file_within_its_budget_after_the_messages() {
     );
 
     // Bob, on the upstream node, opens the file: the same bytes.
-    let to = tempfile::tempdir().expect("a folder");
-    let line = wait_for_line(&bob, &at_up, "field", "survey.bin");
-    let id = line
-        .split_whitespace()
-        .nth(2)
-        .expect("a message id")
-        .to_string();
-    bob.ok(
-        &at_up,
-        &[
-            "download",
-            "field",
-            &id,
-            "--to",
-            to.path().to_str().expect("utf-8"),
-        ],
-    );
-    let got = std::fs::read(to.path().join("survey.bin")).expect("downloaded");
-    assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
+    opens_the_same(&bob, &at_up, "field", "survey.bin", &plain);
     println!(
         "bridge: a {FILE}-byte file on the LAN opened upstream {:?} after the WAN came up",
         started.elapsed()
@@ -800,25 +782,7 @@ fn the_bridge_carries_a_file_within_its_budget_after_the_messages() {
     // gateway fetched it through the bridge, node 1 from the gateway).
     let down = messages_then_file(&bob, &at_up, "field", 3, "report.bin", FILE / 2);
     let down_started = Instant::now();
-    let line = wait_for_line(&alice, &at1, "field", "report.bin");
-    let id = line
-        .split_whitespace()
-        .nth(2)
-        .expect("a message id")
-        .to_string();
-    let to = tempfile::tempdir().expect("a folder");
-    alice.ok(
-        &at1,
-        &[
-            "download",
-            "field",
-            &id,
-            "--to",
-            to.path().to_str().expect("utf-8"),
-        ],
-    );
-    let got = std::fs::read(to.path().join("report.bin")).expect("downloaded");
-    assert_eq!(Sha256::digest(&got), Sha256::digest(&down));
+    opens_the_same(&alice, &at1, "field", "report.bin", &down);
     println!(
         "bridge: a {}-byte file written upstream opened on the LAN {:?} after it was sent",
         FILE / 2,
@@ -954,23 +918,28 @@ fn a_file_cut_by_the_wan_resumes_over_the_bridge_and_crosses_about_once() {
     );
     assert!(at_cut < chunks, "the cut came before the end");
     assert!(ratio <= 1.2, "{ratio:.3}x the file's size crossed the WAN");
-    let to = tempfile::tempdir().expect("a folder");
-    let line = wait_for_line(&bob, &at_up, "field", "map.bin");
+    opens_the_same(&bob, &at_up, "field", "map.bin", &plain);
+}
+
+/// `user` on `at` waits for the file `name` in `room`, downloads it, and gets `plain`.
+fn opens_the_same(user: &User, at: &At, room: &str, name: &str, plain: &[u8]) {
+    let line = wait_for_line(user, at, room, name);
     let id = line
         .split_whitespace()
         .nth(2)
         .expect("a message id")
         .to_string();
-    bob.ok(
-        &at_up,
+    let to = tempfile::tempdir().expect("a folder");
+    user.ok(
+        at,
         &[
             "download",
-            "field",
+            room,
             &id,
             "--to",
             to.path().to_str().expect("utf-8"),
         ],
     );
-    let got = std::fs::read(to.path().join("map.bin")).expect("downloaded");
-    assert_eq!(Sha256::digest(&got), Sha256::digest(&plain));
+    let got = std::fs::read(to.path().join(name)).expect("downloaded");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(plain));
 }

@@ -97,7 +97,7 @@ fn holds_plaintext(dir: &Path, plain: &[u8]) -> Option<String> {
 }
 
 /// Alice on `a` makes the room `field` and Bob on `b` joins it.
-fn field_room(a: &At, b: &At) -> (User, User) {
+pub(crate) fn field_room(a: &At, b: &At) -> (User, User) {
     let (alice, bob) = (User::new(), User::new());
     alice.ok(a, &["user", "create", "--name", "Alice"]);
     bob.ok(b, &["user", "create", "--name", "Bob"]);
@@ -210,7 +210,7 @@ fn cross(lab: &Lab, loss: u8) {
 }
 
 /// Bytes `host` has received on `eth0` so far (its namespace's sysfs).
-fn rx_bytes(host: &Host) -> u64 {
+pub(crate) fn rx_bytes(host: &Host) -> u64 {
     let out = host
         .command("cat")
         .arg("/sys/class/net/eth0/statistics/rx_bytes")
@@ -223,7 +223,7 @@ fn rx_bytes(host: &Host) -> u64 {
 }
 
 /// Chunks a node holds (files in its blob store's chunk folders).
-fn chunks_held(node: &LabNode) -> usize {
+pub(crate) fn chunks_held(node: &LabNode) -> usize {
     let mut all = Vec::new();
     files_under(&node.node.data.join("blobs/chunks"), &mut all);
     all.len()

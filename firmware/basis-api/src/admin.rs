@@ -358,6 +358,15 @@ pub struct BridgeRoom {
     pub received_bytes: u64,
     /// Unix time (seconds) the room was last fully in sync upward.
     pub last_synced: Option<u64>,
+    /// Files of the room whose chunks the budget holds back on the current link, either way
+    /// (until it has room again): not yet sent. While one waits, the room counts as
+    /// exhausted.
+    pub files_waiting: u64,
+    /// Bytes of the room's file chunks and chunk lists sent upstream since the node started.
+    pub file_bytes_sent: u64,
+    /// Bytes of the room's file chunks and chunk lists received from upstream since the node
+    /// started.
+    pub file_bytes_received: u64,
 }
 
 #[cfg(test)]

@@ -79,8 +79,9 @@ impl RateLimit {
     }
 }
 
-/// The store as the set a link reconciles over, and as the bridge reads it.
-pub(crate) struct StoreItems(pub Arc<Readers>);
+/// The store as the set a link reconciles over, and as the bridge reads it (events, and the
+/// files once the node attached its blob store).
+pub(crate) struct StoreItems(pub Arc<Context>);
 
 impl ItemSource for StoreItems {
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
@@ -90,8 +91,8 @@ impl ItemSource for StoreItems {
         };
         // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
         tokio::task::block_in_place(|| match scope {
-            Some(rooms) => self.0.for_each_item_in(rooms, visit),
-            None => self.0.for_each_item(visit),
+            Some(rooms) => self.0.readers.for_each_item_in(rooms, visit),
+            None => self.0.readers.for_each_item(visit),
         })
         .map_err(|e| e.to_string())
     }
@@ -99,11 +100,28 @@ impl ItemSource for StoreItems {
 
 impl BridgeStore for StoreItems {
     fn last_seq(&mut self) -> Result<u64, String> {
-        tokio::task::block_in_place(|| self.0.last_seq()).map_err(|e| e.to_string())
+        tokio::task::block_in_place(|| self.0.readers.last_seq()).map_err(|e| e.to_string())
+    }
+
+    fn files(&mut self, rooms: &[RoomId]) -> Result<Vec<(RoomId, basis_core::BlobRef)>, String> {
+        let uses = tokio::task::block_in_place(|| self.0.readers.blob_refs());
+        Ok(uses
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|u| rooms.contains(&u.room))
+            .map(|u| (u.room, u.blob))
+            .collect())
+    }
+
+    fn file_complete(&mut self, address: &[u8; 32]) -> bool {
+        self.0
+            .files
+            .get()
+            .is_some_and(|f| tokio::task::block_in_place(|| f.complete(address)))
     }
 
     fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String> {
-        let events = tokio::task::block_in_place(|| self.0.get_many(ids));
+        let events = tokio::task::block_in_place(|| self.0.readers.get_many(ids));
         Ok(events
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -217,6 +235,10 @@ enum Extra {
     PeersChanged,
     /// The WAN view changed, or the monitor ended (upstream).
     Wan(bool),
+    /// The serving task handed a part of a file to the writer, or did not hold it (upstream).
+    Served(crate::files::Served),
+    /// A frame the node's fetches would send the upstream node (upstream).
+    ToUpstream(Vec<u8>),
 }
 
 /// A LAN link: the protocol state and what the LAN adds to it.
@@ -250,6 +272,18 @@ struct Upstream {
     machine: BridgeLink,
     wan: watch::Receiver<WanView>,
     saved_at: Instant,
+    /// The writer's file queue, until the serving task takes it (once files are attached and
+    /// the bridge first serves a file).
+    files_out: Option<mpsc::Sender<Vec<u8>>>,
+    /// The serving task's queue of what the bridge chose to serve.
+    serve: Option<mpsc::UnboundedSender<crate::files::Want>>,
+    served_tx: mpsc::UnboundedSender<crate::files::Served>,
+    served_rx: mpsc::UnboundedReceiver<crate::files::Served>,
+    /// The queue the node's file table sends upstream on (once admitted): what its fetches
+    /// ask goes through the bridge.
+    fetches_tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Its other end.
+    fetches_rx: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
 }
 
 enum Session {
@@ -361,7 +395,19 @@ impl Session {
                     Err(_) => std::future::pending().await,
                 },
             },
-            Session::Upstream(up) => Extra::Wan(up.wan.changed().await.is_ok()),
+            Session::Upstream(up) => {
+                let fetches = async {
+                    match up.fetches_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    changed = up.wan.changed() => Extra::Wan(changed.is_ok()),
+                    Some(served) = up.served_rx.recv() => Extra::Served(served),
+                    Some(frame) = fetches => Extra::ToUpstream(frame),
+                }
+            }
         }
     }
 
@@ -382,6 +428,20 @@ impl Session {
                 }
                 Vec::new()
             }
+            (Session::Upstream(up), Extra::Served(s)) => {
+                let mut rooms = up.bridge.rooms();
+                up.machine
+                    .file_served(s.address, s.part, s.sent, now(), &mut rooms, &mut io.source)
+            }
+            (Session::Upstream(up), Extra::ToUpstream(bytes)) => match Frame::decode(&bytes) {
+                Ok(Frame::File(frame)) => {
+                    let mut rooms = up.bridge.rooms();
+                    up.machine
+                        .to_upstream(frame, now(), &mut rooms, &mut io.source)
+                }
+                // The file table sends only file frames.
+                _ => Vec::new(),
+            },
             _ => Vec::new(),
         }
     }
@@ -494,6 +554,11 @@ impl Session {
                 // The bridge consumes these; a LAN link never reconciles by scope.
                 Action::Differences { .. } | Action::Delivered(_) => {}
                 Action::File(f) => self.on_file(io, f),
+                Action::ServeFile {
+                    address,
+                    list,
+                    ranges,
+                } => self.serve_file(io, address, list, ranges),
             }
         }
     }
@@ -523,6 +588,13 @@ impl Session {
             Session::Upstream(up) => {
                 log::info!("bridged with upstream node {} ({name})", peer.short());
                 up.bridge.linked(peer, io.remote, io.conn.clone());
+                // The node's fetches may ask upstream too, through the bridge.
+                if let Some(files) = io.ctx.files.get() {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::task::block_in_place(|| files.link_up(peer, tx.clone()));
+                    up.fetches_tx = Some(tx);
+                    up.fetches_rx = Some(rx);
+                }
             }
         }
     }
@@ -547,11 +619,81 @@ impl Session {
         }
     }
 
-    /// A file frame from the peer: a want for this link's serving task, anything else for
-    /// the node's fetches. Upstream links carry no files yet (`docs/BRIDGE.md` orders them
-    /// after messages; the bridge does not send them).
+    /// Parts of a file the bridge chose to send upstream: for the link's serving task, which
+    /// reads each from the blob store when the writer's file queue has room and reports it
+    /// (started at the first). Without the node's files nothing is held: upstream is told
+    /// `Lacks` and the bridge that nothing went.
+    fn serve_file(
+        &mut self,
+        io: &mut Io<'_>,
+        address: [u8; 32],
+        list: bool,
+        ranges: Vec<basis_proto::ChunkRange>,
+    ) {
+        let Session::Upstream(up) = self else {
+            return;
+        };
+        if up.serve.is_none()
+            && let (Some(files), Some(out)) = (io.ctx.files.get(), up.files_out.take())
+        {
+            let (tx, rx) = mpsc::unbounded_channel();
+            io.ctx.tasks.spawn(crate::files::serve(
+                files.clone(),
+                rx,
+                io.control.clone(),
+                out,
+                Some(up.served_tx.clone()),
+            ));
+            up.serve = Some(tx);
+        }
+        let mut want = crate::files::Want {
+            address,
+            list,
+            ranges,
+        };
+        if let Some(serve) = &up.serve {
+            match serve.send(want) {
+                Ok(()) => return,
+                // The serving task ended (the link is ending): nothing goes.
+                Err(back) => want = back.0,
+            }
+        }
+        let parts = want
+            .list
+            .then_some(basis_proto::bridge_link::FilePart::List)
+            .into_iter()
+            .chain(
+                want.ranges
+                    .iter()
+                    .flat_map(|r| r.indices())
+                    .map(basis_proto::bridge_link::FilePart::Chunk),
+            );
+        for part in parts {
+            let _ = up.served_tx.send(crate::files::Served {
+                address,
+                part,
+                sent: None,
+            });
+        }
+        io.send(&Frame::File(FileFrame::Lacks {
+            address,
+            list: want.list,
+            ranges: want.ranges,
+        }));
+    }
+
+    /// A file frame from the peer: on a LAN link a want for this link's serving task, anything
+    /// else for the node's fetches. On an upstream link the bridge took the frame and passes
+    /// on only what is for the fetches (what came down, what upstream holds or lacks).
     fn on_file(&mut self, io: &mut Io<'_>, frame: FileFrame) {
         let Session::Lan(lan) = self else {
+            if let Some(files) = io.ctx.files.get() {
+                let peer = io.peer;
+                let penalties = tokio::task::block_in_place(|| files.on_frame(peer, &frame));
+                for p in penalties {
+                    self.penalize(io, p.points, p.reason);
+                }
+            }
             return;
         };
         match frame {
@@ -626,6 +768,7 @@ impl Lan {
             wants_rx,
             io.control.clone(),
             out,
+            None,
         ));
         let control = io.control.clone();
         self.files_control = Some(control.clone());
@@ -790,7 +933,7 @@ pub(crate) async fn run_lan(
         peer,
         remote: canonical(conn.remote_address()),
         control,
-        source: StoreItems(ctx.readers.clone()),
+        source: StoreItems(ctx.clone()),
         end: None,
         admitted: false,
     };
@@ -855,18 +998,27 @@ pub(crate) async fn run_upstream(
         dial: ctx.next_dial(),
     };
     let (machine, first) = BridgeLink::new(config, id, exporter, bridge.reconcile_every());
-    // Every frame goes in order on one queue: the upload frames' numbers must match the order
-    // the upstream node receives them in, and the machine bounds what is in flight.
+    // Every frame but file data goes in order on one queue: the upload frames' numbers must
+    // match the order the upstream node receives them in, and the machine bounds what is in
+    // flight. File data (what the bridge chose to serve) waits behind them in the file queue.
     let Queues {
         control,
+        files: files_out,
         task: writer_task,
         ..
     } = spawn_writer(send);
+    let (served_tx, served_rx) = mpsc::unbounded_channel();
     let mut session = Session::Upstream(Box::new(Upstream {
         bridge: bridge.clone(),
         machine,
         wan,
         saved_at: Instant::now(),
+        files_out: Some(files_out),
+        serve: None,
+        served_tx,
+        served_rx,
+        fetches_tx: None,
+        fetches_rx: None,
     }));
     let remote = canonical(conn.remote_address());
     let mut io = Io {
@@ -875,7 +1027,7 @@ pub(crate) async fn run_upstream(
         peer: id,
         remote,
         control,
-        source: StoreItems(ctx.readers.clone()),
+        source: StoreItems(ctx.clone()),
         end: None,
         admitted: false,
     };
@@ -886,6 +1038,9 @@ pub(crate) async fn run_upstream(
         return (admitted, Attempt::Stopped);
     };
     up.machine.closed(&mut bridge.rooms());
+    if let (Some(files), Some(tx)) = (ctx.files.get(), up.fetches_tx.take()) {
+        tokio::task::block_in_place(|| files.link_down(&id, &tx));
+    }
     bridge.unlinked(id);
     let refused = up.machine.link().refused();
     drop(up);

@@ -34,6 +34,14 @@ pub(crate) struct Want {
     pub ranges: Vec<ChunkRange>,
 }
 
+/// A list or chunk the serving task of an upstream link handed to the writer (`sent`: its
+/// bytes) or did not hold (`None`), for the bridge to charge it.
+pub(crate) struct Served {
+    pub address: [u8; 32],
+    pub part: basis_proto::bridge_link::FilePart,
+    pub sent: Option<u64>,
+}
+
 /// What the calling link must count against its peer.
 pub(crate) struct Penalty {
     pub points: u32,
@@ -131,6 +139,11 @@ impl Files {
         t.fetches.insert(blob.address, fetch);
         self.carry_out(&mut t, blob.address, acts);
         Ok(())
+    }
+
+    /// Whether this node holds the whole file at `address`.
+    pub(crate) fn complete(&self, address: &[u8; 32]) -> bool {
+        matches!(self.blobs.status(address), Ok(BlobStatus::Complete))
     }
 
     /// Where this node's fetch of the file at `address` stands, and chunks held of how many
@@ -324,12 +337,14 @@ fn pause_reason(e: &BlobError) -> PauseReason {
 }
 
 /// Serves one link's wants: queues them in an [`Outbox`] and hands the writer one list or
-/// chunk at a time, read from the store only when the writer's file queue has room.
+/// chunk at a time, read from the store only when the writer's file queue has room. On an
+/// upstream link (the bridge chose what to serve) each part handed over is `report`ed.
 pub(crate) async fn serve(
     files: Arc<Files>,
     mut wants: mpsc::UnboundedReceiver<Want>,
     control: mpsc::UnboundedSender<Vec<u8>>,
     out: mpsc::Sender<Vec<u8>>,
+    report: Option<mpsc::UnboundedSender<Served>>,
 ) {
     let mut outbox = Outbox::new();
     let mut list: Option<ChunkList> = None;
@@ -357,7 +372,22 @@ pub(crate) async fn serve(
             return;
         };
         let held = tokio::task::block_in_place(|| files.read(&job, &mut list));
+        let served = match &job {
+            Next::List { address } => Some((*address, basis_proto::bridge_link::FilePart::List)),
+            Next::Chunk { address, index } => {
+                Some((*address, basis_proto::bridge_link::FilePart::Chunk(*index)))
+            }
+            Next::Frame(_) => None,
+        };
+        let sent = held.as_ref().map(|b| b.len() as u64);
         permit.send(job.answer(held).encode());
+        if let (Some(report), Some((address, part))) = (&report, served) {
+            let _ = report.send(Served {
+                address,
+                part,
+                sent,
+            });
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use basis_core::body::{Body, MessageBody};
 use basis_core::encoding::decode_event;
-use basis_core::{EventId, RoomId};
+use basis_core::{BlobRef, EventId, RoomId};
 use serde::{Deserialize, Serialize};
 
 /// Length of the budget window, seconds.
@@ -104,6 +104,23 @@ pub fn classify(raw: &[u8]) -> Class {
         Body::Message(_) | Body::Receipt { .. } if raw.len() >= BULK_BYTES => Class::File,
         Body::Message(_) | Body::Receipt { .. } => Class::Message,
     }
+}
+
+/// The file an event names in the clear (an `Attachment` or `EncryptedAttachment` message),
+/// if any: what the bridge may carry after the event (bytes that do not decode name none).
+pub fn file_of(raw: &[u8]) -> Option<BlobRef> {
+    let event = decode_event(raw).ok()?;
+    match event.content.body {
+        Body::Message(m) => m.blob().copied(),
+        _ => None,
+    }
+}
+
+/// Bytes a file's chunk list is counted for against a budget before it is read: the most its
+/// encoding can take (`docs/PROTOCOL.md` §9.2: a version byte, two varints of at most 5 and
+/// 10 bytes, a count of at most 3 and 32 bytes a chunk). What crossed is charged exactly.
+pub fn list_cost(blob: &BlobRef) -> u64 {
+    19u64.saturating_add(blob.chunk_count().saturating_mul(32))
 }
 
 /// An event waiting to cross the WAN.

@@ -13,16 +13,32 @@
 //! frame; until then its bytes are only *reserved*. When the link ends, what was not
 //! acknowledged is backlog again and its reservation is released, so it costs budget once,
 //! when it really crosses.
+//!
+//! **Files** go after the rooms' events. The upstream node fetches a file like any node, once
+//! it holds the message naming it (`docs/FEDERATION.md`, "Files"): it asks the gateway with
+//! `Want` frames. The bridge answers only for files named by messages of rooms that go up,
+//! only while no cycle is reconciling or sending events, and only what the room's budget has
+//! room for: the driver serves those parts ([`Action::ServeFile`]) as file data, behind every
+//! message, and the rest is refused with `Lacks`. A file refused for the budget (or not
+//! held here yet) is announced again with `Have` at the end of a later cycle, once the budget
+//! has room and the gateway holds the whole file, and the upstream node then asks for what
+//! it still lacks: a transfer cut by the budget, the WAN or a restart goes on where it
+//! stopped, and no chunk upstream stored is sent again. Down, the node's own fetches ask
+//! through the bridge ([`BridgeLink::to_upstream`]): only for files of rooms that come down,
+//! after their events, within the budget; the fetch is told upstream lacks the rest, and
+//! only the lists and chunks the bridge asked for reach it. A file of a room whose events
+//! still wait to cross that way waits behind them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use basis_core::{EventId, NodeId, RoomId, ValidEvent};
+use basis_core::{BlobRef, EventId, NodeId, RoomId, ValidEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Role;
-use crate::bridge::{Budget, Pending, RoomPolicy, classify, send_order};
-use crate::frame::{EventsBatch, event_cost};
+use crate::bridge::{Budget, Pending, RoomPolicy, classify, file_of, list_cost, send_order};
+use crate::frame::{ChunkRange, EventsBatch, FileFrame, FileHave, Frame, event_cost};
+use crate::limits::{MAX_FILES_PER_HAVE, MAX_QUEUED_CHUNKS, MAX_RANGES};
 use crate::link::{Action, ItemSource, Link, LinkConfig};
 
 /// After a new local event in a bridged room, wait this long for more before reconciling.
@@ -71,6 +87,20 @@ pub trait BridgeStore: ItemSource {
     fn last_seq(&mut self) -> Result<u64, String>;
     /// The events among `ids` that are held (in any order; missing ones are left out).
     fn events(&mut self, ids: &[EventId]) -> Result<Vec<HeldEvent>, String>;
+    /// The files named by the held messages of `rooms` (`Attachment`, `EncryptedAttachment`),
+    /// each with its room.
+    fn files(&mut self, rooms: &[RoomId]) -> Result<Vec<(RoomId, BlobRef)>, String>;
+    /// Whether this node holds the whole file at `address` (its list and every chunk).
+    fn file_complete(&mut self, address: &[u8; 32]) -> bool;
+}
+
+/// A part of a file the driver served for the bridge ([`Action::ServeFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FilePart {
+    /// The chunk list.
+    List,
+    /// The chunk of this index.
+    Chunk(u64),
 }
 
 /// What one bridged room keeps across restarts.
@@ -123,6 +153,15 @@ pub struct RoomSnapshot {
     pub received_bytes: u64,
     /// Unix time (seconds) the room was last fully in sync upward.
     pub last_synced: Option<u64>,
+    /// Files of the room whose chunks the budget holds back on the current link, either way
+    /// (until it has room again): not yet sent. While one waits, the room counts as
+    /// exhausted.
+    pub files_waiting: u64,
+    /// Bytes of the room's file chunks (and chunk lists) sent upstream since the node started.
+    pub file_bytes_sent: u64,
+    /// Bytes of the room's file chunks (and chunk lists) received from upstream since the
+    /// node started.
+    pub file_bytes_received: u64,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +178,10 @@ struct RoomState {
     sent_bytes: u64,
     received_events: u64,
     received_bytes: u64,
+    /// Files the budget held back on the current link (see [`RoomSnapshot::files_waiting`]).
+    files_waiting: BTreeSet<[u8; 32]>,
+    file_bytes_sent: u64,
+    file_bytes_received: u64,
 }
 
 /// The bridged rooms: their policies and everything the upstream links share about them.
@@ -251,6 +294,52 @@ impl BridgeRooms {
         }
     }
 
+    /// The driver handed a part of a file to the link: its reservation becomes the bytes that
+    /// went (there is no acknowledgement per chunk; `bytes` is what was sent).
+    fn file_sent(&mut self, room: &RoomId, reserved: u64, bytes: u64, unix: u64) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.reserved = r.reserved.saturating_sub(reserved);
+            r.saved.budget.spend(unix, bytes);
+            r.file_bytes_sent += bytes;
+            self.changed = true;
+        }
+    }
+
+    /// A list or chunk the bridge asked for came down: its reservation becomes the bytes that
+    /// came (paid for, like events that come down).
+    fn file_received(&mut self, room: &RoomId, reserved: u64, bytes: u64, unix: u64) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.reserved = r.reserved.saturating_sub(reserved);
+            r.saved.budget.spend(unix, bytes);
+            r.file_bytes_received += bytes;
+            self.changed = true;
+        }
+    }
+
+    /// Whether events of the room wait to cross that way (`up`: to the upstream node, else
+    /// from it), as the last reconciliation found less what crossed since: its files wait
+    /// behind them.
+    fn events_waiting(&self, room: &RoomId, up: bool) -> bool {
+        self.rooms.get(room).is_some_and(|r| {
+            if up {
+                r.up_backlog.is_some_and(|(n, _)| n > 0)
+            } else {
+                r.down_backlog > 0
+            }
+        })
+    }
+
+    /// Whether the budget held back a file of the room on the current link.
+    fn file_waiting(&mut self, room: &RoomId, address: [u8; 32], waiting: bool) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            if waiting {
+                r.files_waiting.insert(address);
+            } else {
+                r.files_waiting.remove(&address);
+            }
+        }
+    }
+
     /// An event of the room came down: it was paid for, so it counts even over the budget.
     fn received(&mut self, room: &RoomId, bytes: u64, unix: u64) {
         let limit = self.limit(room);
@@ -283,10 +372,12 @@ impl BridgeRooms {
         }
     }
 
-    /// A link ended: the exact backlogs it found are no longer known.
+    /// A link ended: the exact backlogs it found, and the files it held back, are no longer
+    /// known (the next link's upstream node asks again for what it lacks).
     pub fn forget_backlogs(&mut self) {
         for r in self.rooms.values_mut() {
             r.up_backlog = None;
+            r.files_waiting.clear();
         }
     }
 
@@ -349,7 +440,8 @@ impl BridgeRooms {
                 priority: policy.priority,
                 budget_bytes_per_hour: policy.budget_per_hour,
                 budget_used_bytes: r.saved.budget.used(unix),
-                budget_exhausted: r.exhausted,
+                // A file held back for the budget keeps the room spent until it may go on.
+                budget_exhausted: r.exhausted || !r.files_waiting.is_empty(),
                 budget_frees_in_secs: policy
                     .budget_per_hour
                     .and_then(|_| r.saved.budget.frees_at(unix))
@@ -363,6 +455,9 @@ impl BridgeRooms {
                 received_events: r.received_events,
                 received_bytes: r.received_bytes,
                 last_synced: r.saved.last_synced,
+                files_waiting: r.files_waiting.len() as u64,
+                file_bytes_sent: r.file_bytes_sent,
+                file_bytes_received: r.file_bytes_received,
             });
         }
         out
@@ -395,6 +490,154 @@ struct Down {
     queue: VecDeque<(RoomId, EventId)>,
     inflight: HashSet<EventId>,
     asked: Option<Instant>,
+}
+
+/// A `Want` of the upstream node for a file, waiting for the cycle's events to go first.
+#[derive(Debug)]
+struct FileWant {
+    address: [u8; 32],
+    list: bool,
+    ranges: Vec<ChunkRange>,
+}
+
+/// What the upstream node asked of a file on this link and has not announced complete.
+#[derive(Debug, Default)]
+struct Asked {
+    /// Chunks were refused for the budget: the cost of the first one (announced again with
+    /// `Have` once the budget has room for it).
+    refused: Option<u64>,
+    /// The driver did not hold a part asked for (the gateway was still fetching the file):
+    /// announced again once it holds the whole file.
+    unheld: bool,
+}
+
+/// The files of one upstream link (see the module's documentation).
+#[derive(Debug, Default)]
+struct UpFiles {
+    /// The files named by the messages of rooms that go up, with their rooms: read from the
+    /// store when the link's first cycle starts, then added from each cycle's uploads.
+    index: HashMap<[u8; 32], (RoomId, BlobRef)>,
+    indexed: bool,
+    /// The upstream node's wants, waiting for the cycle's events.
+    deferred: VecDeque<FileWant>,
+    /// Parts handed to the driver and not yet reported, with their room and reservation.
+    serving: HashMap<([u8; 32], FilePart), (RoomId, u64)>,
+    asked: BTreeMap<[u8; 32], Asked>,
+    /// A cycle ended since files were last announced.
+    announce_due: bool,
+    /// Wants of this node's fetches for the upstream node, waiting for the cycle's events.
+    down_deferred: VecDeque<FileWant>,
+    /// Parts asked of the upstream node: their room, reservation and deadline.
+    down_asked: HashMap<([u8; 32], FilePart), (RoomId, u64, Instant)>,
+    /// Files the budget held back coming down: what the first part refused costs.
+    down_refused: BTreeMap<[u8; 32], u64>,
+}
+
+/// How the budget splits one want for a file: the parts reserved, and the rest refused.
+#[derive(Debug, Default)]
+struct Split {
+    /// The parts let through, with the bytes reserved for each.
+    reserved: Vec<(FilePart, u64)>,
+    /// The list was asked for and not let through.
+    refused_list: bool,
+    /// The chunks not let through (beyond the file, over the queue's cap, or the budget).
+    refused: Vec<ChunkRange>,
+    /// The budget refused a part: what the first of them costs.
+    held_back: Option<u64>,
+}
+
+impl Split {
+    /// Reserves the parts of `want` the room's budget has room for, lowest first (the list
+    /// first), at most `cap` chunks, skipping parts `taken` already; the first part that does
+    /// not fit stops the rest. With `events_first` (the room still has events waiting to
+    /// cross that way) nothing is reserved: the events go first.
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        want: &FileWant,
+        blob: &BlobRef,
+        room: &RoomId,
+        cap: usize,
+        taken: impl Fn(FilePart) -> bool,
+        events_first: bool,
+        rooms: &mut BridgeRooms,
+        unix: u64,
+    ) -> Split {
+        let count = blob.chunk_count();
+        let mut split = Split::default();
+        let mut candidates = Vec::new();
+        if want.list {
+            candidates.push(FilePart::List);
+        }
+        let mut left = cap as u64;
+        for r in &want.ranges {
+            let end = r.end.min(count);
+            let take = end.saturating_sub(r.start).min(left);
+            candidates.extend((r.start..r.start + take).map(FilePart::Chunk));
+            left -= take;
+            if r.start + take < r.end {
+                split.refused.push(ChunkRange {
+                    start: r.start + take,
+                    end: r.end,
+                });
+            }
+        }
+        for part in candidates {
+            if taken(part) {
+                // Already on its way: neither reserved again nor refused.
+                continue;
+            }
+            let cost = match part {
+                FilePart::List => list_cost(blob),
+                FilePart::Chunk(i) => blob.cipher_len(i).unwrap_or(u64::from(blob.chunk_size)),
+            };
+            if !events_first && split.held_back.is_none() && rooms.reserve(room, cost, unix) {
+                split.reserved.push((part, cost));
+                continue;
+            }
+            split.held_back.get_or_insert(cost);
+            match part {
+                FilePart::List => split.refused_list = true,
+                FilePart::Chunk(i) => split.refused.push(ChunkRange {
+                    start: i,
+                    end: i + 1,
+                }),
+            }
+        }
+        split
+    }
+
+    /// The list flag and chunk ranges let through, if any.
+    fn granted(&self) -> Option<(bool, Vec<ChunkRange>)> {
+        let list = self.reserved.iter().any(|(p, _)| *p == FilePart::List);
+        let chunks = self.reserved.iter().filter_map(|(p, _)| match p {
+            FilePart::Chunk(i) => Some(*i),
+            FilePart::List => None,
+        });
+        let ranges = ChunkRange::from_indices(chunks);
+        (list || !ranges.is_empty()).then_some((list, ranges))
+    }
+
+    /// The `Lacks` for what was not let through, if anything.
+    fn refusal(&self, address: [u8; 32]) -> Option<FileFrame> {
+        if !self.refused_list && self.refused.is_empty() {
+            return None;
+        }
+        let mut refused = self.refused.clone();
+        refused.sort_by_key(|r| r.start);
+        let mut ranges: Vec<ChunkRange> = Vec::new();
+        for r in refused {
+            match ranges.last_mut() {
+                Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+                _ => ranges.push(r),
+            }
+        }
+        ranges.truncate(MAX_RANGES);
+        Some(FileFrame::Lacks {
+            address,
+            list: self.refused_list,
+            ranges,
+        })
+    }
 }
 
 /// A frame sent up and not acknowledged yet.
@@ -437,6 +680,7 @@ pub struct BridgeLink {
     /// `Events` frames sent on this link.
     frames_sent: u64,
     stats: BridgeStats,
+    files: UpFiles,
 }
 
 impl BridgeLink {
@@ -462,6 +706,7 @@ impl BridgeLink {
             upload: None,
             frames_sent: 0,
             stats: BridgeStats::default(),
+            files: UpFiles::default(),
         };
         (bridge, first)
     }
@@ -514,7 +759,8 @@ impl BridgeLink {
             .as_ref()
             .filter(|u| !u.in_flight.is_empty())
             .map(|u| u.progress + ACK_TIMEOUT);
-        [cycle, want, ack].into_iter().flatten().min()
+        let file = self.files.down_asked.values().map(|(_, _, t)| *t).min();
+        [cycle, want, ack, file].into_iter().flatten().min()
     }
 
     /// Time-driven work: a cycle that is due, a request or upload that timed out.
@@ -537,6 +783,20 @@ impl BridgeLink {
                 }
             }
         }
+        // File parts upstream did not send in time: the fetch asks again (and is charged
+        // again) if it still wants them.
+        let late: Vec<([u8; 32], FilePart)> = self
+            .files
+            .down_asked
+            .iter()
+            .filter(|(_, (_, _, t))| now.at >= *t)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            if let Some((room, cost, _)) = self.files.down_asked.remove(&key) {
+                rooms.release(&room, cost);
+            }
+        }
         self.work(now, rooms, store, &mut out);
         out
     }
@@ -547,7 +807,8 @@ impl BridgeLink {
         self.next_cycle = Some(now.at + RETRY_AFTER_STORE_FAILURE);
     }
 
-    /// The link ended: what was sent and not acknowledged is backlog again.
+    /// The link ended: what was sent and not acknowledged is backlog again, and file parts
+    /// not yet handed to the link are not charged.
     pub fn closed(&mut self, rooms: &mut BridgeRooms) {
         if let Some(up) = self.upload.take() {
             for frame in up.in_flight {
@@ -556,8 +817,103 @@ impl BridgeLink {
                 }
             }
         }
+        for (_, (room, cost)) in self.files.serving.drain() {
+            rooms.release(&room, cost);
+        }
+        for (_, (room, cost, _)) in self.files.down_asked.drain() {
+            rooms.release(&room, cost);
+        }
+        self.files.deferred.clear();
+        self.files.asked.clear();
+        self.files.down_deferred.clear();
+        self.files.down_refused.clear();
         self.cycle = None;
         rooms.forget_backlogs();
+    }
+
+    /// The driver handed a part of a file it was told to serve ([`Action::ServeFile`]) to the
+    /// link (`sent`: the bytes of the list or chunk), or did not hold it (`None`: the upstream
+    /// node was told `Lacks`). The part is charged to its room only when it went.
+    pub fn file_served(
+        &mut self,
+        address: [u8; 32],
+        part: FilePart,
+        sent: Option<u64>,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+    ) -> Vec<Action> {
+        if let Some((room, cost)) = self.files.serving.remove(&(address, part)) {
+            match sent {
+                Some(bytes) => rooms.file_sent(&room, cost, bytes, now.unix),
+                None => {
+                    rooms.release(&room, cost);
+                    self.files.asked.entry(address).or_default().unheld = true;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        self.work(now, rooms, store, &mut out);
+        out
+    }
+
+    /// A file frame this node's fetches would send the upstream node (the driver gave the
+    /// node's file table this link). A `Want` for a file of a room that comes down goes after
+    /// the cycle's events and within the room's budget; the rest of it, and a `Want` for any
+    /// other file, is refused as if upstream lacked it (an [`Action::File`] for the fetches).
+    /// A `Have` goes only for files of rooms that go up.
+    pub fn to_upstream(
+        &mut self,
+        frame: FileFrame,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        match frame {
+            FileFrame::Want {
+                address,
+                list,
+                ranges,
+            } => {
+                let allowed = self
+                    .files
+                    .index
+                    .get(&address)
+                    .is_some_and(|(room, _)| rooms.downlink(room));
+                if allowed {
+                    self.files.down_deferred.push_back(FileWant {
+                        address,
+                        list,
+                        ranges,
+                    });
+                } else {
+                    out.push(Action::File(FileFrame::Lacks {
+                        address,
+                        list: true,
+                        ranges,
+                    }));
+                }
+            }
+            FileFrame::Have(files) => {
+                let up: Vec<FileHave> = files
+                    .into_iter()
+                    .filter(|h| {
+                        self.files
+                            .index
+                            .get(&h.address)
+                            .is_some_and(|(room, _)| rooms.uplink(room))
+                    })
+                    .collect();
+                if !up.is_empty() {
+                    out.push(Action::Send(Frame::File(FileFrame::Have(up))));
+                }
+            }
+            // A node's fetches send nothing else on a link.
+            FileFrame::List { .. } | FileFrame::Chunk { .. } | FileFrame::Lacks { .. } => {}
+        }
+        self.work(now, rooms, store, &mut out);
+        out
     }
 
     fn process(
@@ -588,16 +944,14 @@ impl BridgeLink {
                     self.differences(of, have, need, now, rooms, store, out);
                 }
                 Action::Delivered(n) => self.delivered(n, now, rooms),
+                Action::File(frame) => self.on_file(frame, now, rooms, out),
                 // Upstream mode never asks to serve, share or relay.
                 Action::Reconciled { .. }
                 | Action::SendEvents(_)
                 | Action::Learned(_)
-                | Action::Notice(_) => {}
-                // File frames go to the driver, which decides what files cross (after messages).
-                other @ (Action::Send(_)
-                | Action::Penalize { .. }
-                | Action::Close(_)
-                | Action::File(_)) => {
+                | Action::Notice(_)
+                | Action::ServeFile { .. } => {}
+                other @ (Action::Send(_) | Action::Penalize { .. } | Action::Close(_)) => {
                     out.push(other);
                 }
             }
@@ -619,6 +973,9 @@ impl BridgeLink {
                 continue;
             }
             rooms.received(&room, ev.bytes().len() as u64, now.unix);
+            if let Some(blob) = file_of(ev.bytes()) {
+                self.files.index.insert(blob.address, (room, blob));
+            }
             keep.push(ev);
         }
         self.stats.events_received += keep.len() as u64;
@@ -674,6 +1031,21 @@ impl BridgeLink {
                 return out.push(Action::Close(format!("cannot read the store: {e}")));
             }
         };
+        if !self.files.indexed {
+            let bridged = rooms.order().to_vec();
+            match store.files(&bridged) {
+                Ok(files) => {
+                    for (room, blob) in files {
+                        self.files.index.insert(blob.address, (room, blob));
+                    }
+                    self.files.indexed = true;
+                }
+                Err(e) => {
+                    self.next_cycle = Some(now.at + self.reconcile_every);
+                    return out.push(Action::Close(format!("cannot read the store: {e}")));
+                }
+            }
+        }
         self.cycle = Some(Cycle {
             rooms: order,
             started_seq,
@@ -743,6 +1115,9 @@ impl BridgeLink {
                 for ev in events {
                     count += 1;
                     bytes += ev.raw.len() as u64;
+                    if let Some(blob) = file_of(&ev.raw) {
+                        self.files.index.insert(blob.address, (room, blob));
+                    }
                     pending.push(Pending {
                         room,
                         id: ev.id,
@@ -758,6 +1133,7 @@ impl BridgeLink {
             up_rooms.insert(room);
         }
         rooms.mark_synced(&synced, cycle.started_seq, now.unix);
+        self.files.announce_due = true;
         if pending.is_empty() {
             // Everything listed has gone from the store meanwhile (expiry): in sync.
             let gone: Vec<RoomId> = up_rooms.into_iter().collect();
@@ -828,6 +1204,7 @@ impl BridgeLink {
         }
         self.ask_down(now, rooms, out);
         self.refresh_subscription(now, rooms, out);
+        self.serve_files(now, rooms, store, out);
     }
 
     /// Sends upload frames while fewer than [`UNACKED_FRAMES`] wait for acknowledgement; an
@@ -970,6 +1347,344 @@ impl BridgeLink {
         if let Some(action) = self.link.subscribe(wanted.clone()) {
             out.push(action);
             self.subscribed = Some(wanted);
+        }
+    }
+
+    /// A file frame from the upstream node. A `Want` waits for the cycle's events; a `Have`
+    /// of a whole file says it crossed (and goes on to this node's fetches); a list or chunk
+    /// goes on to the fetches only when the bridge asked for it, and a `Lacks` gives back what
+    /// it names.
+    fn on_file(
+        &mut self,
+        frame: FileFrame,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        out: &mut Vec<Action>,
+    ) {
+        match frame {
+            FileFrame::Want {
+                address,
+                list,
+                ranges,
+            } => {
+                if ranges.len() > MAX_RANGES {
+                    let reason = format!("a file want of {} ranges", ranges.len());
+                    out.push(Action::Send(Frame::Bye(reason.clone())));
+                    out.push(Action::Close(reason));
+                    return;
+                }
+                let known = self
+                    .files
+                    .index
+                    .get(&address)
+                    .is_some_and(|(room, _)| rooms.uplink(room));
+                if !known {
+                    // Not a file of a room that goes up: never served, whoever asks.
+                    out.push(Action::Send(Frame::File(FileFrame::Lacks {
+                        address,
+                        list,
+                        ranges,
+                    })));
+                    return;
+                }
+                self.files.asked.entry(address).or_default();
+                self.files.deferred.push_back(FileWant {
+                    address,
+                    list,
+                    ranges,
+                });
+            }
+            FileFrame::Have(files) => {
+                for h in &files {
+                    let Some((room, blob)) = self.files.index.get(&h.address).copied() else {
+                        continue;
+                    };
+                    let whole = h
+                        .ranges
+                        .iter()
+                        .any(|r| r.start == 0 && r.end >= blob.chunk_count());
+                    if whole && self.files.asked.remove(&h.address).is_some() {
+                        rooms.file_waiting(&room, h.address, false);
+                    }
+                }
+                // For this node's fetches: upstream holds these chunks.
+                out.push(Action::File(FileFrame::Have(files)));
+            }
+            FileFrame::List { address, bytes } => {
+                if self.came_file(address, FilePart::List, bytes.len(), now, rooms) {
+                    out.push(Action::File(FileFrame::List { address, bytes }));
+                }
+            }
+            FileFrame::Chunk {
+                address,
+                index,
+                bytes,
+            } => {
+                if self.came_file(address, FilePart::Chunk(index), bytes.len(), now, rooms) {
+                    out.push(Action::File(FileFrame::Chunk {
+                        address,
+                        index,
+                        bytes,
+                    }));
+                }
+            }
+            FileFrame::Lacks {
+                address,
+                list,
+                ranges,
+            } => {
+                let given_back: Vec<([u8; 32], FilePart)> = self
+                    .files
+                    .down_asked
+                    .keys()
+                    .filter(|(a, part)| {
+                        *a == address
+                            && match part {
+                                FilePart::List => list,
+                                FilePart::Chunk(i) => {
+                                    ranges.iter().any(|r| r.indices().contains(i))
+                                }
+                            }
+                    })
+                    .copied()
+                    .collect();
+                for key in given_back {
+                    if let Some((room, cost, _)) = self.files.down_asked.remove(&key) {
+                        rooms.release(&room, cost);
+                    }
+                }
+                out.push(Action::File(FileFrame::Lacks {
+                    address,
+                    list,
+                    ranges,
+                }));
+            }
+        }
+    }
+
+    /// A list or chunk came down: kept (and counted against its room's budget, as events that
+    /// come down are) only when the bridge asked for it.
+    fn came_file(
+        &mut self,
+        address: [u8; 32],
+        part: FilePart,
+        bytes: usize,
+        now: Now,
+        rooms: &mut BridgeRooms,
+    ) -> bool {
+        match self.files.down_asked.remove(&(address, part)) {
+            Some((room, cost, _)) => {
+                rooms.file_received(&room, cost, bytes as u64, now.unix);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Serves the upstream node's file wants and asks for this node's, once no cycle is
+    /// reconciling, sending or asking for events, within each room's budget; announces the
+    /// files held back once they may go on.
+    fn serve_files(
+        &mut self,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+        out: &mut Vec<Action>,
+    ) {
+        let events_moving = self.cycle.is_some()
+            || self.upload.is_some()
+            || !self.down.inflight.is_empty()
+            || !self.down.queue.is_empty();
+        if events_moving {
+            // The cycle's events first, both ways: files never go ahead of them.
+            return;
+        }
+        while let Some(want) = self.files.deferred.pop_front() {
+            self.serve_want(want, now, rooms, out);
+        }
+        while let Some(want) = self.files.down_deferred.pop_front() {
+            self.ask_file(want, now, rooms, out);
+        }
+        if std::mem::take(&mut self.files.announce_due) {
+            self.announce(now, rooms, store, out);
+        }
+    }
+
+    /// Hands the driver the parts of one want that the room's budget has room for, lowest
+    /// first, and refuses the rest with `Lacks`.
+    fn serve_want(
+        &mut self,
+        want: FileWant,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        out: &mut Vec<Action>,
+    ) {
+        let Some((room, blob)) = self.files.index.get(&want.address).copied() else {
+            return out.push(Action::Send(Frame::File(FileFrame::Lacks {
+                address: want.address,
+                list: want.list,
+                ranges: want.ranges,
+            })));
+        };
+        let address = want.address;
+        let cap = MAX_QUEUED_CHUNKS.saturating_sub(self.files.serving.len());
+        let events_first = rooms.events_waiting(&room, true);
+        let serving = &self.files.serving;
+        let split = Split::of(
+            &want,
+            &blob,
+            &room,
+            cap,
+            |p| serving.contains_key(&(address, p)),
+            events_first,
+            rooms,
+            now.unix,
+        );
+        for (part, cost) in &split.reserved {
+            self.files.serving.insert((address, *part), (room, *cost));
+        }
+        if let Some(cost) = split.held_back {
+            // The first part the budget holds back: announced again when it fits.
+            self.files.asked.entry(address).or_default().refused = Some(cost);
+            rooms.file_waiting(&room, address, true);
+        }
+        if let Some((list, ranges)) = split.granted() {
+            out.push(Action::ServeFile {
+                address,
+                list,
+                ranges,
+            });
+        }
+        if let Some(lacks) = split.refusal(address) {
+            out.push(Action::Send(Frame::File(lacks)));
+        }
+    }
+
+    /// Asks the upstream node for the parts of one of this node's wants that the room's budget
+    /// has room for; the fetch is told upstream lacks the rest.
+    fn ask_file(
+        &mut self,
+        want: FileWant,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        out: &mut Vec<Action>,
+    ) {
+        let address = want.address;
+        let Some((room, blob)) = self.files.index.get(&address).copied() else {
+            return out.push(Action::File(FileFrame::Lacks {
+                address,
+                list: true,
+                ranges: want.ranges,
+            }));
+        };
+        let cap = MAX_QUEUED_CHUNKS.saturating_sub(self.files.down_asked.len());
+        let events_first = rooms.events_waiting(&room, false);
+        let asked = &self.files.down_asked;
+        let split = Split::of(
+            &want,
+            &blob,
+            &room,
+            cap,
+            |p| asked.contains_key(&(address, p)),
+            events_first,
+            rooms,
+            now.unix,
+        );
+        let deadline = now.at + crate::transfer::REQUEST_TIMEOUT;
+        for (part, cost) in &split.reserved {
+            self.files
+                .down_asked
+                .insert((address, *part), (room, *cost, deadline));
+        }
+        if let Some(cost) = split.held_back {
+            self.files.down_refused.insert(address, cost);
+            rooms.file_waiting(&room, address, true);
+        }
+        if let Some((list, ranges)) = split.granted() {
+            out.push(Action::Send(Frame::File(FileFrame::Want {
+                address,
+                list,
+                ranges,
+            })));
+        }
+        if let Some(lacks) = split.refusal(address) {
+            out.push(Action::File(lacks));
+        }
+    }
+
+    /// After a cycle: tells the upstream node again (`Have`) about the files it asked for that
+    /// were held back, once this node holds the whole file and the room's budget has room for
+    /// the part refused; upstream then asks for what it still lacks.
+    fn announce(
+        &mut self,
+        now: Now,
+        rooms: &mut BridgeRooms,
+        store: &mut dyn BridgeStore,
+        out: &mut Vec<Action>,
+    ) {
+        let mut have = Vec::new();
+        let addresses: Vec<[u8; 32]> = self.files.asked.keys().copied().collect();
+        for address in addresses {
+            let Some(asked) = self.files.asked.get(&address) else {
+                continue;
+            };
+            if asked.refused.is_none() && !asked.unheld {
+                continue;
+            }
+            let Some((room, blob)) = self.files.index.get(&address).copied() else {
+                continue;
+            };
+            let busy = self.files.serving.keys().any(|(a, _)| *a == address)
+                || rooms.events_waiting(&room, true);
+            let fits = asked
+                .refused
+                .is_none_or(|cost| rooms.remaining(&room, now.unix).is_none_or(|l| l >= cost));
+            if busy || !fits || !store.file_complete(&address) {
+                continue;
+            }
+            if let Some(asked) = self.files.asked.get_mut(&address) {
+                asked.refused = None;
+                asked.unheld = false;
+            }
+            // It may go on now; held back again, it is marked again.
+            rooms.file_waiting(&room, address, false);
+            have.push(FileHave {
+                address,
+                ranges: vec![ChunkRange {
+                    start: 0,
+                    end: blob.chunk_count(),
+                }],
+            });
+        }
+        for files in have.chunks(MAX_FILES_PER_HAVE) {
+            out.push(Action::Send(Frame::File(FileFrame::Have(files.to_vec()))));
+        }
+        // Files held back coming down: once the budget has room, this node's fetch may ask
+        // upstream again (as if upstream announced the file).
+        let refused: Vec<([u8; 32], u64)> = self
+            .files
+            .down_refused
+            .iter()
+            .map(|(a, c)| (*a, *c))
+            .collect();
+        for (address, cost) in refused {
+            let Some((room, blob)) = self.files.index.get(&address).copied() else {
+                continue;
+            };
+            if rooms.events_waiting(&room, false)
+                || rooms.remaining(&room, now.unix).is_some_and(|l| l < cost)
+            {
+                continue;
+            }
+            self.files.down_refused.remove(&address);
+            rooms.file_waiting(&room, address, false);
+            out.push(Action::File(FileFrame::Have(vec![FileHave {
+                address,
+                ranges: vec![ChunkRange {
+                    start: 0,
+                    end: blob.chunk_count(),
+                }],
+            }])));
         }
     }
 }

@@ -115,6 +115,18 @@ pub enum Action {
     /// A file-transfer frame from the peer: for the fetch of its file, or (a `Want`) for this
     /// link's [`crate::Outbox`]. See [`crate::transfer`].
     File(FileFrame),
+    /// (Upstream bridge only.) Serve the peer these parts of a file, which the bridge chose to
+    /// send within the room's budget: queue them in the link's [`crate::Outbox`] (file data,
+    /// after every message), read each from the blob store when its turn comes, and report
+    /// each with [`crate::BridgeLink::file_served`].
+    ServeFile {
+        /// The file's content address.
+        address: [u8; 32],
+        /// Send its chunk list.
+        list: bool,
+        /// Send these chunks.
+        ranges: Vec<crate::frame::ChunkRange>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

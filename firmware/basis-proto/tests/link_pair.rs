@@ -161,7 +161,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::Close(reason) => s.closed = Some(reason),
             Action::Notice(n) => s.notices.push(n),
             Action::Differences { have, need, .. } => s.differences.push((have, need)),
-            Action::Delivered(_) | Action::File(_) => {}
+            Action::Delivered(_) | Action::File(_) | Action::ServeFile { .. } => {}
         }
     }
 }

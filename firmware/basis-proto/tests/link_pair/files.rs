@@ -78,7 +78,7 @@ struct Net {
 
 /// A file of `chunks` chunks of 1 024 bytes (plus a short last one); the "ciphertext" is
 /// patterned bytes, which is all a node ever sees.
-fn file(chunks: u64) -> (ChunkList, Vec<Vec<u8>>) {
+pub(crate) fn file(chunks: u64) -> (ChunkList, Vec<Vec<u8>>) {
     let size = (chunks - 1) * 1024 + 100;
     let layout = BlobRef {
         address: [0; 32],

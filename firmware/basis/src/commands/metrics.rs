@@ -188,6 +188,24 @@ pub fn render(status: &Status) -> Result<String> {
             "Bytes of the room's events received from upstream since start",
             rooms,
         );
+        let waiting = family(
+            &mut r,
+            "basis_bridge_files_waiting",
+            "Files of the room upstream asked for that the budget held back",
+            rooms,
+        );
+        let file_sent = counters(
+            &mut r,
+            "basis_bridge_file_sent_bytes",
+            "Bytes of the room's file chunks and lists sent upstream since start",
+            rooms,
+        );
+        let file_received = counters(
+            &mut r,
+            "basis_bridge_file_received_bytes",
+            "Bytes of the room's file chunks and lists received from upstream since start",
+            rooms,
+        );
         for room in &bridge.rooms {
             let l: Labels = vec![("room", room.room.clone())];
             backlog.get_or_create(&l).set(as_i64(room.backlog_events));
@@ -205,6 +223,11 @@ pub fn render(status: &Status) -> Result<String> {
                 .set(i64::from(room.budget_exhausted));
             sent.get_or_create(&l).inc_by(room.sent_bytes);
             received.get_or_create(&l).inc_by(room.received_bytes);
+            waiting.get_or_create(&l).set(as_i64(room.files_waiting));
+            file_sent.get_or_create(&l).inc_by(room.file_bytes_sent);
+            file_received
+                .get_or_create(&l)
+                .inc_by(room.file_bytes_received);
         }
     }
     let mut text = String::new();

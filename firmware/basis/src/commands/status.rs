@@ -150,8 +150,13 @@ fn print_bridge(bridge: &basis_api::admin::Bridge) {
         } else {
             "nothing goes up".into()
         };
+        let files = match room.files_waiting {
+            0 => String::new(),
+            1 => "; 1 file held back by the budget".into(),
+            n => format!("; {n} files held back by the budget"),
+        };
         println!(
-            "bridged     room {} {direction}, priority {}, {budget}; {backlog}; {} to come down",
+            "bridged     room {} {direction}, priority {}, {budget}; {backlog}{files}; {} to come down",
             &room.room[..room.room.len().min(8)],
             room.priority,
             room.downlink_backlog_events

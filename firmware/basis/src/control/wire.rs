@@ -115,6 +115,9 @@ pub fn bridge(b: BridgeSnapshot) -> Bridge {
                 received_events: r.received_events,
                 received_bytes: r.received_bytes,
                 last_synced: r.last_synced,
+                files_waiting: r.files_waiting,
+                file_bytes_sent: r.file_bytes_sent,
+                file_bytes_received: r.file_bytes_received,
             })
             .collect(),
     }

@@ -96,6 +96,11 @@ impl ItemSource for StoreItems {
         })
         .map_err(|e| e.to_string())
     }
+
+    fn holds(&mut self, id: &basis_core::EventId) -> bool {
+        // A failed lookup answers "not held": the event is then checked, as any other.
+        self.0.readers.contains(id).unwrap_or(false)
+    }
 }
 
 impl BridgeStore for StoreItems {

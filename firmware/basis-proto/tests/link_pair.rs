@@ -36,6 +36,10 @@ impl ItemSource for Store {
         }
         Ok(())
     }
+
+    fn holds(&mut self, id: &EventId) -> bool {
+        self.events.contains_key(id)
+    }
 }
 
 struct Side {
@@ -323,6 +327,46 @@ fn forged_events_and_garbage_cost_reputation_and_store_nothing() {
         .on_frame(&[0xff, 0xff, 0xff, 0x01], Instant::now(), &mut b.store);
     apply(&mut b, acts, &mut a.inbox);
     assert!(b.closed.is_some(), "garbage closes the link");
+}
+
+#[test]
+fn a_copy_of_an_event_held_is_neither_checked_nor_stored_again() {
+    // In a mesh each event reaches a node from several peers: b holds it already.
+    let evs = events(2, 5);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &evs);
+    run(&mut a, &mut b);
+    let received = b.link.stats().events_received;
+    let acts = b.link.on_frame(
+        &Frame::Events(evs.iter().map(|e| e.2.clone()).collect()).encode(),
+        Instant::now(),
+        &mut b.store,
+    );
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Store(_))),
+        "nothing to store: {acts:?}"
+    );
+    apply(&mut b, acts, &mut a.inbox);
+    assert_eq!(b.link.stats().events_received, received + evs.len() as u64);
+    assert_eq!(b.penalties, 0);
+    // And b never pushes them back to the peer that sent them.
+    let room = validate(&evs[1].2).unwrap().room();
+    assert!(b.link.push(room, evs[1].1, &evs[1].2).is_none());
+    // A new event in the same frame is still checked and stored.
+    let new = &events(2, 6)[2];
+    let acts = b.link.on_frame(
+        &Frame::Events(vec![evs[2].2.clone(), new.2.clone()]).encode(),
+        Instant::now(),
+        &mut b.store,
+    );
+    let stored: Vec<EventId> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Store(evs) => Some(evs.iter().map(|e| e.id()).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(stored, vec![new.1]);
 }
 
 #[test]

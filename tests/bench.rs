@@ -22,7 +22,15 @@ fn quick_bench_measures_every_figure_beside_its_reference() {
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["mode"], "quick");
     let figures = report["figures"].as_array().unwrap();
-    for group in ["ingest", "recon", "backfill", "latency", "resources"] {
+    for group in [
+        "ingest",
+        "recon",
+        "backfill",
+        "latency",
+        "files",
+        "mesh",
+        "resources",
+    ] {
         assert!(
             figures.iter().any(|f| f["group"] == group),
             "no {group} figure in {report}"
@@ -41,6 +49,8 @@ fn quick_bench_measures_every_figure_beside_its_reference() {
         "backfill of",
         "bytes both ways",
         "node 1 -> node 2 stream, p50",
+        "copies of each event a node receives",
+        "CPU per event per node",
         "binary size",
     ] {
         let f = figures
@@ -51,4 +61,17 @@ fn quick_bench_measures_every_figure_beside_its_reference() {
     }
     // The figures in the JSON are the ones printed.
     assert!(stdout.contains("durable ingest"));
+}
+
+#[test]
+fn an_unknown_group_is_refused_and_the_groups_are_named() {
+    let mut cmd = clean_command();
+    cmd.args(["bench", "--only", "meshes"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no benchmark group 'meshes'") && err.contains("mesh, resources"),
+        "{err}"
+    );
 }

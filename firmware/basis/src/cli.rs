@@ -341,8 +341,8 @@ pub enum Command {
     #[command(subcommand)]
     Dev(DevCommand),
     /// Measure this machine: durable ingest, backfill, reconciliation, latency across two
-    /// nodes, a file crossing between two nodes (64 MiB; 1 GiB with --full), memory and idle
-    /// CPU, each beside its limit. Starts its own temporary nodes
+    /// nodes, a file crossing between two nodes (64 MiB; 1 GiB with --full), a full mesh of
+    /// 8 nodes (16 with --full), memory and idle CPU, each beside its limit. Starts its own temporary nodes
     /// (nothing of a running node is touched). Quick by default (a couple of minutes).
     Bench {
         /// The full sizes (100k-event ingest and backfill, 1M-event sets, a 1 GiB file): tens of
@@ -352,7 +352,8 @@ pub enum Command {
         /// Also write the figures as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// Only these groups: ingest, recon, backfill, latency, files, resources (repeatable).
+        /// Only these groups: ingest, recon, backfill, latency, files, mesh, resources
+        /// (repeatable).
         #[arg(long, value_name = "GROUP")]
         only: Vec<String>,
     },

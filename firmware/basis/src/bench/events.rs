@@ -48,3 +48,46 @@ pub fn room(n: usize) -> Vec<ValidEvent> {
     }
     out
 }
+
+/// Signs a user's events as a client would, each a millisecond of clock after the last,
+/// starting now: for benchmarks that post through a node's API.
+pub struct Signer<'a> {
+    key: &'a UserKey,
+    t: u64,
+}
+
+impl<'a> Signer<'a> {
+    /// A signer for `key`, its clock starting now.
+    pub fn new(key: &'a UserKey) -> Signer<'a> {
+        Signer {
+            key,
+            t: crate::node::wall_millis(),
+        }
+    }
+
+    /// The next event of `room` (`None`: a room's create event) with `body`.
+    pub fn sign(&mut self, room: Option<basis_core::RoomId>, body: Body) -> basis_core::Event {
+        self.t += 1;
+        EventContent {
+            version: PROTOCOL_VERSION,
+            room,
+            author: self.key.id(),
+            parents: vec![],
+            time: Timestamp::new(self.t, 0),
+            body,
+        }
+        .sign(self.key)
+    }
+
+    /// The create event of an unencrypted room named `name`.
+    pub fn create_room(&mut self, name: &str) -> basis_core::Event {
+        self.sign(
+            None,
+            Body::Create(RoomCreate {
+                name: name.into(),
+                encrypted: false,
+                history: History::SinceJoin,
+            }),
+        )
+    }
+}

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use basis_core::{Body, EventContent, History, MessageBody, PROTOCOL_VERSION, RoomCreate};
-use basis_core::{RoomId, Timestamp};
+use basis_core::{Body, MessageBody, RoomId};
 use basis_e2ee::UserSecrets;
 use futures_util::StreamExt;
 
+use super::events::Signer;
 use super::nodes::{BenchNode, NodeSpec};
 use super::report::{Figure, Report};
 use crate::client::node_client::{NodeClient, Stream};
@@ -74,28 +74,8 @@ pub async fn run(report: &mut Report, rates: &[u32], secs: u64) -> Result<()> {
     let user = UserSecrets::generate(wall_millis())?;
     let ca = Arc::new(NodeClient::sign_in(&a.api, &user).await?);
     let cb = NodeClient::sign_in(&b.api, &user).await?;
-    let key = user.signing_key();
-    let mut t = wall_millis();
-    let mut sign = |room: Option<RoomId>, body| {
-        t += 1;
-        EventContent {
-            version: PROTOCOL_VERSION,
-            room,
-            author: key.id(),
-            parents: vec![],
-            time: Timestamp::new(t, 0),
-            body,
-        }
-        .sign(key)
-    };
-    let create = sign(
-        None,
-        Body::Create(RoomCreate {
-            name: "latency".into(),
-            encrypted: false,
-            history: History::SinceJoin,
-        }),
-    );
+    let mut signer = Signer::new(user.signing_key());
+    let create = signer.create_room("latency");
     let room: RoomId = ca.post_event(&create).await?.room.parse()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while cb.room(&room).await.is_err() {
@@ -108,7 +88,7 @@ pub async fn run(report: &mut Report, rates: &[u32], secs: u64) -> Result<()> {
         let count = (u64::from(rate) * secs) as usize;
         let events: Vec<_> = (0..count)
             .map(|i| {
-                sign(
+                signer.sign(
                     Some(room),
                     Body::Message(MessageBody::Text {
                         text: format!("latency probe {i}"),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod files;
 pub mod ingest;
 pub mod latency;
+pub mod mesh;
 pub mod nodes;
 pub mod recon;
 pub mod report;
@@ -36,12 +37,29 @@ pub fn proc_io_written() -> Option<u64> {
     nodes::written_bytes("self")
 }
 
+/// The groups, in the order they run.
+pub const GROUPS: [&str; 7] = [
+    "ingest",
+    "recon",
+    "backfill",
+    "latency",
+    "files",
+    "mesh",
+    "resources",
+];
+
 fn wanted(opts: &BenchOptions, group: &str) -> bool {
     opts.only.is_empty() || opts.only.iter().any(|g| g == group)
 }
 
 /// Runs the benchmarks.
 pub async fn run(opts: BenchOptions) -> Result<()> {
+    if let Some(unknown) = opts.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        anyhow::bail!(
+            "no benchmark group '{unknown}' (the groups: {})",
+            GROUPS.join(", ")
+        );
+    }
     let mode = if opts.full { "full" } else { "quick" };
     let mut report = Report {
         mode: mode.into(),
@@ -98,6 +116,10 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     if wanted(&opts, "files") {
         let mib = if opts.full { 1024 } else { 64 };
         files::run(&mut report, mib).await.context("files")?;
+    }
+    if wanted(&opts, "mesh") {
+        let (n, messages) = if opts.full { (16, 2000) } else { (8, 500) };
+        mesh::run(&mut report, n, messages).await.context("mesh")?;
     }
     if wanted(&opts, "resources") {
         let window = Duration::from_secs(if opts.full { 60 } else { 10 });

@@ -34,7 +34,7 @@ var Sn=Object.defineProperty;var Cn=(n,e)=>{for(var t in e)Sn(n,t,{get:e[t],enum
       </form>
       <${U} kind="error">${_}<//>
     </section>`}var rr=["👍","❤️","😂","😮","🙏","✅"];function sr({client:n,room:e,line:t,selected:r,select:s,startEdit:o}){let i=n.me,a=n.person(t.author,e.info),_=We(t.time),c=t.shown;if(c.type==="created")return h`<li class="event">${a} created the room “${c.name}”</li>`;if(c.type==="membership"){let p=n.person(c.target,e.info),g=c.action==="joined"||c.action==="left"?`${p} ${c.action}`:`${a} ${c.action} ${p}`;return h`<li class="event">${g} · <time title=${dt(_)}>${de(_)}</time></li>`}let d;if(c.type==="text")d=h`<p class="text">${c.text}${c.edited?h` <small class="edited">(edited)</small>`:""}</p>`;else if(c.type==="deleted")d=h`<p class="text gone">message deleted</p>`;else if(c.type==="file")d=t.attachment?"":h`<p class="text">📎 ${c.file.name} (${K(c.file.size)})</p>`;else{let p=c.reason===Be?"sent before you joined":`cannot be read yet: ${c.reason}`;d=h`<p class="text gone">🔒 ${p}</p>`}let f=t.author===i,u=Object.entries(t.reactions||{});return h`
-    <li class=${"msg"+(f?" mine":"")+(r?" selected":"")}>
+    <li class=${"msg"+(f?" mine":"")+(r?" selected":"")+(c.type==="file"&&t.attachment?" has-file":"")}>
       <button class="msg-body" onClick=${()=>s(r?null:t.id)} aria-expanded=${r}
         aria-label=${`${a}, ${de(_)}: ${c.type==="text"?c.text:c.type==="file"?c.file.name:c.type}. Actions`}>
         <span class="who">${a}</span>

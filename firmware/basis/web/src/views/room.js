@@ -37,7 +37,7 @@ function Line({ client, room, line, selected, select, startEdit }) {
   const reactions = Object.entries(line.reactions || {});
   // What this user may still change comes from the timeline's own rules (wasm).
   return html`
-    <li class=${'msg' + (mine ? ' mine' : '') + (selected ? ' selected' : '')}>
+    <li class=${'msg' + (mine ? ' mine' : '') + (selected ? ' selected' : '') + (s.type === 'file' && line.attachment ? ' has-file' : '')}>
       <button class="msg-body" onClick=${() => select(selected ? null : line.id)} aria-expanded=${selected}
         aria-label=${`${who}, ${when(ms)}: ${s.type === 'text' ? s.text : s.type === 'file' ? s.file.name : s.type}. Actions`}>
         <span class="who">${who}</span>

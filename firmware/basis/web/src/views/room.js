@@ -117,6 +117,7 @@ function Upload({ client, job }) {
       <p class="text">${ICONS[kindOf(job.type)]} ${job.name} <small>(${sizeText(job.size)})</small></p>
       <label class="progress">${what}
         <progress max=${job.size || 1} value=${job.done}></progress></label>
+      ${job.unkept ? html`<p class="state">this browser cannot keep the file: stay on this page until it is sent</p>` : ''}
       ${job.phase === 'failed' ? html`<p class="state error" role="alert">${job.error}
           <button class="link" onClick=${() => client.upload(job)}>Retry</button></p>` : ''}
       <button class="link" onClick=${() => client.cancelUpload(job)}>Cancel</button>

@@ -593,6 +593,9 @@ export class Client {
     if (!(await kept.keepUpload({ lid, user: this.me, room, name, type, size, file }))) {
       job.unkept = true;
       this.changed();
+    } else if (!this.uploads.includes(job)) {
+      // Sent or cancelled before the browser had stored it: not to be sent again.
+      kept.dropUpload(lid);
     }
   }
 

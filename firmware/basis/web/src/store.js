@@ -30,7 +30,11 @@ function set(key, value) {
 export const store = {
   keyFile: () => get('keyfile', null),
   setKeyFile: (text) => set('keyfile', text),
-  forgetKeyFile: () => localStorage.removeItem(PREFIX + 'keyfile'),
+  /** Forgets the key, and the files it had not sent yet (they are the user's photos). */
+  forgetKeyFile: () => {
+    localStorage.removeItem(PREFIX + 'keyfile');
+    if (typeof indexedDB !== 'undefined') indexedDB.deleteDatabase('basis');
+  },
 
   contacts: () => get('contacts', []),
   setContacts: (list) => set('contacts', list),

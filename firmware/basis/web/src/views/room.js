@@ -28,7 +28,7 @@ function Line({ client, room, line, selected, select, startEdit }) {
   } else if (s.type === 'deleted') {
     body = html`<p class="text gone">message deleted</p>`;
   } else if (s.type === 'file') {
-    body = line.attachment ? '' : html`<p class="text">📎 ${s.file.name} (${sizeText(s.file.size)})</p>`;
+    body = line.attachment ? '' : html`<p class="text">${Icon('clip')} ${s.file.name} (${sizeText(s.file.size)})</p>`;
   } else {
     const why = s.reason === BEFORE_JOIN ? 'sent before you joined' : `cannot be read yet: ${s.reason}`;
     body = html`<p class="text gone">🔒 ${why}</p>`;
@@ -127,7 +127,7 @@ function Upload({ client, job }) {
 
 function Pending({ client, entry }) {
   const d = entry.draft;
-  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? `📎 ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
+  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? html`${Icon('clip')} ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
   return html`<li class="msg mine pending">
     <div class="msg-body">
       <p class="text">${what}</p>

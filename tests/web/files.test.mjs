@@ -210,7 +210,9 @@ test('a photo from one phone and a voice note from another reach all three nodes
   await ben.page.locator('.status.offline').waitFor();
   const voice2 = wav(5);
   await ben.page.locator('input[data-input="voice"]').setInputFiles({ name: 'second note.wav', mimeType: 'audio/wav', buffer: voice2 });
-  await ben.page.locator('.msg.pending', { hasText: 'second note.wav' }).getByText(/waiting for the network/).waitFor();
+  const waiting = ben.page.locator('.msg.pending', { hasText: 'second note.wav' });
+  await waiting.getByText(/waiting for the network/).waitFor();
+  assert.equal(await waiting.locator('progress').evaluate((bar) => bar.value), 0, 'the bar shows bytes sent while none could be');
   await ben.page.goto('about:blank');
   const photo3 = await cameraJpeg(p, 640, 480);
   await p.locator('input[data-input="camera"]').setInputFiles({ name: 'road.jpg', mimeType: 'image/jpeg', buffer: photo3 });

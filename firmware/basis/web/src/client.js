@@ -650,6 +650,8 @@ export class Client {
         }
         sealer.finish();
         job.sealer = sealer;
+        // The bar showed the first pass (encrypting); from here it shows what the node holds.
+        job.done = 0;
       }
       const sealer = job.sealer;
       const address = sealer.address;

@@ -1,7 +1,10 @@
 //! The web client in a real browser: runs the node test files under `tests/web/` (Debian's
-//! Chromium driven by playwright-core) against this build's `basis` binary. Needs node, npm
-//! packages installed in tests/web (`npm ci`, which tests/run does) and /usr/bin/chromium;
-//! skips without them on a developer machine and fails when `CI` is set.
+//! Chromium driven by playwright-core) against this build's `basis` binary: `chat.test.mjs`
+//! (chat, keys, a restart, files on one node, screenshots and an accessibility audit) and
+//! `files.test.mjs` (a photo and a voice note across three nodes, a partition made with
+//! nftables on loopback, and a restart). Needs node, npm packages installed in tests/web
+//! (`npm ci`, which tests/run does) and /usr/bin/chromium, and root with `nft` for the
+//! partition; skips without them on a developer machine and fails when `CI` is set.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,7 +37,12 @@ fn the_web_client_works_in_chromium() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).expect("a folder for screenshots");
     let out = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "chat.test.mjs"])
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "chat.test.mjs",
+            "files.test.mjs",
+        ])
         .current_dir(&web)
         .env("BASIS_BIN", env!("CARGO_BIN_EXE_basis"))
         .env("BASIS_SCREENSHOTS", &shots)

@@ -2,13 +2,11 @@
 // checked the way they would check it, and compared with what the command-line client reads.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { crc32, deflateSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BasisNode, CliUser, LAPTOP, PHONE, PASSPHRASE, WebUser, closeBrowser, until } from './harness.mjs';
+import { BasisNode, CliUser, LAPTOP, PHONE, PASSPHRASE, WebUser, closeBrowser, png, saved, sha256, until, wav } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const SECRET = 'browser test secret';
@@ -52,24 +50,9 @@ test('two browser users on two nodes and a CLI user chat, edit, react, delete an
 
   // Ana makes a room and invites Ben (on the other node) and Cai (CLI).
   const p = ana.page;
-  await p.goto(na.url + '#/new');
-  await p.getByLabel('Name').fill('ops');
-  await p.getByRole('button', { name: 'Create' }).click();
-  await p.locator('.room h2', { hasText: 'ops' }).waitFor();
-  await p.getByRole('button', { name: /member/ }).click();
-  for (const who of ['ben', 'cai']) {
-    await p.getByLabel('Invite a contact').selectOption(who);
-    await p.getByRole('button', { name: 'Invite', exact: true }).click();
-    await p.locator('.members li', { hasText: who }).waitFor();
-  }
+  await ana.makeRoom(na, 'ops', ['ben', 'cai']);
   // Ben sees the invitation (it crossed the federation) and joins; Cai joins from the CLI.
-  await until('the invitation reaches Ben', async () => {
-    await ben.page.goto(nb.url + '#/rooms');
-    return (await ben.page.locator('.rooms a', { hasText: 'ops' }).count()) > 0;
-  });
-  await ben.openRoom('ops');
-  await ben.page.getByRole('button', { name: 'Join' }).click();
-  await ben.page.getByLabel('Message', { exact: true }).waitFor();
+  await ben.joinRoom(nb, 'ops');
   await until('Cai sees the room', () => cli.json(['rooms']).some((r) => r.name === 'ops'));
   cli.run(['room', 'join', 'ops']);
 
@@ -282,58 +265,6 @@ test('a wrong passphrase, a hostile display name and an unreadable message are h
   await late.close();
 });
 
-/** A real PNG (`w` × `h`, a colour gradient), for the browser to decode and thumbnail. */
-function png(w, h) {
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const head = Buffer.alloc(13);
-  head.writeUInt32BE(w, 0);
-  head.writeUInt32BE(h, 4);
-  head.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
-  const rows = [];
-  for (let y = 0; y < h; y++) {
-    const row = Buffer.alloc(1 + w * 3);
-    for (let x = 0; x < w; x++) row.set([(x * 255) / w, (y * 255) / h, (x * y) % 256], 1 + x * 3);
-    rows.push(row);
-  }
-  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([sig, chunk('IHDR', head), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
-}
-
-/** A WAV recording of `seconds` of a tone (8 kHz, 16-bit mono): more than one 256 KiB chunk at 20 s. */
-function wav(seconds) {
-  const n = 8000 * seconds;
-  const b = Buffer.alloc(44 + n * 2);
-  b.write('RIFF', 0);
-  b.writeUInt32LE(36 + n * 2, 4);
-  b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16);
-  b.writeUInt16LE(1, 20);
-  b.writeUInt16LE(1, 22);
-  b.writeUInt32LE(8000, 24);
-  b.writeUInt32LE(16000, 28);
-  b.writeUInt16LE(2, 32);
-  b.writeUInt16LE(16, 34);
-  b.write('data', 36);
-  b.writeUInt32LE(n * 2, 40);
-  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((i * 2 * Math.PI * 440) / 8000) + ((i * 7919) % 97)), 44 + i * 2);
-  return b;
-}
-
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
-
-/** Clicks `link` (an <a download>) and returns the saved file's name and bytes. */
-async function saved(page, link) {
-  const [dl] = await Promise.all([page.waitForEvent('download'), link.click()]);
-  return { name: dl.suggestedFilename(), bytes: readFileSync(await dl.path()) };
-}
-
 test('a photo, a voice note and a file from one phone open on another, byte for byte; too large is refused first', async () => {
   const n = new BasisNode({ name: 'kit' });
   nodes.push(n);
@@ -344,21 +275,8 @@ test('a photo, a voice note and a file from one phone open on another, byte for 
   await ben.create('Ben');
   await ana.addContact('ben', await ben.userId());
   const p = ana.page;
-  await p.goto(n.url + '#/new');
-  await p.getByLabel('Name').fill('damage');
-  await p.getByRole('button', { name: 'Create' }).click();
-  await p.locator('.room h2', { hasText: 'damage' }).waitFor();
-  await p.getByRole('button', { name: /member/ }).click();
-  await p.getByLabel('Invite a contact').selectOption('ben');
-  await p.getByRole('button', { name: 'Invite', exact: true }).click();
-  await p.getByRole('button', { name: /member/ }).click();
-  await until('Ben sees the invitation', async () => {
-    await ben.page.goto(n.url + '#/rooms');
-    return (await ben.page.locator('.rooms a', { hasText: 'damage' }).count()) > 0;
-  });
-  await ben.openRoom('damage');
-  await ben.page.getByRole('button', { name: 'Join' }).click();
-  await ben.page.getByLabel('Message', { exact: true }).waitFor();
+  await ana.makeRoom(n, 'damage', ['ben']);
+  await ben.joinRoom(n, 'damage');
 
   // Too large: refused in words before anything is sent (a synthetic File in the page).
   await p.evaluate(() => {

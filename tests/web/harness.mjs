@@ -3,9 +3,11 @@
 // browser). Every helper fails loudly: a test that cannot run must not pass.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 export const BIN = process.env.BASIS_BIN;
@@ -39,13 +41,14 @@ export async function until(what, check, ms = 30000) {
 
 /** A node: its own data directory, API on loopback; federation by secret and static peers. */
 export class BasisNode {
-  constructor({ name, secret = null, quicPort = 0, apiPort = 0, peers = [] }) {
+  /** `federation` is more of the [federation] table, as TOML lines (such as `reconcile_secs = 5`). */
+  constructor({ name, secret = null, quicPort = 0, apiPort = 0, peers = [], federation = '' }) {
     this.dir = mkdtempSync(join(tmpdir(), 'basis-web-'));
     this.name = name;
     this.apiPort = apiPort;
     let fed = '';
     if (secret) {
-      fed = `[federation]\nsecret = "${secret}"\nport = ${quicPort}\nmdns = false\npeers = [${peers.map((p) => `"${p}"`).join(', ')}]\n`;
+      fed = `[federation]\nsecret = "${secret}"\nport = ${quicPort}\nmdns = false\npeers = [${peers.map((p) => `"${p}"`).join(', ')}]\n${federation}\n`;
     }
     this.config = join(this.dir, 'basis.toml');
     writeFileSync(
@@ -203,6 +206,15 @@ export class WebUser {
     await p.locator('.status.online').waitFor();
   }
 
+  /** After a reload: the key kept in this browser, unlocked with its passphrase (the page
+   * then links to its node, or says it is offline while the node is away). */
+  async unlock(passphrase = PASSPHRASE) {
+    const p = this.page;
+    await p.getByLabel(/Passphrase of user/).fill(passphrase);
+    await p.getByRole('button', { name: 'Unlock' }).click();
+    await p.locator('.status').waitFor();
+  }
+
   async userId() {
     await this.page.goto(this.page.url().split('#')[0] + '#/contacts');
     const share = await this.page.locator('code.share').textContent();
@@ -216,6 +228,35 @@ export class WebUser {
     await p.getByLabel('Their key').fill(key);
     await p.getByRole('button', { name: 'Add', exact: true }).click();
     await p.getByText(`${name} added`).waitFor();
+  }
+
+  /** Makes a room named `name` on `node` (encrypted, as the page makes them) and invites
+   * each of `contacts` (nicknames); the room stays open, its member list closed. */
+  async makeRoom(node, name, contacts) {
+    const p = this.page;
+    await p.goto(node.url + '#/new');
+    await p.getByLabel('Name').fill(name);
+    await p.getByRole('button', { name: 'Create' }).click();
+    await p.locator('.room h2', { hasText: name }).waitFor();
+    await p.getByRole('button', { name: /member/ }).click();
+    for (const who of contacts) {
+      await p.getByLabel('Invite a contact').selectOption(who);
+      await p.getByRole('button', { name: 'Invite', exact: true }).click();
+      await p.locator('.members li', { hasText: who }).waitFor();
+    }
+    await p.getByRole('button', { name: /member/ }).click();
+  }
+
+  /** Waits until the invitation to `name` is on `node` (it may cross the federation), then
+   * joins the room; it stays open. */
+  async joinRoom(node, name, ms = 30000) {
+    await until(`the invitation to ${name} reaches the page`, async () => {
+      await this.page.goto(node.url + '#/rooms');
+      return (await this.page.locator('.rooms a', { hasText: name }).count()) > 0;
+    }, ms);
+    await this.openRoom(name);
+    await this.page.getByRole('button', { name: 'Join' }).click();
+    await this.page.getByLabel('Message', { exact: true }).waitFor();
   }
 
   async openRoom(name) {
@@ -238,4 +279,56 @@ export class WebUser {
   async close() {
     await this.context.close();
   }
+}
+
+/** A real PNG (`w` × `h`, a colour gradient), for the browser to decode and thumbnail. */
+export function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(w, 0);
+  head.writeUInt32BE(h, 4);
+  head.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + w * 3);
+    for (let x = 0; x < w; x++) row.set([(x * 255) / w, (y * 255) / h, (x * y) % 256], 1 + x * 3);
+    rows.push(row);
+  }
+  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([sig, chunk('IHDR', head), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A WAV recording of `seconds` of a tone (8 kHz, 16-bit mono): more than one 256 KiB chunk at 20 s. */
+export function wav(seconds) {
+  const n = 8000 * seconds;
+  const b = Buffer.alloc(44 + n * 2);
+  b.write('RIFF', 0);
+  b.writeUInt32LE(36 + n * 2, 4);
+  b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(1, 20);
+  b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(8000, 24);
+  b.writeUInt32LE(16000, 28);
+  b.writeUInt16LE(2, 32);
+  b.writeUInt16LE(16, 34);
+  b.write('data', 36);
+  b.writeUInt32LE(n * 2, 40);
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((i * 2 * Math.PI * 440) / 8000) + ((i * 7919) % 97)), 44 + i * 2);
+  return b;
+}
+
+export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+/** Clicks `link` (an <a download>) and returns the saved file's name and bytes. */
+export async function saved(page, link) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  return { name: dl.suggestedFilename(), bytes: readFileSync(await dl.path()) };
 }

@@ -5,7 +5,7 @@
 
 import { ApiError, Node, Unreachable, base64, unbase64 } from './api.js';
 import { DEFAULT_FILE_LIMIT, missingChunks, readSlice, sizeText, sleep, thumbnail } from './files.js';
-import { nickname, store } from './store.js';
+import { kept, nickname, store } from './store.js';
 import { basis } from './wasm.js';
 
 /** Events asked for per history page. */
@@ -212,11 +212,14 @@ export class Client {
     await this.refreshRooms();
     this.listen();
     this.flush();
+    this.restoreUploads();
     this.changed();
   }
 
   stop() {
     this.stopped = true;
+    // Kept uploads go on when the key is unlocked again, by the next client.
+    for (const job of this.uploads) job.cancelled = true;
     clearInterval(this.presenceTimer);
     clearTimeout(this.joinPresence);
     if (this.ws) this.ws.close();
@@ -361,6 +364,7 @@ export class Client {
       this.listen();
       this.flush();
       this.resumeUploads();
+      this.restoreUploads();
     } catch (e) {
       this.online = false;
       setTimeout(() => this.reconnect(), this.retry);
@@ -577,9 +581,41 @@ export class Client {
       error: null,
     };
     this.uploads.push(job);
+    this.keep(job);
     this.changed();
     this.upload(job);
     return job;
+  }
+
+  /** Keeps the picked file in this browser until its message is in the outbox. */
+  async keep(job) {
+    const { lid, room, name, type, size, file } = job;
+    if (!(await kept.keepUpload({ lid, user: this.me, room, name, type, size, file }))) {
+      job.unkept = true;
+      this.changed();
+    } else if (!this.uploads.includes(job)) {
+      // Sent or cancelled before the browser had stored it: not to be sent again.
+      kept.dropUpload(lid);
+    }
+  }
+
+  /** The uploads kept from before a reload (this user's) start again, once signed in (the
+   * first sign-in, or the first after a start that found the node away). */
+  async restoreUploads() {
+    if (this.restoring) return;
+    this.restoring = true;
+    try {
+      for (const k of await kept.uploads()) {
+        if (k.user !== this.me || this.uploads.some((u) => u.lid === k.lid)) continue;
+        const { lid, room, name, type, size, file } = k;
+        const job = { lid, room, name, type, size, file, phase: 'preparing', done: 0, error: null };
+        this.uploads.push(job);
+        this.changed();
+        this.upload(job);
+      }
+    } finally {
+      this.restoring = false;
+    }
   }
 
   uploadsIn(room) {
@@ -589,6 +625,7 @@ export class Client {
   cancelUpload(job) {
     job.cancelled = true;
     this.uploads = this.uploads.filter((u) => u !== job);
+    kept.dropUpload(job.lid);
     if (job.sealer) job.sealer.free();
     job.sealer = null;
     this.changed();
@@ -596,7 +633,7 @@ export class Client {
 
   /** Runs (or resumes) one upload to its end, a wait for the network, or a failure. */
   async upload(job) {
-    if (job.running) return;
+    if (job.running || job.cancelled) return;
     job.running = true;
     job.error = null;
     try {
@@ -613,6 +650,8 @@ export class Client {
         }
         sealer.finish();
         job.sealer = sealer;
+        // The bar showed the first pass (encrypting); from here it shows what the node holds.
+        job.done = 0;
       }
       const sealer = job.sealer;
       const address = sealer.address;
@@ -646,6 +685,7 @@ export class Client {
         }
         info = await this.node.fileInfo(address);
       }
+      if (job.cancelled) return;
       const p = job.preview;
       const draft = sealer.draft(job.name, job.type, p ? p.type : undefined, p ? p.bytes : undefined);
       const saved = base64(draft.save());

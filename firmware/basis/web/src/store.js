@@ -2,7 +2,9 @@
 // key file (encrypted with the passphrase, the same format as `basis user export`), contacts,
 // each room's Megolm sessions (sealed with the state key inside the key file), the outbox of
 // messages not yet taken by the node, and small preferences. Nothing here is readable without
-// the passphrase except contacts, preferences and room ids.
+// the passphrase except contacts, preferences and room ids. Files picked but not yet on the
+// node are kept in IndexedDB (`kept`, below), which holds a File where localStorage holds
+// only strings.
 
 const PREFIX = 'basis.';
 
@@ -28,7 +30,11 @@ function set(key, value) {
 export const store = {
   keyFile: () => get('keyfile', null),
   setKeyFile: (text) => set('keyfile', text),
-  forgetKeyFile: () => localStorage.removeItem(PREFIX + 'keyfile'),
+  /** Forgets the key, and the files it had not sent yet (they are the user's photos). */
+  forgetKeyFile: () => {
+    localStorage.removeItem(PREFIX + 'keyfile');
+    if (typeof indexedDB !== 'undefined') indexedDB.deleteDatabase('basis');
+  },
 
   contacts: () => get('contacts', []),
   setContacts: (list) => set('contacts', list),
@@ -57,3 +63,37 @@ export function nickname(contacts, user) {
   const c = contacts.find((c) => c.user === user);
   return c ? c.name : null;
 }
+
+// ---- Files on their way: the picked File with its room and name, so that a reload, or a
+// phone that drops the tab while the node is away, does not lose what the user sent. A File
+// is stored as the user's device already holds it; its sealed chunks are made again after a
+// reload. Each call opens the database briefly: uploads are few and far between.
+
+function uploadsDb(mode, work) {
+  return new Promise((done, fail) => {
+    const open = indexedDB.open('basis', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore('uploads', { keyPath: 'lid' });
+    open.onerror = () => fail(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction('uploads', mode);
+      const request = work(tx.objectStore('uploads'));
+      tx.oncomplete = () => {
+        db.close();
+        done(request.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        fail(tx.error);
+      };
+    };
+  });
+}
+
+export const kept = {
+  /** Every upload kept, any user's: the caller picks its own. Empty when IndexedDB is refused. */
+  uploads: () => uploadsDb('readonly', (s) => s.getAll()).catch(() => []),
+  /** Keeps `{lid, user, room, name, type, size, file}`; false when the browser refuses. */
+  keepUpload: (job) => uploadsDb('readwrite', (s) => s.put(job)).then(() => true, () => false),
+  dropUpload: (lid) => uploadsDb('readwrite', (s) => s.delete(lid)).catch(() => undefined),
+};

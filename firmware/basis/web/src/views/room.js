@@ -28,7 +28,7 @@ function Line({ client, room, line, selected, select, startEdit }) {
   } else if (s.type === 'deleted') {
     body = html`<p class="text gone">message deleted</p>`;
   } else if (s.type === 'file') {
-    body = line.attachment ? '' : html`<p class="text">📎 ${s.file.name} (${sizeText(s.file.size)})</p>`;
+    body = line.attachment ? '' : html`<p class="text">${Icon('clip')} ${s.file.name} (${sizeText(s.file.size)})</p>`;
   } else {
     const why = s.reason === BEFORE_JOIN ? 'sent before you joined' : `cannot be read yet: ${s.reason}`;
     body = html`<p class="text gone">🔒 ${why}</p>`;
@@ -37,7 +37,7 @@ function Line({ client, room, line, selected, select, startEdit }) {
   const reactions = Object.entries(line.reactions || {});
   // What this user may still change comes from the timeline's own rules (wasm).
   return html`
-    <li class=${'msg' + (mine ? ' mine' : '') + (selected ? ' selected' : '')}>
+    <li class=${'msg' + (mine ? ' mine' : '') + (selected ? ' selected' : '') + (s.type === 'file' && line.attachment ? ' has-file' : '')}>
       <button class="msg-body" onClick=${() => select(selected ? null : line.id)} aria-expanded=${selected}
         aria-label=${`${who}, ${when(ms)}: ${s.type === 'text' ? s.text : s.type === 'file' ? s.file.name : s.type}. Actions`}>
         <span class="who">${who}</span>
@@ -117,6 +117,7 @@ function Upload({ client, job }) {
       <p class="text">${ICONS[kindOf(job.type)]} ${job.name} <small>(${sizeText(job.size)})</small></p>
       <label class="progress">${what}
         <progress max=${job.size || 1} value=${job.done}></progress></label>
+      ${job.unkept ? html`<p class="state">this browser cannot keep the file: stay on this page until it is sent</p>` : ''}
       ${job.phase === 'failed' ? html`<p class="state error" role="alert">${job.error}
           <button class="link" onClick=${() => client.upload(job)}>Retry</button></p>` : ''}
       <button class="link" onClick=${() => client.cancelUpload(job)}>Cancel</button>
@@ -126,7 +127,7 @@ function Upload({ client, job }) {
 
 function Pending({ client, entry }) {
   const d = entry.draft;
-  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? `📎 ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
+  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? html`${Icon('clip')} ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
   return html`<li class="msg mine pending">
     <div class="msg-body">
       <p class="text">${what}</p>

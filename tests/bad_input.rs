@@ -760,3 +760,29 @@ fn node_may_be_given_as_host_and_port_and_an_unreachable_one_is_named() {
     );
     node.stop();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+#[test]
+fn output_into_a_pipe_that_closed_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `basis config defaults | head -n 1`, with the reader gone before the first line.
+    let mut cmd = clean_command();
+    cmd.args(["config", "defaults"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("basis starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("basis ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "a closed pipe is not an error to report: {err}"
+    );
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "ends as `cat` would: {:?}",
+        out.status
+    );
+}

@@ -20,6 +20,9 @@ use crate::{bench, cli, commands, daemon, logging, provision, settings};
 pub fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Run { .. } | Command::Bench { .. }) {
+        stop_quietly_on_a_closed_pipe();
+    }
     let mut path = Vec::new();
     let mut leaf = &matches;
     while let Some((name, sub)) = leaf.subcommand() {
@@ -41,6 +44,18 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command whose output goes into a pipe that closes early (`basis history ops --json |
+/// head`) stops quietly, as Unix tools do, instead of failing on its next line. Rust ignores
+/// SIGPIPE by default so that a write to a closed pipe is an error; the daemon and the
+/// benchmark (which write to sockets whose peers may go) keep that.
+fn stop_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default has no memory-safety
+    // preconditions; no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -402,5 +402,34 @@ fn send_file_history_and_download_with_a_hostile_name() {
     assert_eq!(names.len(), 2, "nothing else written: {names:?}");
     // Nothing was written outside the folder.
     assert!(!to.path().parent().expect("parent").join("evil").exists());
+    // A folder that does not exist yet is made, as `mkdir -p` would.
+    let new = to.path().join("new").join("sub");
+    let out = bob.ok(
+        &node,
+        &["download", "ops", &id, "--to", new.to_str().expect("utf-8")],
+    );
+    assert!(out.contains("saved"), "{out}");
+    let got = fs::read(new.join("evil_[31m_.txt")).expect("saved in the new folder");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    // A file where the folder should be is refused, and left alone.
+    let file = to.path().join("numbered-notes.txt");
+    fs::write(&file, b"notes").expect("write");
+    let out = bob.run(
+        &node,
+        &[
+            "download",
+            "ops",
+            &id,
+            "--to",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a file, not a folder"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(fs::read(&file).expect("kept"), b"notes");
     node.stop();
 }

@@ -476,7 +476,7 @@ pub enum Command {
         room: String,
         /// The file message: its id or first characters, as `basis history` shows.
         event: String,
-        /// The folder to save into (default: the current folder).
+        /// The folder to save into, made if it does not exist (default: the current folder).
         #[arg(long, value_name = "DIR")]
         to: Option<std::path::PathBuf>,
         /// Which node, user key and passphrase.

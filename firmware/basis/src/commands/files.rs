@@ -473,8 +473,11 @@ pub async fn download(
         Some(d) => d.to_path_buf(),
         None => std::env::current_dir().context("cannot find the current folder")?,
     };
-    if !dir.is_dir() {
-        bail!("{} is not a folder", dir.display());
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} is a file, not a folder: give --to a folder to save into",
+            dir.display()
+        );
     }
     let s = Session::open(opts).await?;
     let info = find(&s, room).await?;
@@ -486,6 +489,12 @@ pub async fn download(
     })?;
     let name = safe_file_name(&d.name);
     wait_for(&s.client, &d, &name).await?;
+    if !dir.exists() {
+        // As `mkdir -p` would: a download into a new folder is what was asked.
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        eprintln!("created the folder {}", dir.display());
+    }
     let (tmp, digest) = fetch_into(&s.client, &d, &dir, &name).await?;
     let (path, same) = place(&tmp, &dir, &name, &digest)?;
     if same {

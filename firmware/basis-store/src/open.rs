@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
+use crate::ids::IdIndex;
 use crate::readers::Readers;
 use crate::schema::{APPLICATION_ID, SCHEMA_VERSION, migrations};
 use crate::writer::{StoreStats, Writer, WriterHandle};
@@ -103,8 +104,9 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let stats = Arc::new(StoreStats::load(&conn)?);
-        let writer = Writer::start(conn, options, stats)?;
-        let readers = Arc::new(Readers::open(path, options)?);
+        let ids = Arc::new(IdIndex::load(&conn)?);
+        let writer = Writer::start(conn, options, stats, ids.clone())?;
+        let readers = Arc::new(Readers::open(path, options, ids)?);
         Ok(Store {
             path: path.to_path_buf(),
             writer,

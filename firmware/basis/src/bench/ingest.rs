@@ -65,15 +65,14 @@ fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for e in chunk {
                 let c = &e.event().content;
                 stmt.execute(rusqlite::params![
                     e.id().as_bytes(),
                     e.room().as_bytes(),
-                    c.author.as_bytes(),
                     c.body.kind_code(),
                     i64::try_from(c.time.0).unwrap_or(i64::MAX),
                     0i64,

@@ -76,9 +76,9 @@ pub(crate) struct IdIndex {
 }
 
 impl IdIndex {
-    /// Builds the index from every event held.
-    pub(crate) fn load(conn: &Connection) -> Result<IdIndex, StoreError> {
-        let mut main: Vec<(u64, i64)> = Vec::new();
+    /// Builds the index from every event held (`expected`: how many, to size it once).
+    pub(crate) fn load(conn: &Connection, expected: usize) -> Result<IdIndex, StoreError> {
+        let mut main: Vec<(u64, i64)> = Vec::with_capacity(expected);
         {
             let mut stmt = conn.prepare("SELECT seq, id FROM events")?;
             let mut rows = stmt.query([])?;

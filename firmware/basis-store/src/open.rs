@@ -104,7 +104,8 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let stats = Arc::new(StoreStats::load(&conn)?);
-        let ids = Arc::new(IdIndex::load(&conn)?);
+        let held = stats.events.load(std::sync::atomic::Ordering::Relaxed);
+        let ids = Arc::new(IdIndex::load(&conn, usize::try_from(held).unwrap_or(0))?);
         let writer = Writer::start(conn, options, stats, ids.clone())?;
         let readers = Arc::new(Readers::open(path, options, ids)?);
         Ok(Store {

@@ -373,16 +373,20 @@ fn dev_append_with_a_user_key_and_an_existing_room() {
 
     let conn = open_db_ro(&node.db_path());
     for ack in first.iter().chain(&more) {
-        let (author, event_room): (Vec<u8>, Vec<u8>) = conn
+        let (raw, event_room): (Vec<u8>, Vec<u8>) = conn
             .query_row(
-                "SELECT author, room FROM events WHERE id = ?1",
+                "SELECT raw, room FROM events WHERE id = ?1",
                 [id_bytes(&ack.id)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap_or_else(|e| panic!("event {} not stored: {e}", ack.id));
+        let author = basis_core::encoding::decode_event(&raw)
+            .unwrap_or_else(|e| panic!("event {} stored undecodable: {e}", ack.id))
+            .content
+            .author;
         assert_eq!(
             author,
-            key.id().0.to_vec(),
+            key.id(),
             "event {} not signed by --user-key",
             ack.id
         );

@@ -38,8 +38,10 @@ use crate::wan::{WanView, unix_now};
 /// How often a link shares the node's peers when nothing changed (it also shares at once
 /// whenever this node gains or loses a link, so a node linked through a hub meets the others).
 const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
-/// Events per store read while streaming.
-const STREAM_CHUNK: usize = 500;
+/// Events per store read while streaming. A chunk of typical events (~330 bytes) fills one
+/// `Events` frame (`EVENTS_FRAME_BYTES`), and the receiving node stores a frame in one commit:
+/// larger commits write fewer bytes per event to its SD card (500 gave ~165 kB frames).
+const STREAM_CHUNK: usize = 1500;
 /// How long a closing link waits for its last frames (a `Bye`) to leave.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the bridge's state (budgets, sync marks) is written to disk when it changed.

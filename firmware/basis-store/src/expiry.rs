@@ -21,6 +21,7 @@ use basis_core::{RoomId, Timestamp};
 use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
+use crate::ids::{self, IdIndex};
 use crate::writer::{StoreStats, ts_sql, used_bytes};
 
 /// What to expire.
@@ -58,12 +59,13 @@ pub(crate) fn run(
     conn: &mut Connection,
     policy: &ExpiryPolicy,
     stats: &StoreStats,
+    ids: &IdIndex,
 ) -> Result<ExpiryReport, StoreError> {
     let mut report = ExpiryReport {
-        by_age: expire_by_age(conn, policy, stats)?,
+        by_age: expire_by_age(conn, policy, stats, ids)?,
         ..ExpiryReport::default()
     };
-    report.by_quota = enforce_quota(conn, policy, stats)?;
+    report.by_quota = enforce_quota(conn, policy, stats, ids)?;
     report.used_bytes = stats.used_bytes.load(Ordering::Relaxed);
     Ok(report)
 }
@@ -102,18 +104,25 @@ fn delete_returning(
     sql: &str,
     args: impl rusqlite::Params,
     stats: &StoreStats,
+    ids: &IdIndex,
 ) -> Result<u64, StoreError> {
     let tx = conn.transaction().map_err(StoreError::from_sqlite)?;
-    let (count, bytes) = {
+    let (count, bytes, mut gone) = {
         let mut stmt = tx.prepare_cached(sql).map_err(StoreError::from_sqlite)?;
-        let sizes = stmt
-            .query_map(args, |r| r.get::<_, i64>(0))
+        let rows = stmt
+            .query_map(args, |r| {
+                let key = ids::key_of(r.get_ref(2)?.as_blob()?);
+                Ok((r.get::<_, i64>(0)?, (key, r.get::<_, i64>(1)?)))
+            })
             .map_err(StoreError::from_sqlite)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::from_sqlite)?;
-        (sizes.len() as u64, sizes.iter().sum::<i64>() as u64)
+        let bytes = rows.iter().map(|(size, _)| size).sum::<i64>() as u64;
+        let gone: Vec<(u64, i64)> = rows.into_iter().map(|(_, entry)| entry).collect();
+        (gone.len() as u64, bytes, gone)
     };
     tx.commit().map_err(StoreError::from_sqlite)?;
+    ids.remove(&mut gone);
     stats.events.fetch_sub(count, Ordering::Relaxed);
     stats.event_bytes.fetch_sub(bytes, Ordering::Relaxed);
     stats.expired.fetch_add(count, Ordering::Relaxed);
@@ -125,6 +134,7 @@ fn expire_by_age(
     conn: &mut Connection,
     policy: &ExpiryPolicy,
     stats: &StoreStats,
+    ids: &IdIndex,
 ) -> Result<u64, StoreError> {
     let overrides = room_retention(conn)?;
     let mut removed = 0;
@@ -140,9 +150,10 @@ fn expire_by_age(
                 "DELETE FROM events WHERE seq IN
                    (SELECT seq FROM events WHERE room = ?1 AND ts < ?2 AND received_at < ?3
                     LIMIT ?4)
-                 RETURNING length(raw)",
+                 RETURNING length(raw), seq, id",
                 params![room.as_bytes(), limit, arrived, CHUNK],
                 stats,
+                ids,
             )?;
             removed += n;
             if n == 0 {
@@ -189,9 +200,10 @@ fn expire_by_age(
             .join(",");
         removed += delete_returning(
             conn,
-            &format!("DELETE FROM events WHERE seq IN ({list}) RETURNING length(raw)"),
+            &format!("DELETE FROM events WHERE seq IN ({list}) RETURNING length(raw), seq, id"),
             [],
             stats,
+            ids,
         )?;
     }
     Ok(removed)
@@ -201,6 +213,7 @@ pub(crate) fn enforce_quota(
     conn: &mut Connection,
     policy: &ExpiryPolicy,
     stats: &StoreStats,
+    ids: &IdIndex,
 ) -> Result<u64, StoreError> {
     let Some(quota) = policy.quota_bytes else {
         return Ok(0);
@@ -211,9 +224,10 @@ pub(crate) fn enforce_quota(
         let n = delete_returning(
             conn,
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts LIMIT ?1)
-             RETURNING length(raw)",
+             RETURNING length(raw), seq, id",
             params![CHUNK],
             stats,
+            ids,
         )?;
         removed += n;
         if n == 0 {

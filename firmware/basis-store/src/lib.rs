@@ -12,6 +12,7 @@ pub mod blobs;
 mod check;
 mod error;
 mod expiry;
+mod ids;
 mod open;
 pub mod query;
 mod readers;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
+use crate::ids::IdIndex;
 use crate::readers::Readers;
 use crate::schema::{APPLICATION_ID, SCHEMA_VERSION, migrations};
 use crate::writer::{StoreStats, Writer, WriterHandle};
@@ -103,8 +104,10 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let stats = Arc::new(StoreStats::load(&conn)?);
-        let writer = Writer::start(conn, options, stats)?;
-        let readers = Arc::new(Readers::open(path, options)?);
+        let held = stats.events.load(std::sync::atomic::Ordering::Relaxed);
+        let ids = Arc::new(IdIndex::load(&conn, usize::try_from(held).unwrap_or(0))?);
+        let writer = Writer::start(conn, options, stats, ids.clone())?;
+        let readers = Arc::new(Readers::open(path, options, ids)?);
         Ok(Store {
             path: path.to_path_buf(),
             writer,

@@ -116,23 +116,49 @@ fn stored(row: &Row) -> rusqlite::Result<StoredEvent> {
 }
 
 const COLUMNS: &str = "id, room, ts, received_at, raw";
+/// [`COLUMNS`] of the row `seq` (?1) if it holds the id ?2.
+const BY_ID: &str = "SELECT id, room, ts, received_at, raw FROM events WHERE seq = ?1 AND id = ?2";
 
 impl Readers {
+    /// Runs `read` on the row holding `id`, if any: the id index names the candidate rows
+    /// (almost always one), and `sql`, which selects `WHERE seq = ?1 AND id = ?2`, checks the
+    /// id in each.
+    fn by_id<T>(
+        &self,
+        c: &rusqlite::Connection,
+        sql: &str,
+        id: &EventId,
+        read: impl Fn(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let candidates = self.ids.candidates(id);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut stmt = c.prepare_cached(sql)?;
+        for seq in candidates {
+            let mut rows = stmt.query(params![seq, id.as_bytes()])?;
+            if let Some(row) = rows.next()? {
+                return Ok(Some(read(row)?));
+            }
+        }
+        Ok(None)
+    }
+
     /// The event with this id, if held.
     pub fn get(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
-            let mut rows = stmt.query_map(params![id.as_bytes()], stored)?;
-            Ok(rows.next().transpose()?)
-        })
+        self.with(|c| self.by_id(c, BY_ID, id, stored))
     }
 
     /// Whether the event with this id is held.
     pub fn contains(&self, id: &EventId) -> Result<bool, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
-            Ok(stmt.exists(params![id.as_bytes()])?)
+            let found = self.by_id(
+                c,
+                "SELECT 1 FROM events WHERE seq = ?1 AND id = ?2",
+                id,
+                |_| Ok(()),
+            )?;
+            Ok(found.is_some())
         })
     }
 
@@ -243,14 +269,9 @@ impl Readers {
     /// The held events among `ids`, in the order of `ids` (ids not held are left out).
     pub fn get_many(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>, StoreError> {
         self.with(|c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let mut rows = stmt.query_map(params![id.as_bytes()], stored)?;
-                if let Some(ev) = rows.next().transpose()? {
-                    out.push(ev);
-                }
+                out.extend(self.by_id(c, BY_ID, id, stored)?);
             }
             Ok(out)
         })
@@ -285,11 +306,15 @@ impl Readers {
     pub fn newest_first(&self, ids: &[EventId]) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT ts FROM events WHERE id = ?1")?;
             for id in ids {
-                let mut rows = stmt.query(params![id.as_bytes()])?;
-                if let Some(row) = rows.next()? {
-                    out.push((Timestamp(row.get::<_, i64>(0)?.max(0) as u64), *id));
+                let ts = self.by_id(
+                    c,
+                    "SELECT ts FROM events WHERE seq = ?1 AND id = ?2",
+                    id,
+                    |r| r.get::<_, i64>(0),
+                )?;
+                if let Some(ts) = ts {
+                    out.push((Timestamp(ts.max(0) as u64), *id));
                 }
             }
             Ok(())
@@ -301,13 +326,15 @@ impl Readers {
     /// Wire bytes of the held events among `ids`, in the order of `ids`.
     pub fn raw_many(&self, ids: &[EventId]) -> Result<Vec<Vec<u8>>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT raw FROM events WHERE id = ?1")?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let mut rows = stmt.query(params![id.as_bytes()])?;
-                if let Some(row) = rows.next()? {
-                    out.push(row.get(0)?);
-                }
+                let raw = self.by_id(
+                    c,
+                    "SELECT raw FROM events WHERE seq = ?1 AND id = ?2",
+                    id,
+                    |r| r.get::<_, Vec<u8>>(0),
+                )?;
+                out.extend(raw);
             }
             Ok(out)
         })

@@ -1,21 +1,28 @@
 //! Reader connections: a small pool, so queries never wait for the writer (WAL).
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
+use crate::ids::IdIndex;
 use crate::open::{StoreOptions, configure};
 
 /// A pool of read-only connections.
 pub struct Readers {
     idle: Mutex<Vec<Connection>>,
     freed: Condvar,
+    /// Which row holds which id (shared with the writer).
+    pub(crate) ids: Arc<IdIndex>,
 }
 
 impl Readers {
-    pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<Readers, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        options: &StoreOptions,
+        ids: Arc<IdIndex>,
+    ) -> Result<Readers, StoreError> {
         let mut idle = Vec::with_capacity(options.readers.max(1));
         for _ in 0..options.readers.max(1) {
             let conn = Connection::open_with_flags(
@@ -28,6 +35,7 @@ impl Readers {
         Ok(Readers {
             idle: Mutex::new(idle),
             freed: Condvar::new(),
+            ids,
         })
     }
 

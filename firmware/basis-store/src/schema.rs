@@ -10,7 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub const APPLICATION_ID: i64 = 0x4253_4953;
 
 /// Newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const V1: &str = "
 PRAGMA application_id = 1112754515;
@@ -46,14 +46,171 @@ const V3: &str = "
 CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 ";
 
+/// Version 4: writes for SD cards. The UNIQUE constraint on `id` kept an index keyed by a
+/// SHA-256, so every new event landed on a random page of it: each commit dirtied about one
+/// page per event, written to the log and again by the checkpoint. Here the table is rebuilt
+/// without it (SQLite cannot drop a column constraint), and the rule moves to the
+/// `(room, ts, id)` index, now UNIQUE: an id hashes its event's room and time, so two rows
+/// with one id have the same room and time, and the rule is the same. That index grows at its
+/// end as events arrive in roughly increasing time, like the table (`seq`) and `events_ts`.
+/// Lookups by id go through an index kept in memory (`ids.rs`). The `author` column, written
+/// and never read (the author is in `raw`), goes too: 33 bytes less per event.
+/// Every event is kept, with its `seq`.
+const V4: &str = "
+CREATE TABLE events_v4 (
+    seq         INTEGER PRIMARY KEY,   -- local arrival order
+    id          BLOB NOT NULL,         -- SHA-256 of raw; unique through events_room_ts_id
+    room        BLOB NOT NULL,         -- room id (own id for a create event)
+    kind        INTEGER NOT NULL,      -- body variant index
+    ts          INTEGER NOT NULL,      -- hybrid logical clock of the author
+    received_at INTEGER NOT NULL,      -- local wall clock at arrival, ms
+    raw         BLOB NOT NULL          -- canonical wire bytes
+) STRICT;
+INSERT INTO events_v4 (seq, id, room, kind, ts, received_at, raw)
+    SELECT seq, id, room, kind, ts, received_at, raw FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+-- History paging, reconciliation ranges, and the one-row-per-event rule.
+CREATE UNIQUE INDEX events_room_ts_id ON events(room, ts, id);
+CREATE INDEX events_ts ON events(ts);
+CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
+";
+
 /// The migrations, oldest first. Append; never edit one that has shipped.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Store, StoreOptions};
+    use basis_core::body::{Body, History, MessageBody, RoomCreate};
+    use basis_core::validate::{ValidEvent, validate_event};
+    use basis_core::{EventContent, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
+
+    fn signed(room: Option<RoomId>, millis: u64, body: Body) -> ValidEvent {
+        let key = UserKey::from_secret([9; 32]);
+        let content = EventContent {
+            version: PROTOCOL_VERSION,
+            room,
+            author: key.id(),
+            parents: vec![],
+            time: Timestamp::new(millis, 0),
+            body,
+        };
+        validate_event(content.sign(&key)).unwrap()
+    }
+
+    #[test]
+    fn a_version_3_database_holding_events_migrates_in_place_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("basis.db");
+        let t0 = 1_700_000_000_000u64;
+        let create = signed(
+            None,
+            t0,
+            Body::Create(RoomCreate {
+                name: "old".into(),
+                encrypted: false,
+                history: History::SinceJoin,
+            }),
+        );
+        let room = create.room();
+        let mut events = vec![create];
+        // Stored out of time order, as a node that caught up newest first holds them.
+        for i in (0..300u64).rev() {
+            let text = format!("message {i}");
+            let body = Body::Message(MessageBody::Text { text });
+            events.push(signed(Some(room), t0 + 1 + i, body));
+        }
+        {
+            // A database exactly as version 3 left it, written the way version 3 wrote.
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+                .to_latest(&mut conn)
+                .unwrap();
+            for (n, ev) in events.iter().enumerate() {
+                let c = &ev.event().content;
+                conn.execute(
+                    "INSERT INTO events (id, room, author, kind, ts, received_at, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    rusqlite::params![
+                        ev.id().as_bytes(),
+                        ev.room().as_bytes(),
+                        c.author.as_bytes(),
+                        c.body.kind_code(),
+                        c.time.0 as i64,
+                        1000 + n as i64,
+                        ev.bytes(),
+                    ],
+                )
+                .unwrap();
+            }
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 3);
+        }
+
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let readers = store.readers();
+        assert_eq!(readers.ids.len(), events.len());
+        for ev in &events {
+            let got = readers.get(&ev.id()).unwrap().unwrap();
+            assert_eq!(got.raw, ev.bytes());
+            assert_eq!(got.time, ev.event().content.time);
+        }
+        // Every event kept its `seq` (arrival order), and its arrival time.
+        let since = readers.since(0, 1000).unwrap();
+        let seqs: Vec<u64> = since.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+        let ids: Vec<_> = since.iter().map(|(_, e)| e.id).collect();
+        assert_eq!(ids, events.iter().map(|e| e.id()).collect::<Vec<_>>());
+        assert_eq!(since[7].1.received_at, 1007);
+        // History still pages newest first.
+        let page = readers.history(&room, None, 5).unwrap();
+        let newest: Vec<_> = page.events.iter().map(|e| e.id).collect();
+        assert_eq!(
+            newest,
+            events[1..6].iter().map(|e| e.id()).collect::<Vec<_>>()
+        );
+        // The one-row-per-event rule holds after the migration: offering them again adds
+        // nothing, and a new event is stored after the old ones.
+        let again = store.writer().insert_blocking(events.clone()).unwrap();
+        assert!(again.iter().all(|i| !i.new));
+        let body = Body::Message(MessageBody::Text { text: "new".into() });
+        let fresh = signed(Some(room), t0 + 10_000, body);
+        let stored = store.writer().insert_blocking(vec![fresh.clone()]).unwrap();
+        assert!(stored[0].new);
+        assert_eq!(readers.last_seq().unwrap(), events.len() as u64 + 1);
+        assert!(readers.integrity_check().unwrap().is_empty());
+        store.close().unwrap();
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        // No index keyed by the id alone is left, and the author column is gone.
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["events_room_ts_id", "events_state", "events_ts"]);
+        let author: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'author'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(author, 0);
+    }
 
     #[test]
     fn migrations_are_valid_and_match_the_version() {

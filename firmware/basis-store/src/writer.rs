@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 use crate::expiry::{self, ExpiryPolicy, ExpiryReport};
+use crate::ids::{self, IdIndex};
 use crate::open::StoreOptions;
 
 /// Result of inserting one event.
@@ -162,6 +163,7 @@ impl Writer {
         conn: Connection,
         options: &StoreOptions,
         stats: Arc<StoreStats>,
+        ids: Arc<IdIndex>,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let last: i64 = conn
@@ -172,6 +174,7 @@ impl Writer {
             committed: committed_tx,
             conn,
             stats: stats.clone(),
+            ids,
             batch_limit: options.write_batch.max(1),
             last_received: 0,
             policy: None,
@@ -218,6 +221,8 @@ struct WriterState {
     /// The highest `seq` committed, published after every commit that stored something.
     committed: watch::Sender<u64>,
     stats: Arc<StoreStats>,
+    /// Which row holds which id; updated after each commit, before anyone is answered.
+    ids: Arc<IdIndex>,
     batch_limit: usize,
     last_received: i64,
     /// The policy of the last expiry run, applied to the quota after each commit.
@@ -266,7 +271,7 @@ impl WriterState {
             for request in later {
                 match request {
                     Request::Expire { policy, reply } => {
-                        let result = expiry::run(&mut self.conn, &policy, &self.stats);
+                        let result = expiry::run(&mut self.conn, &policy, &self.stats, &self.ids);
                         self.policy = Some(policy);
                         let _ = reply.send(result);
                     }
@@ -324,7 +329,9 @@ impl WriterState {
         let over = policy
             .quota_bytes
             .is_some_and(|q| self.stats.used_bytes.load(Ordering::Relaxed) > q);
-        if over && let Err(e) = expiry::enforce_quota(&mut self.conn, &policy, &self.stats) {
+        if over
+            && let Err(e) = expiry::enforce_quota(&mut self.conn, &policy, &self.stats, &self.ids)
+        {
             log::error!("store: expiry for the quota failed: {e}");
         }
     }
@@ -337,51 +344,69 @@ impl WriterState {
         let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
         let mut results = Vec::with_capacity(group.len());
         let (mut new_events, mut new_bytes, mut dups) = (0u64, 0u64, 0u64);
+        let mut added = Vec::new();
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(StoreError::from_sqlite)?;
-            for (events, _) in group {
-                let mut out = Vec::with_capacity(events.len());
-                for ev in events {
-                    let c = &ev.event().content;
-                    let changed = stmt
-                        .execute(params![
-                            ev.id().as_bytes(),
-                            ev.room().as_bytes(),
-                            c.author.as_bytes(),
-                            c.body.kind_code(),
-                            ts_sql(c.time),
-                            received,
-                            ev.bytes(),
-                        ])
-                        .map_err(StoreError::from_sqlite)?;
-                    if changed == 1 {
-                        new_events += 1;
-                        new_bytes += ev.bytes().len() as u64;
-                    } else {
-                        dups += 1;
-                    }
-                    out.push(Inserted {
+            // Insert in time order: events arrive roughly in it (and a catching-up node gets
+            // them newest first, batch by batch), and the indexes keyed by time then grow at
+            // their end instead of splitting pages in their middle. Rows of one commit
+            // become visible together, so their `seq` order within it promises nothing else.
+            let mut order: Vec<(usize, usize)> = group
+                .iter()
+                .enumerate()
+                .flat_map(|(r, (events, _))| (0..events.len()).map(move |e| (r, e)))
+                .collect();
+            order.sort_by_key(|&(r, e)| {
+                let ev = &group[r].0[e];
+                (ev.event().content.time, ev.id())
+            });
+            results.extend(group.iter().map(|(events, _)| {
+                events
+                    .iter()
+                    .map(|ev| Inserted {
                         id: ev.id(),
-                        new: changed == 1,
-                    });
+                        new: false,
+                    })
+                    .collect::<Vec<_>>()
+            }));
+            for (r, e) in order {
+                let ev = &group[r].0[e];
+                let c = &ev.event().content;
+                let changed = stmt
+                    .execute(params![
+                        ev.id().as_bytes(),
+                        ev.room().as_bytes(),
+                        c.body.kind_code(),
+                        ts_sql(c.time),
+                        received,
+                        ev.bytes(),
+                    ])
+                    .map_err(StoreError::from_sqlite)?;
+                if changed == 1 {
+                    added.push((ids::key(&ev.id()), tx.last_insert_rowid()));
+                    new_events += 1;
+                    new_bytes += ev.bytes().len() as u64;
+                    results[r][e].new = true;
+                } else {
+                    dups += 1;
                 }
-                results.push(out);
             }
         }
         tx.commit().map_err(StoreError::from_sqlite)?;
+        self.ids.add(&added);
         let s = &self.stats;
         s.add(&s.events, new_events);
         s.add(&s.event_bytes, new_bytes);
         s.add(&s.inserted, new_events);
         s.add(&s.duplicates, dups);
         s.add(&s.commits, 1);
-        if new_events > 0 {
-            let seq = self.conn.last_insert_rowid().max(0) as u64;
+        if let Some(&(_, last)) = added.iter().max_by_key(|&&(_, seq)| seq) {
+            let seq = last.max(0) as u64;
             self.committed.send_if_modified(|last| {
                 let grew = seq > *last;
                 *last = (*last).max(seq);

@@ -95,6 +95,74 @@ fn inserts_report_new_and_duplicates_and_survive_reopen() {
 }
 
 #[test]
+fn a_commit_of_events_in_any_order_answers_each_caller_for_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let w = store.writer();
+    w.insert_blocking(vec![room.clone()]).unwrap();
+    // Newest first, with a repeat inside the batch and one already held: the writer stores
+    // them in time order, but each result still belongs to its own event.
+    let m: Vec<_> = (0..6).map(|i| text(rid, T0 + 1 + i, "m")).collect();
+    let batch = vec![
+        m[5].clone(),
+        m[4].clone(),
+        room.clone(),
+        m[3].clone(),
+        m[4].clone(),
+        m[0].clone(),
+    ];
+    let got = w.insert_blocking(batch.clone()).unwrap();
+    let ids: Vec<_> = got.iter().map(|i| i.id).collect();
+    assert_eq!(ids, batch.iter().map(|e| e.id()).collect::<Vec<_>>());
+    let new: Vec<_> = got.iter().map(|i| i.new).collect();
+    assert_eq!(new, [true, true, false, true, false, true]);
+    let r = store.readers();
+    for e in [&m[0], &m[3], &m[4], &m[5]] {
+        assert_eq!(r.get(&e.id()).unwrap().unwrap().raw, e.bytes());
+    }
+    assert!(!r.contains(&m[1].id()).unwrap());
+    assert_eq!(r.get_many(&[m[1].id(), m[3].id()]).unwrap().len(), 1);
+    assert_eq!(
+        r.raw_many(&[m[5].id(), m[2].id(), m[0].id()])
+            .unwrap()
+            .len(),
+        2
+    );
+    // The feed follows the newest row.
+    assert_eq!(*store.committed().borrow(), 5);
+}
+
+#[test]
+fn an_expired_event_is_gone_by_id_and_can_be_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let old = text(rid, T0 + 1, "old");
+    let w = store.writer();
+    w.insert_blocking(vec![room, old.clone()]).unwrap();
+    let report = w
+        .expire_blocking(ExpiryPolicy {
+            now: Timestamp::new(T0 + 400 * DAY_MS, 0),
+            wall_millis: wall_now() + 400 * DAY_MS,
+            default_max_age_ms: Some(DAY_MS),
+            quota_bytes: None,
+        })
+        .unwrap();
+    assert_eq!(report.by_age, 2);
+    let r = store.readers();
+    assert!(!r.contains(&old.id()).unwrap());
+    assert!(r.newest_first(&[old.id()]).unwrap().is_empty());
+    assert!(w.insert_blocking(vec![old.clone()]).unwrap()[0].new);
+    assert!(r.contains(&old.id()).unwrap());
+    store.close().unwrap();
+    let store = open(&dir);
+    assert!(store.readers().contains(&old.id()).unwrap());
+}
+
+#[test]
 fn history_pages_newest_first_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -109,13 +109,18 @@ pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    let written = written_bytes(&pid)
+    let source_peak_kib = status_kib(source.pid(), "VmHWM:").unwrap_or(0);
+    let sink_peak_kib = status_kib(sink.pid(), "VmHWM:").unwrap_or(0);
+    // Count until the node stopped: its shutdown checkpoint writes what the log still held,
+    // so a policy that checkpoints less often cannot hide bytes past the end of the window.
+    let written = sink
+        .stop_counting_written()
         .zip(written_before)
         .map(|(after, before)| after.saturating_sub(before) as f64 / n as f64);
     Ok(Backfill {
         rate: n as f64 / secs,
-        source_peak_kib: status_kib(source.pid(), "VmHWM:").unwrap_or(0),
-        sink_peak_kib: status_kib(sink.pid(), "VmHWM:").unwrap_or(0),
+        source_peak_kib,
+        sink_peak_kib,
         written_per_event: written,
     })
 }

@@ -152,6 +152,43 @@ impl BenchNode {
         Ok(self.status().await?.node_id.parse()?)
     }
 
+    /// Stops the node (SIGTERM: it finishes its writes and folds its log into the database)
+    /// and returns the bytes it caused to be written to storage over its whole life, read
+    /// after it exited but before it is reaped, so its shutdown checkpoint counts.
+    pub fn stop_counting_written(&mut self) -> Option<u64> {
+        let mut c = self.child.take()?;
+        let pid = c.id();
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut exited = false;
+        while Instant::now() < deadline {
+            // SAFETY: waitid writes only into `info`, a zeroed siginfo_t we own; WNOWAIT
+            // leaves the child a zombie, so /proc/PID/io still answers.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+                )
+            };
+            // SAFETY: si_pid is valid to read after waitid filled the struct.
+            if rc == 0 && unsafe { info.si_pid() } == pid as i32 {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let written = exited.then(|| written_bytes(&pid.to_string())).flatten();
+        if !exited {
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+        written
+    }
+
     /// `NODEID@127.0.0.1:PORT`, for another node's static peers.
     pub async fn peer_address(&self) -> Result<String> {
         Ok(format!("{}@127.0.0.1:{}", self.id().await?, self.quic_port))

@@ -39,6 +39,19 @@ pub enum StoreError {
     /// A schema migration failed.
     #[error("schema migration failed: {0}")]
     Migration(String),
+    /// Upgrading the database rewrites it once, and its disk has too little room for that; it
+    /// was left untouched.
+    #[error(
+        "upgrading {path} to this version of Basis rewrites it once and needs about {need_mib} MiB free on its disk, but {free_mib} MiB are free; it was left untouched: free space (or move the data directory to a larger disk) and start again"
+    )]
+    UpgradeNeedsSpace {
+        /// The database file.
+        path: PathBuf,
+        /// Free space the upgrade needs, MiB.
+        need_mib: u64,
+        /// Free space there is, MiB.
+        free_mib: u64,
+    },
     /// Writing a batch failed for a reason other than a full disk; nothing of it was stored.
     #[error("writing to the database failed, nothing of this batch was stored: {0}")]
     WriteFailed(String),
@@ -62,6 +75,7 @@ impl StoreError {
             StoreError::NotBasis { .. } => "not_basis",
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Migration(_) => "migration",
+            StoreError::UpgradeNeedsSpace { .. } => "upgrade_needs_space",
             StoreError::WriteFailed(_) => "write_failed",
             StoreError::Closed => "closed",
             StoreError::Sqlite(_) => "database",

@@ -64,6 +64,44 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), Stor
     Ok((read("application_id")?, read("user_version")?))
 }
 
+/// The first schema version whose migration copies the whole events table (version 4).
+const REWRITES_EVENTS: i64 = 4;
+
+/// Room kept free beyond the copy and its log, MiB.
+const UPGRADE_MARGIN_MIB: u64 = 16;
+
+/// The database's bytes on disk, with its write-ahead log.
+fn database_bytes(path: &Path) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(Path::new(&wal))
+}
+
+/// Free bytes for this process on the file system holding `path` (`None`: unknown).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Whether an upgrade that rewrites the events table fits: the copy and a log as large as it
+/// are written before the old table goes, so a database of `db` bytes needs about twice that
+/// free, and a margin. An unknown amount of free space lets the upgrade try (SQLite rolls
+/// back a migration that runs out of room, and nothing is lost).
+fn room_to_rewrite(path: &Path, db: u64, free: Option<u64>) -> Result<(), StoreError> {
+    const MIB: u64 = 1024 * 1024;
+    let need = db.saturating_mul(2) + UPGRADE_MARGIN_MIB * MIB;
+    match free {
+        Some(free) if free < need => Err(StoreError::UpgradeNeedsSpace {
+            path: path.to_path_buf(),
+            need_mib: need.div_ceil(MIB),
+            free_mib: free / MIB,
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`. A database of another program, a damaged file
     /// or one written by a newer schema is refused with a clear error and left untouched.
@@ -100,6 +138,9 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         configure(&conn, options.cache_mib)?;
+        if version > 0 && version < REWRITES_EVENTS {
+            room_to_rewrite(path, database_bytes(path), free_bytes(path))?;
+        }
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -146,5 +187,26 @@ impl Store {
     pub fn close(self) -> Result<(), StoreError> {
         drop(self.readers);
         self.writer.shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upgrade_that_rewrites_the_table_needs_twice_the_database_free() {
+        let path = Path::new("/data/basis.db");
+        let mib = 1024 * 1024;
+        assert!(room_to_rewrite(path, 100 * mib, Some(300 * mib)).is_ok());
+        assert!(room_to_rewrite(path, 100 * mib, None).is_ok());
+        let err = room_to_rewrite(path, 100 * mib, Some(150 * mib)).unwrap_err();
+        assert_eq!(err.code(), "upgrade_needs_space");
+        let text = err.to_string();
+        assert!(
+            text.contains("needs about 216 MiB free") && text.contains("150 MiB are free"),
+            "{text}"
+        );
+        assert!(text.contains("left untouched"), "{text}");
     }
 }

@@ -206,11 +206,22 @@ fn a_late_node_backfills_thousands_newest_first() {
         .collect();
     let mut by_time = arrival.clone();
     by_time.sort_unstable_by(|x, y| y.cmp(x));
+    // Events come in frames of up to 1500, newest first, each stored in one commit (in time
+    // order within it): the newest tenth is all in the first frame to be stored, and every
+    // event of the first half to arrive is newer than every event of the second.
     let newest_tenth = by_time[by_time.len() / 10];
-    let first: Vec<i64> = arrival.iter().take(200).copied().collect();
+    let first_frame = &arrival[..1500.min(arrival.len())];
+    assert_eq!(
+        first_frame.iter().filter(|ts| **ts >= newest_tenth).count(),
+        by_time.len() / 10 + 1,
+        "the newest tenth did not arrive first"
+    );
+    let (early, late_half) = arrival.split_at(arrival.len() / 2);
+    let oldest_early = early.iter().min().copied().unwrap_or(i64::MAX);
+    let newest_late = late_half.iter().max().copied().unwrap_or(i64::MIN);
     assert!(
-        first.iter().all(|ts| *ts >= newest_tenth),
-        "the first events to arrive were not the newest"
+        oldest_early >= newest_late,
+        "the first half to arrive was not the newer half"
     );
     assert_eq!(count_events(&conn), 3001);
 }

@@ -17,7 +17,7 @@ use basis_core::{EventId, NodeId, RoomId};
 use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::bridge_link::{HeldEvent, Now};
 use basis_proto::frame::{FileFrame, Frame};
-use basis_proto::limits::{MAX_FRAME, MAX_RANGES};
+use basis_proto::limits::MAX_FRAME;
 use basis_proto::link::{Action, Link, event_frames};
 use basis_proto::recon::Items;
 use basis_proto::{BridgeLink, BridgeStore, CloseCode, ItemSource, LinkConfig, LinkFacts, Role};
@@ -709,13 +709,7 @@ impl Session {
                 list,
                 ranges,
             } => {
-                if ranges.len() > MAX_RANGES {
-                    let reason = format!("a file want of {} ranges", ranges.len());
-                    io.send(&Frame::Bye(reason.clone()));
-                    self.penalize(io, basis_proto::link::PENALTY_VIOLATION, reason.clone());
-                    io.close(reason);
-                    return;
-                }
+                // An over-long want never gets here: the link closed on it.
                 let want = crate::files::Want {
                     address,
                     list,

@@ -1361,18 +1361,17 @@ impl BridgeLink {
         rooms: &mut BridgeRooms,
         out: &mut Vec<Action>,
     ) {
+        if let Some(reason) = frame.violation() {
+            out.push(Action::Send(Frame::Bye(reason.clone())));
+            out.push(Action::Close(reason));
+            return;
+        }
         match frame {
             FileFrame::Want {
                 address,
                 list,
                 ranges,
             } => {
-                if ranges.len() > MAX_RANGES {
-                    let reason = format!("a file want of {} ranges", ranges.len());
-                    out.push(Action::Send(Frame::Bye(reason.clone())));
-                    out.push(Action::Close(reason));
-                    return;
-                }
                 let known = self
                     .files
                     .index

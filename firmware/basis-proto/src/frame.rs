@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use basis_core::{EventId, NodeId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_FRAME;
+use crate::limits::{MAX_FRAME, MAX_RANGES};
 
 /// A peer a node knows, shared in peer exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +216,19 @@ pub enum FrameError {
     /// Not a valid frame.
     #[error("malformed frame: {0}")]
     Malformed(String),
+}
+
+impl FileFrame {
+    /// Why this frame breaks the protocol's limits, if it does: a `Want` of more than
+    /// [`MAX_RANGES`] ranges. The link that received it closes (`docs/FEDERATION.md`, "Files").
+    pub fn violation(&self) -> Option<String> {
+        match self {
+            FileFrame::Want { ranges, .. } if ranges.len() > MAX_RANGES => {
+                Some(format!("a file want of {} ranges", ranges.len()))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Frame {

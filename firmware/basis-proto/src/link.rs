@@ -459,7 +459,10 @@ impl Link {
             }
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
-            (State::Open, Frame::File(file)) => out.push(Action::File(file)),
+            (State::Open, Frame::File(file)) => match file.violation() {
+                Some(reason) => self.close(reason, PENALTY_VIOLATION, &mut out),
+                None => out.push(Action::File(file)),
+            },
             (State::Open, Frame::Notice(notice)) => {
                 if self.notice_allowed(now) {
                     out.push(Action::Notice(notice));

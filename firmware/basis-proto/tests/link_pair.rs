@@ -370,6 +370,31 @@ fn a_copy_of_an_event_held_is_neither_checked_nor_stored_again() {
 }
 
 #[test]
+fn a_file_want_of_too_many_ranges_closes_the_link_with_a_penalty() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let ranges = vec![
+        basis_proto::frame::ChunkRange { start: 0, end: 1 };
+        basis_proto::limits::MAX_RANGES + 1
+    ];
+    let want = Frame::File(basis_proto::frame::FileFrame::Want {
+        address: [7; 32],
+        list: false,
+        ranges,
+    });
+    let acts = b
+        .link
+        .on_frame(&want.encode(), Instant::now(), &mut b.store);
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::File(_))),
+        "the driver is never handed it: {acts:?}"
+    );
+    apply(&mut b, acts, &mut a.inbox);
+    assert!(b.closed.as_deref().unwrap_or("").contains("ranges"));
+    assert!(b.penalties > 0);
+}
+
+#[test]
 fn frames_before_hello_close_the_link() {
     let (_, mut b) = pair(Some("s"), Some("s"), &[], &[]);
     let acts = b.link.on_frame(

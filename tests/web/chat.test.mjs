@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BasisNode, CliUser, LAPTOP, PHONE, PASSPHRASE, WebUser, closeBrowser, png, saved, sha256, until, wav } from './harness.mjs';
+import { BasisNode, quicPort, CliUser, LAPTOP, PHONE, PASSPHRASE, WebUser, closeBrowser, png, saved, sha256, until, wav } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const SECRET = 'browser test secret';
@@ -21,13 +21,9 @@ after(async () => {
   }
 });
 
-function port() {
-  return 20000 + Math.floor(Math.random() * 20000);
-}
-
 /** Two nodes with one secret, linked by static peers on loopback. */
 async function twoNodes() {
-  const [qa, qb] = [port(), port()];
+  const [qa, qb] = [quicPort(), quicPort()];
   const a = new BasisNode({ name: 'school', secret: SECRET, quicPort: qa, peers: [`127.0.0.1:${qb}`] });
   const b = new BasisNode({ name: 'depot', secret: SECRET, quicPort: qb, peers: [`127.0.0.1:${qa}`] });
   nodes.push(a, b);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BasisNode, WebUser, closeBrowser, png, saved, sha256, until, wav } from './harness.mjs';
+import { BasisNode, quicPort, WebUser, closeBrowser, png, saved, sha256, until, wav } from './harness.mjs';
 
 const SECRET = 'browser files secret';
 const SHOTS = process.env.BASIS_SCREENSHOTS;
@@ -51,10 +51,6 @@ function heal() {
   const r = nft(['delete', 'table', 'inet', cutTable]);
   assert.equal(r.status, 0, `nft: ${r.stderr}`);
   cutTable = null;
-}
-
-function port() {
-  return 20000 + Math.floor(Math.random() * 20000);
 }
 
 /** A real JPEG as a phone camera makes one: drawn and encoded by the browser itself. */
@@ -146,7 +142,7 @@ test('a photo from one phone and a voice note from another reach all three nodes
     return;
   }
   // Three nodes, each linked to the other two by static peers on loopback.
-  const quic = [port(), port(), port()];
+  const quic = [quicPort(), quicPort(), quicPort()];
   const names = ['school', 'depot', 'clinic'];
   for (let i = 0; i < 3; i++) {
     const peers = quic.filter((_, j) => j !== i).map((q) => `127.0.0.1:${q}`);

@@ -166,6 +166,12 @@ export async function closeBrowser() {
 }
 
 /** Phone size first: 360 × 640. */
+/** A QUIC port for a node that other nodes list as a static peer before it starts (random in
+ * 20000-39999; the node fails at start, naming the port, if something holds it). */
+export function quicPort() {
+  return 20000 + Math.floor(Math.random() * 20000);
+}
+
 export const PHONE = { width: 360, height: 640 };
 export const LAPTOP = { width: 1280, height: 800 };
 

@@ -348,7 +348,8 @@ fn a_copy_of_an_event_held_is_neither_checked_nor_stored_again() {
     apply(&mut b, acts, &mut a.inbox);
     assert_eq!(b.link.stats().events_received, received + evs.len() as u64);
     assert_eq!(b.penalties, 0);
-    // And b never pushes them back to the peer that sent them.
+    // And b does not push them to a, which holds them (it sent them to b and got b's in the
+    // reconciliation above).
     let room = validate(&evs[1].2).unwrap().room();
     assert!(b.link.push(room, evs[1].1, &evs[1].2).is_none());
     // A new event in the same frame is still checked and stored.

@@ -151,6 +151,11 @@ impl Readers {
 
     /// Whether the event with this id is held.
     pub fn contains(&self, id: &EventId) -> Result<bool, StoreError> {
+        // A link asks this of every event it receives, and most are new: the in-memory index
+        // answers those without taking a connection from the pool.
+        if self.ids.candidates(id).is_empty() {
+            return Ok(false);
+        }
         self.with(|c| {
             let found = self.by_id(
                 c,

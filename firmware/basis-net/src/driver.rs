@@ -546,6 +546,13 @@ impl Session {
                         }
                     }
                 }
+                Action::CatchingUp => {
+                    log::info!(
+                        "this node holds no events: asked node {} for all of its events instead of reconciling (1 round trip)",
+                        io.peer.short()
+                    );
+                    io.ctx.registry.note_reconciled(io.peer, SystemTime::now());
+                }
                 Action::Reconciled { have, need, rounds } => {
                     log::info!(
                         "reconciled with node {}: it lacked {have}, this node lacked {need} ({rounds} round trips)",

@@ -947,6 +947,7 @@ impl BridgeLink {
                 Action::File(frame) => self.on_file(frame, now, rooms, out),
                 // Upstream mode never asks to serve, share or relay.
                 Action::Reconciled { .. }
+                | Action::CatchingUp
                 | Action::SendEvents(_)
                 | Action::Learned(_)
                 | Action::Notice(_)

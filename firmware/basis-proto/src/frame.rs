@@ -99,6 +99,11 @@ pub enum Frame {
     Stored(u64),
     /// File transfer (protocol version 4): what chunks a node holds, asks for and sends.
     File(FileFrame),
+    /// The sender holds no events at all (a new or emptied node), so instead of reconciling,
+    /// the receiver sends every event it holds, newest first, as for a want list: one round
+    /// trip where negentropy would list every id, 60 kB a round (protocol version 5). Only
+    /// the dialling side of a LAN link sends it, in place of its first `Recon`.
+    CatchUp,
 }
 
 /// Chunks `start..end` (half-open, 0-based) of a file.
@@ -274,6 +279,7 @@ impl Frame {
             Frame::File(FileFrame::List { .. }) => "file-list",
             Frame::File(FileFrame::Chunk { .. }) => "file-chunk",
             Frame::File(FileFrame::Lacks { .. }) => "file-lacks",
+            Frame::CatchUp => "catch-up",
         }
     }
 

@@ -73,5 +73,5 @@ pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
 /// Version 3 added the `Stored` frame; version 4 the `File` frames (a version 3 node would
 /// refuse them as malformed and count that against the sender, so the versions must not
-/// link). A node never links with a node of another version.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// link); version 5 the `CatchUp` frame. A node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 5;

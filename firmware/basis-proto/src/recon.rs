@@ -5,7 +5,7 @@
 //! large difference takes more round trips rather than larger frames.
 
 use basis_core::EventId;
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::{Id, Negentropy, NegentropyStorageBase, NegentropyStorageVector};
 
 use crate::limits::{MAX_RECON_ROUNDS, RECON_FRAME_BYTES};
 
@@ -23,19 +23,52 @@ pub enum ReconError {
 /// The items a session reconciles, collected straight into negentropy's sorted vector (40
 /// bytes per item), so no second copy of the set is held.
 #[derive(Default)]
-pub struct Items(NegentropyStorageVector);
+pub struct Items {
+    storage: NegentropyStorageVector,
+    pushed: usize,
+}
 
 impl Items {
     /// An empty set with room for `n` items.
     pub fn with_capacity(n: usize) -> Items {
-        Items(NegentropyStorageVector::with_capacity(n))
+        Items {
+            storage: NegentropyStorageVector::with_capacity(n),
+            pushed: 0,
+        }
     }
 
     /// Adds one item.
     pub fn push(&mut self, timestamp: u64, id: EventId) -> Result<(), ReconError> {
-        self.0
+        self.storage
             .insert(timestamp, Id::from_byte_array(id.0))
-            .map_err(|e| ReconError::Protocol(e.to_string()))
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        self.pushed += 1;
+        Ok(())
+    }
+
+    /// Whether no item was added.
+    pub fn is_empty(&self) -> bool {
+        self.pushed == 0
+    }
+
+    /// The ids of the set, newest first (by timestamp, then id), each once.
+    pub fn into_ids_newest_first(self) -> Result<Vec<EventId>, ReconError> {
+        let mut storage = self.storage;
+        storage
+            .seal()
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        let size = storage
+            .size()
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        let mut ids = Vec::with_capacity(size);
+        storage
+            .iterate(0, size, &mut |item, _| {
+                ids.push(EventId(item.id.to_bytes()));
+                Ok(true)
+            })
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        ids.reverse();
+        Ok(ids)
     }
 }
 
@@ -51,7 +84,7 @@ impl From<Vec<(u64, EventId)>> for Items {
 }
 
 fn neg(items: Items) -> Result<Negentropy<'static, NegentropyStorageVector>, ReconError> {
-    let mut storage = items.0;
+    let mut storage = items.storage;
     storage
         .seal()
         .map_err(|e| ReconError::Protocol(e.to_string()))?;
@@ -183,6 +216,24 @@ mod tests {
         assert!(have.is_empty());
         assert_eq!(need.len(), 300_000);
         assert!(rounds > 64, "{rounds} rounds");
+    }
+
+    #[test]
+    fn ids_come_out_newest_first_each_once() {
+        let mut list = items(0..50);
+        list.reverse();
+        list.push(list[3]);
+        let mut set = Items::from(list);
+        assert!(!set.is_empty());
+        let ids = std::mem::take(&mut set).into_ids_newest_first().unwrap();
+        assert_eq!(ids.len(), 50);
+        let ts: Vec<u64> = ids
+            .iter()
+            .map(|id| u64::from_be_bytes(id.0[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ts, (0..50).rev().collect::<Vec<u64>>());
+        assert!(Items::default().is_empty());
+        assert!(Items::default().into_ids_newest_first().unwrap().is_empty());
     }
 
     #[test]

@@ -52,6 +52,10 @@ struct Side {
     received_order: Vec<u64>,
     notices: Vec<Notice>,
     differences: Vec<(Vec<EventId>, Vec<EventId>)>,
+    /// The names of the frames this side sent, in order.
+    sent: Vec<&'static str>,
+    /// How often the link said it asked for everything instead of reconciling.
+    catching_up: u32,
 }
 
 fn config(node: u8, secret: Option<&str>) -> LinkConfig {
@@ -128,6 +132,8 @@ fn side(
         received_order: vec![],
         notices: vec![],
         differences: vec![],
+        sent: vec![],
+        catching_up: 0,
     };
     apply(&mut s, initial, peer_inbox);
     s
@@ -136,7 +142,10 @@ fn side(
 fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>) {
     for a in actions {
         match a {
-            Action::Send(f) => peer_inbox.push_back(f.encode()),
+            Action::Send(f) => {
+                s.sent.push(f.name());
+                peer_inbox.push_back(f.encode());
+            }
             Action::Admitted { .. } => s.admitted = true,
             Action::Store(evs) => {
                 for e in evs {
@@ -161,6 +170,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
                 s.link.sent(&ids);
             }
             Action::Learned(_) | Action::Reconciled { .. } => {}
+            Action::CatchingUp => s.catching_up += 1,
             Action::Penalize { points, .. } => s.penalties += points,
             Action::Close(reason) => s.closed = Some(reason),
             Action::Notice(n) => s.notices.push(n),
@@ -245,6 +255,56 @@ fn same_secret_admits_and_converges_both_ways() {
         "not newest first: {got:?}"
     );
     assert_eq!(a.penalties + b.penalties, 0);
+}
+
+#[test]
+fn an_empty_node_asks_for_everything_once_and_gets_it_newest_first() {
+    // 20 000 ids would take negentropy about a dozen 60 kB rounds to list.
+    let b_evs = events(20_000, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &b_evs);
+    run(&mut a, &mut b);
+    assert!(a.closed.is_none() && b.closed.is_none());
+    assert_eq!(
+        a.store.events.len(),
+        b_evs.len(),
+        "the empty node holds everything"
+    );
+    assert_eq!(a.catching_up, 1);
+    let asked: Vec<&str> = a.sent.iter().copied().filter(|n| *n != "hello").collect();
+    assert_eq!(asked, ["catch-up"], "one request, no reconciliation rounds");
+    assert!(!b.sent.contains(&"recon"));
+    let got = &a.received_order;
+    assert_eq!(got.len(), b_evs.len());
+    assert!(got.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    assert_eq!(a.penalties + b.penalties, 0);
+    // The next session, now that the node holds events, reconciles as usual and finds
+    // nothing missing.
+    let later = Instant::now() + Duration::from_secs(61);
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(a.sent.last(), Some(&"recon-end"));
+    assert_eq!(a.catching_up, 1);
+    assert_eq!(a.store.events.len(), b_evs.len());
+}
+
+#[test]
+fn a_node_holding_one_event_reconciles_and_a_catch_up_from_the_acceptor_is_refused() {
+    let b_evs = events(500, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &events(0, 1), &b_evs);
+    run(&mut a, &mut b);
+    assert_eq!(a.catching_up, 0);
+    assert!(a.sent.contains(&"recon"));
+    assert_eq!(a.store.events.len(), 1 + b_evs.len());
+    // Only the dialling side asks: from the acceptor it breaks the protocol.
+    let acts = a
+        .link
+        .on_frame(&Frame::CatchUp.encode(), Instant::now(), &mut a.store);
+    assert!(acts.iter().any(|x| matches!(x, Action::Close(_))));
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, Action::Penalize { points, .. } if *points > 0))
+    );
 }
 
 #[test]
@@ -527,10 +587,12 @@ fn an_upstream_link_serves_no_wants_and_a_subscription_limits_pushes() {
     let a_evs: Vec<_> = room1.iter().chain(&room2).cloned().collect();
     let (mut a, mut b) = upstream_pair(&a_evs, &[]);
     run(&mut a, &mut b);
-    // The upstream asks the bridge for everything: the bridge sends nothing.
+    // The upstream asks the bridge for everything, by ids and by catch-up: the bridge sends
+    // nothing.
     let wants = vec![
         Frame::Want(a_evs.iter().map(|e| e.1).collect()).encode(),
         Frame::WantEnd.encode(),
+        Frame::CatchUp.encode(),
     ];
     for w in wants {
         let acts = a.link.on_frame(&w, Instant::now(), &mut a.store);

@@ -76,6 +76,30 @@ pub struct Backfill {
     pub sink_peak_kib: u64,
     /// Bytes the catching-up node wrote to storage per event.
     pub written_per_event: Option<f64>,
+    /// Round trips of the catching-up node's first session with its peer, from its log.
+    pub round_trips: Option<u32>,
+}
+
+/// The round trips of the first reconciliation (or catch-up) a node logged: the number in
+/// "(N round trip…)" of its first such line.
+fn first_session_round_trips(log: &str) -> Option<u32> {
+    let line = log.lines().find(|l| l.contains(" round trip"))?;
+    let before = line.split(" round trip").next()?;
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Round trips negentropy alone (60 kB messages) takes to list every one of `events` to an
+/// empty node: what catching up cost before `CatchUp`, measured on the same ids.
+pub fn listing_round_trips(events: &[ValidEvent]) -> Result<u32> {
+    let all: Vec<(u64, basis_core::EventId)> = events
+        .iter()
+        .map(|e| (e.event().content.time.0, e.id()))
+        .collect();
+    super::recon::rounds_to_list(all)
 }
 
 /// Runs one backfill of `events` from a full node to an empty one.
@@ -117,7 +141,9 @@ pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
         .stop_counting_written()
         .zip(written_before)
         .map(|(after, before)| after.saturating_sub(before) as f64 / n as f64);
+    let round_trips = first_session_round_trips(&sink.log_text());
     Ok(Backfill {
+        round_trips,
         rate: n as f64 / secs,
         source_peak_kib,
         sink_peak_kib,
@@ -149,6 +175,7 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill>
         "raw quinn stream, same bytes",
         quinn / per_event,
     ));
+    round_trips(report, events, &b)?;
     if let Some(w) = b.written_per_event {
         report.add(Figure::beside(
             "backfill",
@@ -160,4 +187,23 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill>
         ));
     }
     Ok(b)
+}
+
+/// The catching-up node's round trips beside negentropy's on the same ids.
+pub fn round_trips(report: &mut Report, events: &[ValidEvent], b: &Backfill) -> Result<()> {
+    let Some(rounds) = b.round_trips else {
+        bail!("the catching-up node logged no reconciliation or catch-up");
+    };
+    report.add(Figure::beside(
+        "backfill",
+        &format!(
+            "empty node catching up with {} events: round trips",
+            events.len()
+        ),
+        f64::from(rounds),
+        "round trips",
+        "negentropy listing the same ids",
+        f64::from(listing_round_trips(events)?),
+    ));
+    Ok(())
 }

@@ -102,6 +102,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         let evs = tokio::task::spawn_blocking(|| events::room(1_000_000)).await?;
         let b = backfill::backfill(&evs).await.context("1M backfill")?;
         peak(&mut report, evs.len(), &b);
+        backfill::round_trips(&mut report, &evs, &b)?;
     }
     if wanted(&opts, "latency") {
         let (rates, secs): (&[u32], u64) = if opts.full {

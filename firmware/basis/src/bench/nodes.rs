@@ -95,6 +95,11 @@ impl BenchNode {
         self.dir.path().join("node.log")
     }
 
+    /// What the node logged so far (empty when the log cannot be read).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
     /// Starts `basis run` and waits until it is ready.
     pub fn start(&mut self) -> Result<()> {
         let exe = std::env::current_exe().context("cannot find this program")?;

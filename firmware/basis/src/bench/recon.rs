@@ -95,6 +95,17 @@ fn plain(lacking: &[(u64, EventId)], all: &[(u64, EventId)]) -> Result<Outcome> 
     }
 }
 
+/// Round trips negentropy (as the links run it) takes to tell an empty node every item of
+/// `all`.
+pub fn rounds_to_list(all: Vec<(u64, EventId)>) -> Result<u32> {
+    let n = all.len();
+    let o = ours(Vec::new(), all)?;
+    if o.found != n {
+        return Err(anyhow!("listing {n} ids found {}", o.found));
+    }
+    Ok(o.rounds)
+}
+
 /// Runs every case for each set size in `sizes`.
 pub fn run(report: &mut Report, sizes: &[usize]) -> Result<()> {
     for &n in sizes {

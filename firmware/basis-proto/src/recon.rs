@@ -144,8 +144,8 @@ impl Initiator {
         Ok(match next {
             Some(message) => Step::Continue(message),
             None => Step::Done {
-                have: self.have.drain(..).map(|id| EventId(*id)).collect(),
-                need: self.need.drain(..).map(|id| EventId(*id)).collect(),
+                have: once_each(&mut self.have),
+                need: once_each(&mut self.need),
             },
         })
     }
@@ -154,6 +154,17 @@ impl Initiator {
     pub fn rounds(&self) -> u32 {
         self.rounds
     }
+}
+
+/// The ids of `list`, each once, in the order first seen; `list` is left empty. Negentropy can
+/// report an id twice when a large difference spans rounds (seen listing 90 000 of 100 000
+/// ids: 1 858 repeats), and each repeat would cost the event sent again.
+fn once_each(list: &mut Vec<Id>) -> Vec<EventId> {
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    list.drain(..)
+        .filter(|id| seen.insert(*id))
+        .map(|id| EventId(*id))
+        .collect()
 }
 
 /// The responding side of one reconciliation session.
@@ -234,6 +245,16 @@ mod tests {
         assert_eq!(ts, (0..50).rev().collect::<Vec<u64>>());
         assert!(Items::default().is_empty());
         assert!(Items::default().into_ids_newest_first().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_large_difference_is_reported_once_per_id() {
+        let all = items(0..100_000);
+        let (have, need, _) = run(all[..10_000].to_vec(), all.clone());
+        assert!(have.is_empty());
+        let distinct: std::collections::HashSet<_> = need.iter().collect();
+        assert_eq!(distinct.len(), 90_000);
+        assert_eq!(need.len(), 90_000, "an id reported twice");
     }
 
     #[test]

@@ -555,7 +555,7 @@ impl Session {
                 }
                 Action::Reconciled { have, need, rounds } => {
                     log::info!(
-                        "reconciled with node {}: it lacked {have}, this node lacked {need} ({rounds} round trips)",
+                        "reconciled with node {}: it lacked {have}, this node lacked {need} up to its newest event ({rounds} round trips; anything newer came whole)",
                         io.peer.short()
                     );
                     io.ctx.registry.note_reconciled(io.peer, SystemTime::now());

@@ -99,11 +99,13 @@ pub enum Frame {
     Stored(u64),
     /// File transfer (protocol version 4): what chunks a node holds, asks for and sends.
     File(FileFrame),
-    /// The sender holds no events at all (a new or emptied node), so instead of reconciling,
-    /// the receiver sends every event it holds, newest first, as for a want list: one round
-    /// trip where negentropy would list every id, 60 kB a round (protocol version 5). Only
-    /// the dialling side of a LAN link sends it, in place of its first `Recon`.
-    CatchUp,
+    /// Sent by the dialling side of a LAN link before the first `Recon` of a session: the
+    /// newest timestamp it holds (`None`: it holds no events at all). The receiver sends every
+    /// event newer than that (everything, for `None`) newest first, as for a want list, and
+    /// the session then reconciles only events up to it; with `None` no session follows. A
+    /// node that was away gets what it missed in one round trip, where negentropy would list
+    /// every id, 60 kB a round (protocol version 5).
+    CatchUp(Option<u64>),
 }
 
 /// Chunks `start..end` (half-open, 0-based) of a file.
@@ -279,7 +281,7 @@ impl Frame {
             Frame::File(FileFrame::List { .. }) => "file-list",
             Frame::File(FileFrame::Chunk { .. }) => "file-chunk",
             Frame::File(FileFrame::Lacks { .. }) => "file-lacks",
-            Frame::CatchUp => "catch-up",
+            Frame::CatchUp(_) => "catch-up",
         }
     }
 

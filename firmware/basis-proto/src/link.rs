@@ -61,9 +61,12 @@ pub trait ItemSource {
     }
 }
 
-/// The items of `source`, or the reason to close the link.
-fn collect(source: &mut dyn ItemSource, scope: Option<&[RoomId]>) -> Result<Items, String> {
-    let mut items = Items::default();
+/// The items of `source` added to `items`, or the reason to close the link.
+fn collect(
+    source: &mut dyn ItemSource,
+    scope: Option<&[RoomId]>,
+    mut items: Items,
+) -> Result<Items, String> {
     source
         .items(scope, &mut items)
         .map_err(|e| format!("cannot read the store to reconcile: {e}"))?;
@@ -96,7 +99,8 @@ pub enum Action {
     Reconciled {
         /// Events the peer lacked (now being sent).
         have: usize,
-        /// Events this node lacked (now asked for).
+        /// Events this node lacked (now asked for) among those up to its newest; on a LAN
+        /// link the newer ones were asked for whole, with `CatchUp`, before the session.
         need: usize,
         /// Round trips it took.
         rounds: u32,
@@ -413,7 +417,7 @@ impl Link {
                 Frame::Peers(_)
                 | Frame::Want(_)
                 | Frame::WantEnd
-                | Frame::CatchUp
+                | Frame::CatchUp(_)
                 | Frame::Notice(_),
             ) if self.config.upstream => {
                 // An upstream link shares, serves and relays nothing the driver did not choose.
@@ -465,7 +469,7 @@ impl Link {
                     out.push(Action::SendEvents(ids));
                 }
             }
-            (State::Open, Frame::CatchUp) => self.on_catch_up(source, &mut out),
+            (State::Open, Frame::CatchUp(newest)) => self.on_catch_up(newest, source, &mut out),
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
             (State::Open, Frame::File(file)) => match file.violation() {
@@ -540,19 +544,25 @@ impl Link {
 
     fn start_recon(&mut self, now: Instant, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
         self.next_recon = Some(now + self.config.reconcile_every);
-        let items = match collect(source, self.own_scope.as_deref()) {
+        let items = match collect(source, self.own_scope.as_deref(), Items::default()) {
             Ok(items) => items,
             Err(reason) => return out.push(Action::Close(reason)),
         };
-        // A node holding nothing would learn every id of the peer through negentropy, 60 kB
-        // a round (about 550 rounds for a million events): it asks for everything instead.
-        // A scoped session (the bridge's) always reconciles: its driver decides what crosses.
-        if items.is_empty() && self.own_scope.is_none() {
-            self.stats.reconciliations += 1;
-            self.stats.last_reconciled = Some(now);
-            out.push(Action::Send(Frame::CatchUp));
-            out.push(Action::CatchingUp);
-            return;
+        // Negentropy would list every id this node lacks, 60 kB a round (about 550 rounds for
+        // a node that holds nothing and a peer that holds a million events). What is newer
+        // than this node's newest event it cannot hold, so it asks for all of that at once
+        // and reconciles only the rest; a node that holds nothing asks for everything and
+        // does not reconcile. A scoped session (the bridge's) always reconciles all of its
+        // scope: its driver decides what crosses.
+        if self.own_scope.is_none() {
+            let newest = items.newest();
+            out.push(Action::Send(Frame::CatchUp(newest)));
+            if newest.is_none() {
+                self.stats.reconciliations += 1;
+                self.stats.last_reconciled = Some(now);
+                out.push(Action::CatchingUp);
+                return;
+            }
         }
         match Initiator::start(items) {
             Ok((init, first)) => {
@@ -614,7 +624,7 @@ impl Link {
             return;
         }
         if self.responder.is_none() {
-            let items = match collect(source, self.peer_scope.as_deref()) {
+            let items = match collect(source, self.peer_scope.as_deref(), Items::default()) {
                 Ok(items) => items,
                 Err(reason) => return out.push(Action::Close(reason)),
             };
@@ -632,8 +642,14 @@ impl Link {
         self.stats.last_reconciled = Some(now);
     }
 
-    /// The peer holds nothing: everything in its scope goes, newest first.
-    fn on_catch_up(&mut self, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
+    /// The peer holds nothing newer than `newest` (nothing at all for `None`): every event
+    /// newer goes, newest first, and the session that follows covers only the rest.
+    fn on_catch_up(
+        &mut self,
+        newest: Option<u64>,
+        source: &mut dyn ItemSource,
+        out: &mut Vec<Action>,
+    ) {
         if self.role == Role::Dialer {
             return self.close(
                 "a catch-up request from the accepting side".into(),
@@ -641,12 +657,28 @@ impl Link {
                 out,
             );
         }
-        let ids = match collect(source, self.peer_scope.as_deref())
-            .and_then(|items| items.into_ids_newest_first().map_err(|e| e.to_string()))
-        {
-            Ok(ids) => ids,
-            Err(reason) => return out.push(Action::Close(reason)),
+        let scope = self.peer_scope.as_deref();
+        let (ids, responder) = match newest {
+            None => match collect(source, scope, Items::default())
+                .and_then(|items| items.into_ids_newest_first().map_err(|e| e.to_string()))
+            {
+                Ok(ids) => (ids, None),
+                Err(reason) => return out.push(Action::Close(reason)),
+            },
+            Some(ceiling) => {
+                let mut items = match collect(source, scope, Items::below(ceiling)) {
+                    Ok(items) => items,
+                    Err(reason) => return out.push(Action::Close(reason)),
+                };
+                let ids = items.take_above();
+                match Responder::new(items) {
+                    Ok(r) => (ids, Some(r)),
+                    Err(e) => return out.push(Action::Close(e.to_string())),
+                }
+            }
         };
+        // The session's first `Recon` follows; it is answered from the bounded set.
+        self.responder = responder;
         if !ids.is_empty() {
             out.push(Action::SendEvents(ids));
         }

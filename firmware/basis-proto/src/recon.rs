@@ -22,10 +22,16 @@ pub enum ReconError {
 
 /// The items a session reconciles, collected straight into negentropy's sorted vector (40
 /// bytes per item), so no second copy of the set is held.
+///
+/// A set made with [`Items::below`] keeps apart the items above its ceiling: the session
+/// reconciles only the rest, and [`Items::take_above`] hands those over to be sent whole.
 #[derive(Default)]
 pub struct Items {
     storage: NegentropyStorageVector,
     pushed: usize,
+    newest: Option<u64>,
+    ceiling: Option<u64>,
+    above: Vec<(u64, EventId)>,
 }
 
 impl Items {
@@ -33,22 +39,49 @@ impl Items {
     pub fn with_capacity(n: usize) -> Items {
         Items {
             storage: NegentropyStorageVector::with_capacity(n),
-            pushed: 0,
+            ..Items::default()
+        }
+    }
+
+    /// An empty set that reconciles only items with a timestamp of at most `ceiling`; the
+    /// items above it are kept apart (see [`Items::take_above`]).
+    pub fn below(ceiling: u64) -> Items {
+        Items {
+            ceiling: Some(ceiling),
+            ..Items::default()
         }
     }
 
     /// Adds one item.
     pub fn push(&mut self, timestamp: u64, id: EventId) -> Result<(), ReconError> {
+        if self.ceiling.is_some_and(|c| timestamp > c) {
+            self.above.push((timestamp, id));
+            return Ok(());
+        }
         self.storage
             .insert(timestamp, Id::from_byte_array(id.0))
             .map_err(|e| ReconError::Protocol(e.to_string()))?;
         self.pushed += 1;
+        self.newest = self.newest.max(Some(timestamp));
         Ok(())
     }
 
-    /// Whether no item was added.
+    /// Whether no item below the ceiling was added.
     pub fn is_empty(&self) -> bool {
         self.pushed == 0
+    }
+
+    /// The newest timestamp of the items below the ceiling (`None` when there is none).
+    pub fn newest(&self) -> Option<u64> {
+        self.newest
+    }
+
+    /// The ids of the items above the ceiling, newest first, each once; they leave the set.
+    pub fn take_above(&mut self) -> Vec<EventId> {
+        let mut above = std::mem::take(&mut self.above);
+        above.sort_unstable_by(|a, b| b.cmp(a));
+        above.dedup();
+        above.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The ids of the set, newest first (by timestamp, then id), each once.
@@ -245,6 +278,24 @@ mod tests {
         assert_eq!(ts, (0..50).rev().collect::<Vec<u64>>());
         assert!(Items::default().is_empty());
         assert!(Items::default().into_ids_newest_first().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_ceiling_keeps_the_newer_items_apart_newest_first() {
+        let mut set = Items::below(1000 + 39);
+        for (ts, id) in items(0..50).into_iter().rev() {
+            set.push(ts, id).unwrap();
+        }
+        set.push(1000 + 45, items(45..46)[0].1).unwrap();
+        assert_eq!(set.newest(), Some(1000 + 39));
+        let above = set.take_above();
+        let ts: Vec<u64> = above
+            .iter()
+            .map(|id| u64::from_be_bytes(id.0[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ts, (40..50).rev().collect::<Vec<u64>>());
+        assert!(set.take_above().is_empty());
+        assert_eq!(set.into_ids_newest_first().unwrap().len(), 40);
     }
 
     #[test]

@@ -84,6 +84,11 @@ fn frame_seeds() -> Seeds {
             Frame::Want(vec![all_events()[1].id(), EventId([9; 32])]),
         ),
         ("want-end", Frame::WantEnd),
+        (
+            "catch-up",
+            Frame::CatchUp(Some(all_events()[1].event().content.time.0)),
+        ),
+        ("catch-up-all", Frame::CatchUp(None)),
         ("events", Frame::Events(vec![event.clone(), event])),
         ("bye", Frame::Bye("shutting down".into())),
         (

@@ -92,18 +92,25 @@ fn first_session_round_trips(log: &str) -> Option<u32> {
         .ok()
 }
 
-/// Round trips negentropy alone (60 kB messages) takes to list every one of `events` to an
-/// empty node: what catching up cost before `CatchUp`, measured on the same ids.
-pub fn listing_round_trips(events: &[ValidEvent]) -> Result<u32> {
-    let all: Vec<(u64, basis_core::EventId)> = events
-        .iter()
-        .map(|e| (e.event().content.time.0, e.id()))
-        .collect();
-    super::recon::rounds_to_list(all)
+/// Round trips negentropy alone (60 kB messages) takes to tell a node holding
+/// `events[..held]` what it lacks of `events`: what catching up cost before `CatchUp`,
+/// measured on the same ids.
+pub fn negentropy_round_trips(events: &[ValidEvent], held: usize) -> Result<u32> {
+    let items = |evs: &[ValidEvent]| -> Vec<(u64, basis_core::EventId)> {
+        evs.iter()
+            .map(|e| (e.event().content.time.0, e.id()))
+            .collect()
+    };
+    super::recon::rounds_to_reconcile(items(&events[..held]), items(events))
 }
 
 /// Runs one backfill of `events` from a full node to an empty one.
 pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
+    backfill_holding(events, 0).await
+}
+
+/// Runs one backfill of `events` from a full node to one that holds `events[..held]`.
+pub async fn backfill_holding(events: &[ValidEvent], held: usize) -> Result<Backfill> {
     let spec = NodeSpec {
         federate: true,
         peers: vec![],
@@ -117,6 +124,10 @@ pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
         federate: true,
         peers: vec![source.peer_address().await?],
     })?;
+    if held > 0 {
+        let (db, to_fill) = (sink.db(), events[..held.min(events.len())].to_vec());
+        tokio::task::spawn_blocking(move || fill(&db, &to_fill)).await??;
+    }
     let n = events.len() as u64;
     let start = Instant::now();
     sink.start()?;
@@ -144,7 +155,7 @@ pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
     let round_trips = first_session_round_trips(&sink.log_text());
     Ok(Backfill {
         round_trips,
-        rate: n as f64 / secs,
+        rate: (n - held as u64) as f64 / secs,
         source_peak_kib,
         sink_peak_kib,
         written_per_event: written,
@@ -176,6 +187,20 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill>
         quinn / per_event,
     ));
     round_trips(report, events, &b)?;
+    // A node that was away: it holds the oldest tenth and lacks the rest.
+    let held = n / 10;
+    let away = backfill_holding(events, held).await?;
+    let Some(rounds) = away.round_trips else {
+        bail!("the node that was away logged no reconciliation");
+    };
+    report.add(Figure::beside(
+        "backfill",
+        &format!("node holding the oldest {held} of {n} events catching up: round trips"),
+        f64::from(rounds),
+        "round trips",
+        "negentropy over the same ids",
+        f64::from(negentropy_round_trips(events, held)?),
+    ));
     if let Some(w) = b.written_per_event {
         report.add(Figure::beside(
             "backfill",
@@ -203,7 +228,7 @@ pub fn round_trips(report: &mut Report, events: &[ValidEvent], b: &Backfill) -> 
         f64::from(rounds),
         "round trips",
         "negentropy listing the same ids",
-        f64::from(listing_round_trips(events)?),
+        f64::from(negentropy_round_trips(events, 0)?),
     ));
     Ok(())
 }

@@ -95,13 +95,13 @@ fn plain(lacking: &[(u64, EventId)], all: &[(u64, EventId)]) -> Result<Outcome> 
     }
 }
 
-/// Round trips negentropy (as the links run it) takes to tell an empty node every item of
-/// `all`.
-pub fn rounds_to_list(all: Vec<(u64, EventId)>) -> Result<u32> {
-    let n = all.len();
-    let o = ours(Vec::new(), all)?;
-    if o.found != n {
-        return Err(anyhow!("listing {n} ids found {}", o.found));
+/// Round trips negentropy (as the links run it) takes to tell a node holding `held` (a
+/// subset of `all`) every item of `all` it lacks.
+pub fn rounds_to_reconcile(held: Vec<(u64, EventId)>, all: Vec<(u64, EventId)>) -> Result<u32> {
+    let lacking = all.len() - held.len().min(all.len());
+    let o = ours(held, all)?;
+    if o.found != lacking {
+        return Err(anyhow!("reconciling found {} of {lacking} ids", o.found));
     }
     Ok(o.rounds)
 }

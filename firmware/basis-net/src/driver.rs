@@ -208,6 +208,42 @@ async fn stream_events(
     }
 }
 
+/// Streams every held event newer than `after` (all, for `None`) to a peer catching up,
+/// newest first, reading the store a page of [`STREAM_CHUNK`] at a time, so a node serving a
+/// million events holds one page, not a list of every id.
+async fn stream_newer(
+    readers: Arc<Readers>,
+    after: Option<u64>,
+    bulk: mpsc::Sender<Vec<u8>>,
+    sent: mpsc::UnboundedSender<Vec<EventId>>,
+) {
+    let mut before = None;
+    loop {
+        let page = {
+            let readers = readers.clone();
+            tokio::task::spawn_blocking(move || readers.newer_page(after, before, STREAM_CHUNK))
+                .await
+        };
+        let Ok(Ok(page)) = page else {
+            log::warn!("cannot read the events a peer catching up needs");
+            return;
+        };
+        let full = page.len() == STREAM_CHUNK;
+        before = page.last().map(|(ts, id, _)| (*ts, *id));
+        let (ids, raw): (Vec<EventId>, Vec<Vec<u8>>) =
+            page.into_iter().map(|(_, id, raw)| (id, raw)).unzip();
+        for frame in event_frames(raw) {
+            if bulk.send(frame.encode()).await.is_err() {
+                return;
+            }
+        }
+        let _ = sent.send(ids);
+        if !full {
+            return;
+        }
+    }
+}
+
 /// Stores valid events from `peer` and offers the new ones to the other links.
 async fn store_from(
     ctx: &Context,
@@ -530,6 +566,16 @@ impl Session {
                         tokio::spawn(stream_events(
                             io.ctx.readers.clone(),
                             ids,
+                            lan.bulk.clone(),
+                            lan.sent_tx.clone(),
+                        ));
+                    }
+                }
+                Action::SendNewer(after) => {
+                    if let Session::Lan(lan) = self {
+                        tokio::spawn(stream_newer(
+                            io.ctx.readers.clone(),
+                            after,
                             lan.bulk.clone(),
                             lan.sent_tx.clone(),
                         ));

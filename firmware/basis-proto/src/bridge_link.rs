@@ -949,6 +949,7 @@ impl BridgeLink {
                 Action::Reconciled { .. }
                 | Action::CatchingUp
                 | Action::SendEvents(_)
+                | Action::SendNewer(_)
                 | Action::Learned(_)
                 | Action::Notice(_)
                 | Action::ServeFile { .. } => {}

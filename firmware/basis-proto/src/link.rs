@@ -90,6 +90,10 @@ pub enum Action {
     Store(Vec<ValidEvent>),
     /// Send these held events to the peer, newest first, then call [`Link::sent`].
     SendEvents(Vec<EventId>),
+    /// Send every held event newer than this timestamp (every event held, for `None`) to
+    /// the peer, newest first, reading them from the store a page at a time, and call
+    /// [`Link::sent`] for each page: the peer is catching up (`Frame::CatchUp`).
+    SendNewer(Option<u64>),
     /// Peers the peer knows.
     Learned(Vec<PeerInfo>),
     /// This node holds no events, so instead of reconciling it asked the peer for all of its
@@ -643,7 +647,9 @@ impl Link {
     }
 
     /// The peer holds nothing newer than `newest` (nothing at all for `None`): every event
-    /// newer goes, newest first, and the session that follows covers only the rest.
+    /// newer goes, newest first, and the session that follows covers only the rest. Every
+    /// event held counts, whatever the peer's scope: only LAN links send `CatchUp`, and they
+    /// never send a scope.
     fn on_catch_up(
         &mut self,
         newest: Option<u64>,
@@ -657,31 +663,19 @@ impl Link {
                 out,
             );
         }
-        let scope = self.peer_scope.as_deref();
-        let (ids, responder) = match newest {
-            None => match collect(source, scope, Items::default())
-                .and_then(|items| items.into_ids_newest_first().map_err(|e| e.to_string()))
-            {
-                Ok(ids) => (ids, None),
+        // The session's first `Recon` follows; it is answered from the events up to `newest`.
+        self.responder = None;
+        if let Some(ceiling) = newest {
+            let items = match collect(source, self.peer_scope.as_deref(), Items::below(ceiling)) {
+                Ok(items) => items,
                 Err(reason) => return out.push(Action::Close(reason)),
-            },
-            Some(ceiling) => {
-                let mut items = match collect(source, scope, Items::below(ceiling)) {
-                    Ok(items) => items,
-                    Err(reason) => return out.push(Action::Close(reason)),
-                };
-                let ids = items.take_above();
-                match Responder::new(items) {
-                    Ok(r) => (ids, Some(r)),
-                    Err(e) => return out.push(Action::Close(e.to_string())),
-                }
+            };
+            match Responder::new(items) {
+                Ok(r) => self.responder = Some(r),
+                Err(e) => return out.push(Action::Close(e.to_string())),
             }
-        };
-        // The session's first `Recon` follows; it is answered from the bounded set.
-        self.responder = responder;
-        if !ids.is_empty() {
-            out.push(Action::SendEvents(ids));
         }
+        out.push(Action::SendNewer(newest));
     }
 
     fn on_events(

@@ -5,7 +5,7 @@
 //! large difference takes more round trips rather than larger frames.
 
 use basis_core::EventId;
-use negentropy::{Id, Negentropy, NegentropyStorageBase, NegentropyStorageVector};
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use crate::limits::{MAX_RECON_ROUNDS, RECON_FRAME_BYTES};
 
@@ -23,15 +23,14 @@ pub enum ReconError {
 /// The items a session reconciles, collected straight into negentropy's sorted vector (40
 /// bytes per item), so no second copy of the set is held.
 ///
-/// A set made with [`Items::below`] keeps apart the items above its ceiling: the session
-/// reconciles only the rest, and [`Items::take_above`] hands those over to be sent whole.
+/// A set made with [`Items::below`] leaves out the items above its ceiling: the session
+/// reconciles only the rest (the newer ones are sent whole, see `Frame::CatchUp`).
 #[derive(Default)]
 pub struct Items {
     storage: NegentropyStorageVector,
     pushed: usize,
     newest: Option<u64>,
     ceiling: Option<u64>,
-    above: Vec<(u64, EventId)>,
 }
 
 impl Items {
@@ -43,8 +42,8 @@ impl Items {
         }
     }
 
-    /// An empty set that reconciles only items with a timestamp of at most `ceiling`; the
-    /// items above it are kept apart (see [`Items::take_above`]).
+    /// An empty set that takes only items with a timestamp of at most `ceiling`; the items
+    /// above it are left out.
     pub fn below(ceiling: u64) -> Items {
         Items {
             ceiling: Some(ceiling),
@@ -55,7 +54,6 @@ impl Items {
     /// Adds one item.
     pub fn push(&mut self, timestamp: u64, id: EventId) -> Result<(), ReconError> {
         if self.ceiling.is_some_and(|c| timestamp > c) {
-            self.above.push((timestamp, id));
             return Ok(());
         }
         self.storage
@@ -74,34 +72,6 @@ impl Items {
     /// The newest timestamp of the items below the ceiling (`None` when there is none).
     pub fn newest(&self) -> Option<u64> {
         self.newest
-    }
-
-    /// The ids of the items above the ceiling, newest first, each once; they leave the set.
-    pub fn take_above(&mut self) -> Vec<EventId> {
-        let mut above = std::mem::take(&mut self.above);
-        above.sort_unstable_by(|a, b| b.cmp(a));
-        above.dedup();
-        above.into_iter().map(|(_, id)| id).collect()
-    }
-
-    /// The ids of the set, newest first (by timestamp, then id), each once.
-    pub fn into_ids_newest_first(self) -> Result<Vec<EventId>, ReconError> {
-        let mut storage = self.storage;
-        storage
-            .seal()
-            .map_err(|e| ReconError::Protocol(e.to_string()))?;
-        let size = storage
-            .size()
-            .map_err(|e| ReconError::Protocol(e.to_string()))?;
-        let mut ids = Vec::with_capacity(size);
-        storage
-            .iterate(0, size, &mut |item, _| {
-                ids.push(EventId(item.id.to_bytes()));
-                Ok(true)
-            })
-            .map_err(|e| ReconError::Protocol(e.to_string()))?;
-        ids.reverse();
-        Ok(ids)
     }
 }
 
@@ -230,6 +200,23 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use negentropy::NegentropyStorageBase;
+
+    /// The ids of a set, newest first (by timestamp, then id), each once.
+    fn ids_newest_first(items: Items) -> Vec<EventId> {
+        let mut storage = items.storage;
+        storage.seal().unwrap();
+        let size = storage.size().unwrap();
+        let mut ids = Vec::with_capacity(size);
+        storage
+            .iterate(0, size, &mut |item, _| {
+                ids.push(EventId(item.id.to_bytes()));
+                Ok(true)
+            })
+            .unwrap();
+        ids.reverse();
+        ids
+    }
 
     fn items(range: std::ops::Range<u64>) -> Vec<(u64, EventId)> {
         range
@@ -269,7 +256,7 @@ mod tests {
         list.push(list[3]);
         let mut set = Items::from(list);
         assert!(!set.is_empty());
-        let ids = std::mem::take(&mut set).into_ids_newest_first().unwrap();
+        let ids = ids_newest_first(std::mem::take(&mut set));
         assert_eq!(ids.len(), 50);
         let ts: Vec<u64> = ids
             .iter()
@@ -277,25 +264,19 @@ mod tests {
             .collect();
         assert_eq!(ts, (0..50).rev().collect::<Vec<u64>>());
         assert!(Items::default().is_empty());
-        assert!(Items::default().into_ids_newest_first().unwrap().is_empty());
+        assert!(ids_newest_first(Items::default()).is_empty());
     }
 
     #[test]
-    fn a_ceiling_keeps_the_newer_items_apart_newest_first() {
+    fn a_ceiling_leaves_the_newer_items_out() {
         let mut set = Items::below(1000 + 39);
         for (ts, id) in items(0..50).into_iter().rev() {
             set.push(ts, id).unwrap();
         }
-        set.push(1000 + 45, items(45..46)[0].1).unwrap();
         assert_eq!(set.newest(), Some(1000 + 39));
-        let above = set.take_above();
-        let ts: Vec<u64> = above
-            .iter()
-            .map(|id| u64::from_be_bytes(id.0[..8].try_into().unwrap()))
-            .collect();
-        assert_eq!(ts, (40..50).rev().collect::<Vec<u64>>());
-        assert!(set.take_above().is_empty());
-        assert_eq!(set.into_ids_newest_first().unwrap().len(), 40);
+        let ids = ids_newest_first(set);
+        assert_eq!(ids.len(), 40);
+        assert_eq!(u64::from_be_bytes(ids[0].0[..8].try_into().unwrap()), 39);
     }
 
     #[test]

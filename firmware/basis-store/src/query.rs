@@ -328,6 +328,48 @@ impl Readers {
         Ok(out)
     }
 
+    /// One page of the events newer than `after` (every event for `None`), newest first by
+    /// `(timestamp, id)`: at most `limit` of them, starting below `before` (from the newest
+    /// for `None`). Gives `(timestamp, id, wire bytes)`; pass the last one's timestamp and id
+    /// as the next page's `before`. A peer catching up is served this way, page by page,
+    /// without a list of every id in memory.
+    pub fn newer_page(
+        &self,
+        after: Option<u64>,
+        before: Option<(u64, EventId)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventId, Vec<u8>)>, StoreError> {
+        let after = after.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
+        let (below_ts, below_id) = match before {
+            Some((ts, id)) => (i64::try_from(ts).unwrap_or(i64::MAX), id.0),
+            None => (i64::MAX, [0xff; 32]),
+        };
+        self.with(|c| {
+            // The range on `ts` lets SQLite walk the `events_ts` index backwards.
+            let mut stmt = c.prepare_cached(
+                "SELECT ts, id, raw FROM events \
+                 WHERE ts > ?1 AND ts <= ?2 AND (ts < ?2 OR id < ?3) \
+                 ORDER BY ts DESC, id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    after,
+                    below_ts,
+                    below_id.as_slice(),
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.max(0) as u64,
+                        blob32(r, 1, EventId)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// Wire bytes of the held events among `ids`, in the order of `ids`.
     pub fn raw_many(&self, ids: &[EventId]) -> Result<Vec<Vec<u8>>, StoreError> {
         self.with(|c| {

@@ -194,6 +194,58 @@ fn history_pages_newest_first_without_gaps_or_repeats() {
 }
 
 #[test]
+fn events_newer_than_a_time_come_in_pages_newest_first_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let room = create("r");
+    let rid = room.room();
+    let mut events = vec![room];
+    // Three events a millisecond, so the id orders events of one timestamp.
+    for i in 0..95u64 {
+        events.push(text(rid, T0 + 1 + i / 3, &format!("m{i}")));
+    }
+    store.writer().insert_blocking(events.clone()).unwrap();
+    let mut expected: Vec<_> = events
+        .iter()
+        .map(|e| (e.event().content.time.0, e.id()))
+        .collect();
+    expected.sort();
+    expected.reverse();
+    for after in [None, Some(events[40].event().content.time.0)] {
+        let mut seen = Vec::new();
+        let mut before = None;
+        for limit in [7usize, 30, 1, 100].iter().cycle() {
+            let page = store.readers().newer_page(after, before, *limit).unwrap();
+            for (ts, id, raw) in &page {
+                assert_eq!(
+                    basis_core::event::id_of(raw),
+                    *id,
+                    "the bytes of that event"
+                );
+                seen.push((*ts, *id));
+            }
+            match page.last() {
+                Some((ts, id, _)) if page.len() == *limit => before = Some((*ts, *id)),
+                _ => break,
+            }
+        }
+        let want: Vec<_> = expected
+            .iter()
+            .copied()
+            .filter(|(ts, _)| after.is_none_or(|a| *ts > a))
+            .collect();
+        assert_eq!(seen, want, "after {after:?}");
+    }
+    assert!(
+        store
+            .readers()
+            .newer_page(Some(u64::MAX), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn cursor_text_round_trips_and_bad_text_is_refused() {
     let c = Cursor {
         time: Timestamp::new(T0, 3),

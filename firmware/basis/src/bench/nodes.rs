@@ -119,6 +119,12 @@ impl BenchNode {
                 "BASIS_FIRST_BOOT_FILE",
                 self.dir.path().join("no-first-boot"),
             )
+            // As the shipped systemd unit runs the node (two glibc arenas), unless the caller
+            // chose otherwise to compare.
+            .env(
+                "MALLOC_ARENA_MAX",
+                std::env::var_os("MALLOC_ARENA_MAX").unwrap_or_else(|| "2".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

@@ -307,6 +307,9 @@ struct Lan {
     /// The control queue this link gave the node's fetches (dropped when the link ends, so
     /// the writer can finish).
     files_control: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// The task streaming a catch-up to the peer: a newer request replaces it, so one link
+    /// never has two running.
+    catch_up: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// An upstream link: the bridge's state machine and what it reads and writes.
@@ -573,12 +576,15 @@ impl Session {
                 }
                 Action::SendNewer(after) => {
                     if let Session::Lan(lan) = self {
-                        tokio::spawn(stream_newer(
+                        if let Some(old) = lan.catch_up.take() {
+                            old.abort();
+                        }
+                        lan.catch_up = Some(tokio::spawn(stream_newer(
                             io.ctx.readers.clone(),
                             after,
                             lan.bulk.clone(),
                             lan.sent_tx.clone(),
-                        ));
+                        )));
                     }
                 }
                 Action::Learned(peers) => {
@@ -980,6 +986,7 @@ pub(crate) async fn run_lan(
         files_out: Some(files_out),
         wants: None,
         files_control: None,
+        catch_up: None,
     }));
     let mut io = Io {
         ctx: &ctx,

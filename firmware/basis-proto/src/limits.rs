@@ -18,6 +18,11 @@ pub const RECON_FRAME_BYTES: u64 = 60_000;
 /// of 120 000 events or more; `basis bench --full` found it.) A peer that drags a session
 /// out is still bounded: each round is one message of at most 60 kB.
 pub const MAX_RECON_ROUNDS: u32 = 8192;
+/// Least time between two `CatchUp` frames on one link. A dialler sends one per session, and
+/// sessions are at least 5 s apart (`federation.reconcile_secs`); a peer that asks sooner
+/// would have the node read its whole store again and again for two bytes a time, and is
+/// cut off.
+pub const CATCH_UP_MIN_GAP: std::time::Duration = std::time::Duration::from_secs(4);
 /// Ids remembered per link as known to the peer, so live pushes are not echoed.
 pub const RECENT_IDS: usize = 8192;
 /// Most peers listed in one peer-exchange frame.

@@ -10,8 +10,8 @@ use crate::PROTOCOL_VERSION;
 use crate::admission::{FederationKey, Role};
 use crate::frame::{EventsBatch, FileFrame, Frame, Notice, PeerInfo};
 use crate::limits::{
-    EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS, MAX_WANTED,
-    NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
+    CATCH_UP_MIN_GAP, EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS,
+    MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
 
@@ -212,6 +212,8 @@ pub struct Link {
     stats: LinkStats,
     /// Start of the current second of notices and how many came in it.
     notices: Option<(Instant, u32)>,
+    /// When the peer's last `CatchUp` came.
+    last_catch_up: Option<Instant>,
     /// Rooms the peer asked live pushes for (`None`: every room).
     subscription: Option<HashSet<RoomId>>,
     /// The scope the peer set for its next (or current) reconciliation session.
@@ -270,6 +272,7 @@ impl Link {
             next_recon: None,
             stats: LinkStats::default(),
             notices: None,
+            last_catch_up: None,
             subscription: None,
             peer_scope: None,
             own_scope: None,
@@ -473,7 +476,9 @@ impl Link {
                     out.push(Action::SendEvents(ids));
                 }
             }
-            (State::Open, Frame::CatchUp(newest)) => self.on_catch_up(newest, source, &mut out),
+            (State::Open, Frame::CatchUp(newest)) => {
+                self.on_catch_up(newest, now, source, &mut out)
+            }
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
             (State::Open, Frame::File(file)) => match file.violation() {
@@ -653,6 +658,7 @@ impl Link {
     fn on_catch_up(
         &mut self,
         newest: Option<u64>,
+        now: Instant,
         source: &mut dyn ItemSource,
         out: &mut Vec<Action>,
     ) {
@@ -663,6 +669,17 @@ impl Link {
                 out,
             );
         }
+        if self
+            .last_catch_up
+            .is_some_and(|t| now.saturating_duration_since(t) < CATCH_UP_MIN_GAP)
+        {
+            return self.close(
+                "catch-up requests too close together".into(),
+                PENALTY_VIOLATION,
+                out,
+            );
+        }
+        self.last_catch_up = Some(now);
         // The session's first `Recon` follows; it is answered from the events up to `newest`.
         self.responder = None;
         if let Some(ceiling) = newest {

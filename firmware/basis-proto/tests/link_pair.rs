@@ -233,7 +233,11 @@ fn pair_with(
 }
 
 fn run(a: &mut Side, b: &mut Side) {
-    let now = Instant::now();
+    run_at(a, b, Instant::now());
+}
+
+/// Like [`run`], with both links told it is `now`.
+fn run_at(a: &mut Side, b: &mut Side, now: Instant) {
     for _ in 0..10_000 {
         if a.inbox.is_empty() && b.inbox.is_empty() {
             return;
@@ -306,7 +310,7 @@ fn an_empty_node_asks_for_everything_once_and_gets_it_newest_first() {
     let later = Instant::now() + Duration::from_secs(61);
     let acts = a.link.on_tick(later, &mut a.store);
     apply(&mut a, acts, &mut b.inbox);
-    run(&mut a, &mut b);
+    run_at(&mut a, &mut b, later);
     assert_eq!(a.sent.last(), Some(&"recon-end"));
     assert_eq!(a.catching_up, 1);
     assert_eq!(a.store.events.len(), b_evs.len());
@@ -351,13 +355,30 @@ fn a_node_that_holds_the_newest_event_only_still_gets_everything_older() {
 }
 
 #[test]
-fn a_node_holding_one_event_reconciles_and_a_catch_up_from_the_acceptor_is_refused() {
+fn a_node_holding_one_event_reconciles_and_catch_ups_too_close_or_from_the_acceptor_are_refused() {
     let b_evs = events(500, 4);
     let (mut a, mut b) = pair(Some("s"), Some("s"), &events(0, 1), &b_evs);
     run(&mut a, &mut b);
     assert_eq!(a.catching_up, 0);
     assert!(a.sent.contains(&"recon"));
     assert_eq!(a.store.events.len(), 1 + b_evs.len());
+    // A session later, the dialler may ask again; asking again at once would have b read
+    // its whole store again for two bytes: cut off.
+    let later = Instant::now() + Duration::from_secs(5);
+    let again = Frame::CatchUp(None).encode();
+    let acts = b.link.on_frame(&again, later, &mut b.store);
+    assert!(
+        acts.iter().any(|x| matches!(x, Action::SendNewer(None))),
+        "{acts:?}"
+    );
+    let acts = b
+        .link
+        .on_frame(&again, later + Duration::from_secs(1), &mut b.store);
+    assert!(
+        acts.iter().any(|x| matches!(x, Action::Close(_))),
+        "{acts:?}"
+    );
+    assert!(!acts.iter().any(|x| matches!(x, Action::SendNewer(_))));
     // Only the dialling side asks: from the acceptor it breaks the protocol.
     let acts = a
         .link

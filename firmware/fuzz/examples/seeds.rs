@@ -321,6 +321,19 @@ fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
                 outbox.extend(event_frames(raws.into_iter().map(|(_, r)| r).collect()));
                 s.link.sent(&ids);
             }
+            Action::SendNewer(after) => {
+                let mut newer: Vec<(u64, EventId, Vec<u8>)> = s
+                    .store
+                    .0
+                    .iter()
+                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
+                    .map(|(id, (ts, raw))| (*ts, *id, raw.clone()))
+                    .collect();
+                newer.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+                let ids: Vec<EventId> = newer.iter().map(|e| e.1).collect();
+                outbox.extend(event_frames(newer.into_iter().map(|e| e.2).collect()));
+                s.link.sent(&ids);
+            }
             Action::Close(reason) => panic!("the seed session closed: {reason}"),
             Action::Penalize { reason, .. } => panic!("the seed session penalized: {reason}"),
             _ => {}

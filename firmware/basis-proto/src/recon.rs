@@ -28,7 +28,6 @@ pub enum ReconError {
 #[derive(Default)]
 pub struct Items {
     storage: NegentropyStorageVector,
-    pushed: usize,
     newest: Option<u64>,
     ceiling: Option<u64>,
 }
@@ -59,14 +58,13 @@ impl Items {
         self.storage
             .insert(timestamp, Id::from_byte_array(id.0))
             .map_err(|e| ReconError::Protocol(e.to_string()))?;
-        self.pushed += 1;
         self.newest = self.newest.max(Some(timestamp));
         Ok(())
     }
 
     /// Whether no item below the ceiling was added.
     pub fn is_empty(&self) -> bool {
-        self.pushed == 0
+        self.newest.is_none()
     }
 
     /// The newest timestamp of the items below the ceiling (`None` when there is none).

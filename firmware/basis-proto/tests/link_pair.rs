@@ -150,6 +150,17 @@ fn side(
 
 fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>) {
     for a in actions {
+        let a = match a {
+            Action::SendNewer(after) => Action::SendEvents(
+                s.store
+                    .events
+                    .iter()
+                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
+                    .map(|(id, _)| *id)
+                    .collect(),
+            ),
+            other => other,
+        };
         match a {
             Action::Send(f) => {
                 s.sent.push(f.name());
@@ -178,21 +189,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
                 }
                 s.link.sent(&ids);
             }
-            Action::SendNewer(after) => {
-                let mut newer: Vec<(u64, EventId, Vec<u8>)> = s
-                    .store
-                    .events
-                    .iter()
-                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
-                    .map(|(id, (ts, raw))| (*ts, *id, raw.clone()))
-                    .collect();
-                newer.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
-                let ids: Vec<EventId> = newer.iter().map(|e| e.1).collect();
-                for f in event_frames(newer.into_iter().map(|e| e.2).collect()) {
-                    peer_inbox.push_back(f.encode());
-                }
-                s.link.sent(&ids);
-            }
+            Action::SendNewer(_) => unreachable!("turned into SendEvents above"),
             Action::Learned(_) | Action::Reconciled { .. } => {}
             Action::CatchingUp => s.catching_up += 1,
             Action::Penalize { points, .. } => s.penalties += points,

@@ -304,6 +304,18 @@ fn side(link: Link, items: Vec<(u64, EventId)>) -> Side {
 /// Carries out a side's actions; frames go to `outbox`.
 fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
     for action in actions {
+        // A catch-up is every held event newer than `after`, sent as for a want list.
+        let action = match action {
+            Action::SendNewer(after) => Action::SendEvents(
+                s.store
+                    .0
+                    .iter()
+                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
+                    .map(|(id, _)| *id)
+                    .collect(),
+            ),
+            other => other,
+        };
         match action {
             Action::Send(frame) => outbox.push_back(frame),
             Action::Store(events) => {
@@ -319,19 +331,6 @@ fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
                     .collect();
                 raws.sort_by_key(|r| std::cmp::Reverse(r.0));
                 outbox.extend(event_frames(raws.into_iter().map(|(_, r)| r).collect()));
-                s.link.sent(&ids);
-            }
-            Action::SendNewer(after) => {
-                let mut newer: Vec<(u64, EventId, Vec<u8>)> = s
-                    .store
-                    .0
-                    .iter()
-                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
-                    .map(|(id, (ts, raw))| (*ts, *id, raw.clone()))
-                    .collect();
-                newer.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
-                let ids: Vec<EventId> = newer.iter().map(|e| e.1).collect();
-                outbox.extend(event_frames(newer.into_iter().map(|e| e.2).collect()));
                 s.link.sent(&ids);
             }
             Action::Close(reason) => panic!("the seed session closed: {reason}"),

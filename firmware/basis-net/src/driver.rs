@@ -199,13 +199,27 @@ async fn stream_events(
             log::warn!("cannot read events a peer asked for");
             return;
         };
-        for frame in event_frames(raw) {
-            if bulk.send(frame.encode()).await.is_err() {
-                return;
-            }
+        if !send_page(ids, raw, &bulk, &sent).await {
+            return;
         }
-        let _ = sent.send(ids);
     }
+}
+
+/// Queues one page of events (`ids` and their wire bytes) on the link's bulk queue, then
+/// reports the ids as sent; false when the link has gone.
+async fn send_page(
+    ids: Vec<EventId>,
+    raw: Vec<Vec<u8>>,
+    bulk: &mpsc::Sender<Vec<u8>>,
+    sent: &mpsc::UnboundedSender<Vec<EventId>>,
+) -> bool {
+    for frame in event_frames(raw) {
+        if bulk.send(frame.encode()).await.is_err() {
+            return false;
+        }
+    }
+    let _ = sent.send(ids);
+    true
 }
 
 /// Streams every held event newer than `after` (all, for `None`) to a peer catching up,
@@ -232,13 +246,7 @@ async fn stream_newer(
         before = page.last().map(|(ts, id, _)| (*ts, *id));
         let (ids, raw): (Vec<EventId>, Vec<Vec<u8>>) =
             page.into_iter().map(|(_, id, raw)| (id, raw)).unzip();
-        for frame in event_frames(raw) {
-            if bulk.send(frame.encode()).await.is_err() {
-                return;
-            }
-        }
-        let _ = sent.send(ids);
-        if !full {
+        if !send_page(ids, raw, &bulk, &sent).await || !full {
             return;
         }
     }

@@ -162,18 +162,25 @@ fn an_expired_event_is_gone_by_id_and_can_be_stored_again() {
     assert!(store.readers().contains(&old.id()).unwrap());
 }
 
-#[test]
-fn history_pages_newest_first_without_gaps_or_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+/// A store holding a new room and 95 messages in it, three a millisecond (so the id orders
+/// events of one timestamp); gives the store and the events, the room's creation first.
+fn room_of_95(dir: &tempfile::TempDir) -> (Store, Vec<ValidEvent>) {
+    let store = open(dir);
     let room = create("r");
     let rid = room.room();
     let mut events = vec![room];
-    // Several events share a timestamp so the id breaks ties inside a millisecond.
     for i in 0..95u64 {
         events.push(text(rid, T0 + 1 + i / 3, &format!("m{i}")));
     }
     store.writer().insert_blocking(events.clone()).unwrap();
+    (store, events)
+}
+
+#[test]
+fn history_pages_newest_first_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = room_of_95(&dir);
+    let rid = events[0].room();
     let mut seen = Vec::new();
     let mut before: Option<Cursor> = None;
     for page_size in [7usize, 30, 1, 100].iter().cycle() {
@@ -196,15 +203,7 @@ fn history_pages_newest_first_without_gaps_or_repeats() {
 #[test]
 fn events_newer_than_a_time_come_in_pages_newest_first_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let room = create("r");
-    let rid = room.room();
-    let mut events = vec![room];
-    // Three events a millisecond, so the id orders events of one timestamp.
-    for i in 0..95u64 {
-        events.push(text(rid, T0 + 1 + i / 3, &format!("m{i}")));
-    }
-    store.writer().insert_blocking(events.clone()).unwrap();
+    let (store, events) = room_of_95(&dir);
     let mut expected: Vec<_> = events
         .iter()
         .map(|e| (e.event().content.time.0, e.id()))

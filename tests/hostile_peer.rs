@@ -307,7 +307,8 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
         for _ in 0..8 {
             let (c, api) = (hammer_client.clone(), api.clone());
             hammers.push(tokio::spawn(async move {
-                let (mut total, mut limited) = (0u64, 0u64);
+                // (requests, refused with 429, answered otherwise: let through the limiter)
+                let (mut total, mut limited, mut passed) = (0u64, 0u64, 0u64);
                 while Instant::now() < until {
                     let r = c
                         .post(format!("{api}/v1/events"))
@@ -318,11 +319,15 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
                     total += 1;
                     match r {
                         Ok(r) if r.status() == 429 => limited += 1,
-                        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+                        Ok(r) => {
+                            assert!(r.status().is_client_error(), "{}", r.status());
+                            passed += 1;
+                        }
+                        // The node may close a connection whose body it refused unread.
                         Err(_) => {}
                     }
                 }
-                (total, limited)
+                (total, limited, passed)
             }));
         }
         let honest_client = reqwest::Client::builder()
@@ -345,16 +350,17 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
             links += l;
             bytes += b;
         }
-        let (mut h_total, mut h_limited) = (0, 0);
+        let (mut h_total, mut h_limited, mut h_passed) = (0, 0, 0);
         for h in hammers {
-            let (t, l) = h.await.unwrap();
+            let (t, l, p) = h.await.unwrap();
             h_total += t;
             h_limited += l;
+            h_passed += p;
         }
         (
             links,
             bytes as f64 / 1048576.0,
-            (h_total, h_limited),
+            (h_total, h_limited, h_passed),
             ok,
             total,
         )
@@ -362,15 +368,20 @@ fn floods_of_lies_and_requests_leave_memory_bounded_and_honest_traffic_flowing()
     let peak = peak_rss_mib(a.pid());
     eprintln!(
         "flood of {flood_for:?}: {liars} liar links pushed {sent_mib:.0} MiB of forged events; \
-         the API hammer sent {} requests, {} refused with 429; honest API requests {honest_ok}/{honest_total} \
-         answered; node peak RSS {peak:.1} MiB (cap {RSS_CAP_MIB})",
-        hammer.0, hammer.1
+         the API hammer sent {} requests, {} refused with 429, {} let through; honest API requests \
+         {honest_ok}/{honest_total} answered; node peak RSS {peak:.1} MiB (cap {RSS_CAP_MIB})",
+        hammer.0, hammer.1, hammer.2
     );
     assert!(peak < RSS_CAP_MIB, "peak RSS {peak:.1} MiB over the cap");
     assert!(liars > 4, "the liars were not cut off and replaced");
+    // The limiter lets the hammer's address through at its rate (50 a second, after a burst
+    // of 100) whatever the hammer's speed; a second of slack for requests that straddle the
+    // flood's start and end.
+    let allowed = 50 * (flood_for.as_secs() + 1) + 100;
     assert!(
-        hammer.1 * 10 >= hammer.0 * 8,
-        "the hammer was not rate-limited: {hammer:?}"
+        hammer.1 > 0 && hammer.2 <= allowed,
+        "the hammer got {} requests through, more than the {allowed} its rate allows: {hammer:?}",
+        hammer.2
     );
     assert_eq!(honest_ok, honest_total, "honest API requests were refused");
     assert!(a.is_running());

@@ -107,7 +107,7 @@ fn delete_returning(
     ids: &IdIndex,
 ) -> Result<u64, StoreError> {
     let tx = conn.transaction().map_err(StoreError::from_sqlite)?;
-    let (count, bytes, mut gone) = {
+    let (count, bytes, gone) = {
         let mut stmt = tx.prepare_cached(sql).map_err(StoreError::from_sqlite)?;
         let rows = stmt
             .query_map(args, |r| {
@@ -122,7 +122,7 @@ fn delete_returning(
         (gone.len() as u64, bytes, gone)
     };
     tx.commit().map_err(StoreError::from_sqlite)?;
-    ids.remove(&mut gone);
+    ids.remove(&gone);
     stats.events.fetch_sub(count, Ordering::Relaxed);
     stats.event_bytes.fetch_sub(bytes, Ordering::Relaxed);
     stats.expired.fetch_add(count, Ordering::Relaxed);

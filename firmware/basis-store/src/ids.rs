@@ -3,11 +3,19 @@
 //! Event ids are SHA-256 hashes, so an index on them in the database put every new event on a
 //! random page: each commit dirtied about one page of that index per event, written to the
 //! log and again by the checkpoint (29 times an event's size on ingest, docs/BENCHMARKS.md).
-//! This index lives in memory instead: built at open from the database (a scan of the narrow
-//! `(room, ts, id)` index) and kept by the writer after each commit and each expiry, 16 bytes
-//! an event. It is derived data and never the truth: duplicates are refused by the database's
-//! UNIQUE `(room, ts, id)` index (an id hashes its event's room and time, so that is the same
-//! rule as a unique id), and every lookup checks the full id in the row it names.
+//! This index lives in memory instead: built at open from the database and kept by the writer
+//! after each commit and each expiry. It is derived data and never the truth: duplicates are
+//! refused by the database's UNIQUE `(room, ts, id)` index (an id hashes its event's room and
+//! time, so that is the same rule as a unique id), and every lookup checks the full id in the
+//! row it names, so two ids that share the bits kept here only cost a second row read.
+//!
+//! Layout, 8 bytes an event: the first 12 bits of an id choose one of 4 096 buckets, and a
+//! bucket is a sorted list of (the id's next 32 bits, the row's `seq` as 32 bits). Ids are
+//! uniform hashes, so the buckets fill evenly (244 entries each at a million events) and an
+//! insertion moves a few kilobytes at most. Many small lists, never one large one, means the
+//! index never reallocates a block of its whole size, which left holes in the heap as large
+//! as the index itself while a node caught up. A `seq` beyond 32 bits (four billion rows
+//! ever stored) goes to a list of full-width entries instead.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -16,8 +24,10 @@ use rusqlite::Connection;
 
 use crate::error::StoreError;
 
-/// Entries added since the last merge before they are folded into the large sorted table.
-const RECENT_MAX: usize = 4096;
+/// Bits of the key that choose a bucket.
+const BUCKET_BITS: u32 = 12;
+/// Number of buckets.
+const BUCKETS: usize = 1 << BUCKET_BITS;
 
 /// The first 8 bytes of an id, the key of the index (ids are uniform hashes).
 pub(crate) fn key(id: &EventId) -> u64 {
@@ -33,67 +43,114 @@ pub(crate) fn key_of(id: &[u8]) -> u64 {
     u64::from_be_bytes(k)
 }
 
-/// `(key, seq)` pairs, sorted: a large table and a small one of recent additions.
-#[derive(Default)]
+/// A key's bucket and the 32 bits of it the bucket keeps (the key's bits 12 to 43).
+fn split(k: u64) -> (usize, u32) {
+    (
+        (k >> (64 - BUCKET_BITS)) as usize,
+        (k >> (32 - BUCKET_BITS)) as u32,
+    )
+}
+
+/// The buckets and the full-width entries.
 struct Tables {
-    main: Vec<(u64, i64)>,
-    recent: Vec<(u64, i64)>,
+    /// `BUCKETS` sorted lists of `(key bits, seq)`.
+    buckets: Vec<Vec<(u32, u32)>>,
+    /// Sorted `(key, seq)` entries whose `seq` does not fit in 32 bits.
+    wide: Vec<(u64, i64)>,
 }
 
-fn matching(sorted: &[(u64, i64)], k: u64, out: &mut Vec<i64>) {
-    let start = sorted.partition_point(|&(x, _)| x < k);
-    out.extend(
-        sorted[start..]
-            .iter()
-            .take_while(|&&(x, _)| x == k)
-            .map(|&(_, seq)| seq),
-    );
-}
-
-/// Merges `recent` (sorted) into `main` (sorted) in place, from the back.
-fn merge_into(main: &mut Vec<(u64, i64)>, recent: &mut Vec<(u64, i64)>) {
-    let old = main.len();
-    main.reserve_exact(recent.len());
-    main.resize(old + recent.len(), (0, 0));
-    let (mut i, mut j, mut w) = (old, recent.len(), main.len());
-    while j > 0 {
-        if i > 0 && main[i - 1] > recent[j - 1] {
-            main[w - 1] = main[i - 1];
-            i -= 1;
-        } else {
-            main[w - 1] = recent[j - 1];
-            j -= 1;
+impl Tables {
+    fn new(per_bucket: usize) -> Tables {
+        Tables {
+            buckets: (0..BUCKETS)
+                .map(|_| Vec::with_capacity(per_bucket))
+                .collect(),
+            wide: Vec::new(),
         }
-        w -= 1;
     }
-    recent.clear();
+
+    fn insert(&mut self, (k, seq): (u64, i64)) {
+        match u32::try_from(seq) {
+            Ok(seq) => {
+                let (b, bits) = split(k);
+                let list = &mut self.buckets[b];
+                let at = list.partition_point(|&e| e < (bits, seq));
+                if list.len() == list.capacity() {
+                    // Grow by an eighth: the lists are small, so copying is cheap, and the
+                    // spare room stays near 6 % instead of a doubling's 25 % on average.
+                    list.reserve_exact(list.len() / 8 + 4);
+                }
+                list.insert(at, (bits, seq));
+            }
+            Err(_) => {
+                let at = self.wide.partition_point(|&e| e < (k, seq));
+                self.wide.insert(at, (k, seq));
+            }
+        }
+    }
+
+    fn remove(&mut self, (k, seq): (u64, i64)) {
+        match u32::try_from(seq) {
+            Ok(seq) => {
+                let (b, bits) = split(k);
+                let list = &mut self.buckets[b];
+                if let Ok(at) = list.binary_search(&(bits, seq)) {
+                    list.remove(at);
+                }
+            }
+            Err(_) => {
+                if let Ok(at) = self.wide.binary_search(&(k, seq)) {
+                    self.wide.remove(at);
+                }
+            }
+        }
+    }
 }
 
 /// The id index shared by the writer and the readers.
-#[derive(Default)]
 pub(crate) struct IdIndex {
     tables: RwLock<Tables>,
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        IdIndex {
+            tables: RwLock::new(Tables::new(0)),
+        }
+    }
 }
 
 impl IdIndex {
     /// Builds the index from every event held (`expected`: how many, to size it once).
     pub(crate) fn load(conn: &Connection, expected: usize) -> Result<IdIndex, StoreError> {
-        let mut main: Vec<(u64, i64)> = Vec::with_capacity(expected);
+        // Room for what is held and a sixteenth more, so that the first events added after
+        // opening do not make every bucket grow at once.
+        let per_bucket = match expected / BUCKETS {
+            0 if expected == 0 => 0,
+            n => n + n / 16 + 4,
+        };
+        let mut tables = Tables::new(per_bucket);
         {
             let mut stmt = conn.prepare("SELECT seq, id FROM events")?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let id = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                main.push((key_of(id), row.get(0)?));
+                let (k, seq) = (key_of(id), row.get::<_, i64>(0)?);
+                match u32::try_from(seq) {
+                    Ok(seq) => {
+                        let (b, bits) = split(k);
+                        tables.buckets[b].push((bits, seq));
+                    }
+                    Err(_) => tables.wide.push((k, seq)),
+                }
             }
         }
-        main.sort_unstable();
-        main.shrink_to_fit();
+        for list in &mut tables.buckets {
+            list.sort_unstable();
+        }
+        tables.wide.sort_unstable();
         Ok(IdIndex {
-            tables: RwLock::new(Tables {
-                main,
-                recent: Vec::new(),
-            }),
+            tables: RwLock::new(tables),
         })
     }
 
@@ -109,44 +166,52 @@ impl IdIndex {
     /// in the row.
     pub(crate) fn candidates(&self, id: &EventId) -> Vec<i64> {
         let k = key(id);
+        let (b, bits) = split(k);
         let t = self.read();
-        let mut out = Vec::new();
-        matching(&t.main, k, &mut out);
-        matching(&t.recent, k, &mut out);
+        let list = &t.buckets[b];
+        let start = list.partition_point(|&(x, _)| x < bits);
+        let mut out: Vec<i64> = list[start..]
+            .iter()
+            .take_while(|&&(x, _)| x == bits)
+            .map(|&(_, seq)| i64::from(seq))
+            .collect();
+        let start = t.wide.partition_point(|&(x, _)| x < k);
+        out.extend(
+            t.wide[start..]
+                .iter()
+                .take_while(|&&(x, _)| x == k)
+                .map(|&(_, seq)| seq),
+        );
         out
     }
 
-    /// Records committed rows.
+    /// Records committed rows, as `(key, seq)`.
     pub(crate) fn add(&self, entries: &[(u64, i64)]) {
         if entries.is_empty() {
             return;
         }
         let mut t = self.write();
-        t.recent.extend_from_slice(entries);
-        t.recent.sort_unstable();
-        if t.recent.len() >= RECENT_MAX {
-            let Tables { main, recent } = &mut *t;
-            merge_into(main, recent);
+        for &e in entries {
+            t.insert(e);
         }
     }
 
-    /// Forgets deleted rows.
-    pub(crate) fn remove(&self, entries: &mut [(u64, i64)]) {
+    /// Forgets deleted rows, given as `(key, seq)`.
+    pub(crate) fn remove(&self, entries: &[(u64, i64)]) {
         if entries.is_empty() {
             return;
         }
-        entries.sort_unstable();
-        let gone = |e: &(u64, i64)| entries.binary_search(e).is_err();
         let mut t = self.write();
-        t.main.retain(gone);
-        t.recent.retain(gone);
+        for &e in entries {
+            t.remove(e);
+        }
     }
 
     /// Entries held (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         let t = self.read();
-        t.main.len() + t.recent.len()
+        t.buckets.iter().map(Vec::len).sum::<usize>() + t.wide.len()
     }
 }
 
@@ -162,10 +227,10 @@ mod tests {
     }
 
     #[test]
-    fn adds_merges_finds_and_removes() {
+    fn adds_finds_and_removes() {
         let index = IdIndex::default();
-        // Enough additions, in no order, to go through several merges.
-        let entries: Vec<(u64, i64)> = (0..(3 * RECENT_MAX as u64 + 17))
+        // Keys spread over every bucket, added in batches in no order.
+        let entries: Vec<(u64, i64)> = (0..(3 * BUCKETS as u64 + 17))
             .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i as i64 + 1))
             .collect();
         for chunk in entries.chunks(31) {
@@ -180,8 +245,7 @@ mod tests {
         let mut both = index.candidates(&id(entries[5].0));
         both.sort_unstable();
         assert_eq!(both, vec![entries[5].1, 999_999]);
-        let mut gone = vec![entries[5], entries[7], (entries[9].0, 12_345)];
-        index.remove(&mut gone);
+        index.remove(&[entries[5], entries[7], (entries[9].0, 12_345)]);
         assert_eq!(index.candidates(&id(entries[5].0)), vec![999_999]);
         assert!(index.candidates(&id(entries[7].0)).is_empty());
         // Removing a pair that is not there leaves the real one.
@@ -190,14 +254,25 @@ mod tests {
     }
 
     #[test]
-    fn merging_keeps_order() {
-        let mut main = vec![(1, 1), (5, 5), (9, 9)];
-        let mut recent = vec![(0, 0), (5, 4), (6, 6), (10, 10)];
-        merge_into(&mut main, &mut recent);
-        assert_eq!(
-            main,
-            vec![(0, 0), (1, 1), (5, 4), (5, 5), (6, 6), (9, 9), (10, 10)]
-        );
-        assert!(recent.is_empty());
+    fn ids_alike_in_the_kept_bits_are_both_candidates() {
+        // Same first 44 bits, different after: the index cannot tell them apart, so both
+        // rows are offered and the caller's check of the full id decides.
+        let (a, b) = (0xABCD_EF01_2340_0000_u64, 0xABCD_EF01_234F_FFFF_u64);
+        let index = IdIndex::default();
+        index.add(&[(a, 1), (b, 2)]);
+        assert_eq!(index.candidates(&id(a)), vec![1, 2]);
+        // A key that differs within the kept bits is not offered.
+        assert!(index.candidates(&id(a ^ (1 << 30))).is_empty());
+    }
+
+    #[test]
+    fn a_seq_beyond_32_bits_is_kept_whole() {
+        let index = IdIndex::default();
+        let big = i64::from(u32::MAX) + 5;
+        index.add(&[(42, big), (42, 7)]);
+        assert_eq!(index.candidates(&id(42)), vec![7, big]);
+        index.remove(&[(42, big)]);
+        assert_eq!(index.candidates(&id(42)), vec![7]);
+        assert_eq!(index.len(), 1);
     }
 }

@@ -70,10 +70,11 @@ pub async fn quinn_rate(total: usize) -> Result<f64> {
 pub struct Backfill {
     /// Events per second, start of the empty node to its last event stored.
     pub rate: f64,
-    /// Peak resident memory of the full node, KiB.
-    pub source_peak_kib: u64,
-    /// Peak resident memory of the catching-up node, KiB.
-    pub sink_peak_kib: u64,
+    /// Peak resident memory of the full node and of the catching-up node, KiB, when the
+    /// catching-up node held every event.
+    pub caught_up_peak_kib: (u64, u64),
+    /// The same, once it had also finished a reconciliation session (`PeakAt::Reconciled`).
+    pub reconciled_peak_kib: Option<(u64, u64)>,
     /// Bytes the catching-up node wrote to storage per event.
     pub written_per_event: Option<f64>,
     /// Round trips of the catching-up node's first session with its peer, from its log.
@@ -104,13 +105,28 @@ pub fn negentropy_round_trips(events: &[ValidEvent], held: usize) -> Result<u32>
     super::recon::rounds_to_reconcile(items(&events[..held]), items(events))
 }
 
+/// How long the two nodes' peak memory is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeakAt {
+    /// Until the node catching up holds every event.
+    CaughtUp,
+    /// Also after that, until the node catching up has finished a reconciliation session
+    /// with the other (both then hold every id of the store in memory at once); at most
+    /// 90 s later, a session being due every 60 s.
+    Reconciled,
+}
+
 /// Runs one backfill of `events` from a full node to an empty one.
-pub async fn backfill(events: &[ValidEvent]) -> Result<Backfill> {
-    backfill_holding(events, 0).await
+pub async fn backfill(events: &[ValidEvent], peak_at: PeakAt) -> Result<Backfill> {
+    backfill_holding(events, 0, peak_at).await
 }
 
 /// Runs one backfill of `events` from a full node to one that holds `events[..held]`.
-pub async fn backfill_holding(events: &[ValidEvent], held: usize) -> Result<Backfill> {
+pub async fn backfill_holding(
+    events: &[ValidEvent],
+    held: usize,
+    peak_at: PeakAt,
+) -> Result<Backfill> {
     let spec = NodeSpec {
         federate: true,
         peers: vec![],
@@ -144,8 +160,24 @@ pub async fn backfill_holding(events: &[ValidEvent], held: usize) -> Result<Back
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    let source_peak_kib = status_kib(source.pid(), "VmHWM:").unwrap_or(0);
-    let sink_peak_kib = status_kib(sink.pid(), "VmHWM:").unwrap_or(0);
+    let peaks = || {
+        (
+            status_kib(source.pid(), "VmHWM:").unwrap_or(0),
+            status_kib(sink.pid(), "VmHWM:").unwrap_or(0),
+        )
+    };
+    let caught_up_peak_kib = peaks();
+    let mut reconciled_peak_kib = None;
+    if peak_at == PeakAt::Reconciled {
+        let settle = Instant::now() + Duration::from_secs(90);
+        while !sink.log_text().contains("reconciled with node") {
+            if Instant::now() > settle {
+                bail!("the node that caught up did not reconcile within 90 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        reconciled_peak_kib = Some(peaks());
+    }
     // Count until the node stopped: its shutdown checkpoint writes what the log still held,
     // so a policy that checkpoints less often cannot hide bytes past the end of the window.
     let written = sink
@@ -156,8 +188,8 @@ pub async fn backfill_holding(events: &[ValidEvent], held: usize) -> Result<Back
     Ok(Backfill {
         round_trips,
         rate: (n - held as u64) as f64 / secs,
-        source_peak_kib,
-        sink_peak_kib,
+        caught_up_peak_kib,
+        reconciled_peak_kib,
         written_per_event: written,
     })
 }
@@ -165,7 +197,7 @@ pub async fn backfill_holding(events: &[ValidEvent], held: usize) -> Result<Back
 /// The backfill figures over `events`.
 pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill> {
     let n = events.len();
-    let b = backfill(events).await?;
+    let b = backfill(events, PeakAt::CaughtUp).await?;
     let verify = verify_rate(events);
     let bytes: usize = events.iter().map(|e| e.bytes().len()).sum();
     let quinn = quinn_rate(bytes).await?;
@@ -189,7 +221,7 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill>
     round_trips(report, events, &b)?;
     // A node that was away: it holds the oldest tenth and lacks the rest.
     let held = n / 10;
-    let away = backfill_holding(events, held).await?;
+    let away = backfill_holding(events, held, PeakAt::CaughtUp).await?;
     let Some(rounds) = away.round_trips else {
         bail!("the node that was away logged no reconciliation");
     };

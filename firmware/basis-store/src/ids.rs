@@ -43,12 +43,57 @@ pub(crate) fn key_of(id: &[u8]) -> u64 {
     u64::from_be_bytes(k)
 }
 
+/// Where an entry `(key, seq)` lives.
+enum Place {
+    /// In this bucket, as (the key's bits 12 to 43, the seq).
+    Bucket(usize, (u32, u32)),
+    /// In the full-width list: its seq does not fit in 32 bits.
+    Wide((u64, i64)),
+}
+
 /// A key's bucket and the 32 bits of it the bucket keeps (the key's bits 12 to 43).
 fn split(k: u64) -> (usize, u32) {
     (
         (k >> (64 - BUCKET_BITS)) as usize,
         (k >> (32 - BUCKET_BITS)) as u32,
     )
+}
+
+fn place((k, seq): (u64, i64)) -> Place {
+    match u32::try_from(seq) {
+        Ok(seq) => {
+            let (b, bits) = split(k);
+            Place::Bucket(b, (bits, seq))
+        }
+        Err(_) => Place::Wide((k, seq)),
+    }
+}
+
+/// The seqs of the entries of the sorted `list` whose key is `k`.
+fn seqs_of<K: Ord + Copy, S: Copy>(list: &[(K, S)], k: K) -> impl Iterator<Item = S> + '_ {
+    let start = list.partition_point(|&(x, _)| x < k);
+    list[start..]
+        .iter()
+        .take_while(move |&&(x, _)| x == k)
+        .map(|&(_, seq)| seq)
+}
+
+/// Inserts `x` into the sorted `list`, growing it by an eighth when full: the lists are
+/// small, so copying is cheap, and the spare room stays near 6 % instead of a doubling's 25 %
+/// on average.
+fn insert_sorted<T: Ord>(list: &mut Vec<T>, x: T) {
+    let at = list.partition_point(|e| *e < x);
+    if list.len() == list.capacity() {
+        list.reserve_exact(list.len() / 8 + 4);
+    }
+    list.insert(at, x);
+}
+
+/// Removes `x` from the sorted `list`, if it is there.
+fn remove_sorted<T: Ord>(list: &mut Vec<T>, x: &T) {
+    if let Ok(at) = list.binary_search(x) {
+        list.remove(at);
+    }
 }
 
 /// The buckets and the full-width entries.
@@ -69,40 +114,17 @@ impl Tables {
         }
     }
 
-    fn insert(&mut self, (k, seq): (u64, i64)) {
-        match u32::try_from(seq) {
-            Ok(seq) => {
-                let (b, bits) = split(k);
-                let list = &mut self.buckets[b];
-                let at = list.partition_point(|&e| e < (bits, seq));
-                if list.len() == list.capacity() {
-                    // Grow by an eighth: the lists are small, so copying is cheap, and the
-                    // spare room stays near 6 % instead of a doubling's 25 % on average.
-                    list.reserve_exact(list.len() / 8 + 4);
-                }
-                list.insert(at, (bits, seq));
-            }
-            Err(_) => {
-                let at = self.wide.partition_point(|&e| e < (k, seq));
-                self.wide.insert(at, (k, seq));
-            }
+    fn insert(&mut self, entry: (u64, i64)) {
+        match place(entry) {
+            Place::Bucket(b, x) => insert_sorted(&mut self.buckets[b], x),
+            Place::Wide(x) => insert_sorted(&mut self.wide, x),
         }
     }
 
-    fn remove(&mut self, (k, seq): (u64, i64)) {
-        match u32::try_from(seq) {
-            Ok(seq) => {
-                let (b, bits) = split(k);
-                let list = &mut self.buckets[b];
-                if let Ok(at) = list.binary_search(&(bits, seq)) {
-                    list.remove(at);
-                }
-            }
-            Err(_) => {
-                if let Ok(at) = self.wide.binary_search(&(k, seq)) {
-                    self.wide.remove(at);
-                }
-            }
+    fn remove(&mut self, entry: (u64, i64)) {
+        match place(entry) {
+            Place::Bucket(b, x) => remove_sorted(&mut self.buckets[b], &x),
+            Place::Wide(x) => remove_sorted(&mut self.wide, &x),
         }
     }
 }
@@ -125,9 +147,11 @@ impl IdIndex {
     pub(crate) fn load(conn: &Connection, expected: usize) -> Result<IdIndex, StoreError> {
         // Room for what is held and a sixteenth more, so that the first events added after
         // opening do not make every bucket grow at once.
-        let per_bucket = match expected / BUCKETS {
-            0 if expected == 0 => 0,
-            n => n + n / 16 + 4,
+        let per_bucket = if expected == 0 {
+            0
+        } else {
+            let n = expected / BUCKETS;
+            n + n / 16 + 4
         };
         let mut tables = Tables::new(per_bucket);
         {
@@ -135,13 +159,10 @@ impl IdIndex {
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let id = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                let (k, seq) = (key_of(id), row.get::<_, i64>(0)?);
-                match u32::try_from(seq) {
-                    Ok(seq) => {
-                        let (b, bits) = split(k);
-                        tables.buckets[b].push((bits, seq));
-                    }
-                    Err(_) => tables.wide.push((k, seq)),
+                // Pushed unsorted, each list sorted once below.
+                match place((key_of(id), row.get(0)?)) {
+                    Place::Bucket(b, x) => tables.buckets[b].push(x),
+                    Place::Wide(x) => tables.wide.push(x),
                 }
             }
         }
@@ -168,21 +189,10 @@ impl IdIndex {
         let k = key(id);
         let (b, bits) = split(k);
         let t = self.read();
-        let list = &t.buckets[b];
-        let start = list.partition_point(|&(x, _)| x < bits);
-        let mut out: Vec<i64> = list[start..]
-            .iter()
-            .take_while(|&&(x, _)| x == bits)
-            .map(|&(_, seq)| i64::from(seq))
-            .collect();
-        let start = t.wide.partition_point(|&(x, _)| x < k);
-        out.extend(
-            t.wide[start..]
-                .iter()
-                .take_while(|&&(x, _)| x == k)
-                .map(|&(_, seq)| seq),
-        );
-        out
+        seqs_of(&t.buckets[b], bits)
+            .map(i64::from)
+            .chain(seqs_of(&t.wide, k))
+            .collect()
     }
 
     /// Records committed rows, as `(key, seq)`.

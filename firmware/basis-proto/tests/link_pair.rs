@@ -28,6 +28,17 @@ struct Store {
     rooms: HashMap<EventId, RoomId>,
 }
 
+impl Store {
+    /// The ids of the events newer than `after` (every event for `None`): a catch-up.
+    fn newer(&self, after: Option<u64>) -> Vec<EventId> {
+        self.events
+            .iter()
+            .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
 impl ItemSource for Store {
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
         for (id, (ts, raw)) in &self.events {
@@ -148,19 +159,21 @@ fn side(
     s
 }
 
+/// Sends the held events among `ids` to the peer, newest first, as the driver does.
+fn send_events(s: &mut Side, ids: &[EventId], peer_inbox: &mut VecDeque<Vec<u8>>) {
+    let mut raws: Vec<(u64, Vec<u8>)> = ids
+        .iter()
+        .filter_map(|id| s.store.events.get(id).cloned())
+        .collect();
+    raws.sort_by_key(|r| std::cmp::Reverse(r.0));
+    for f in event_frames(raws.into_iter().map(|(_, r)| r).collect()) {
+        peer_inbox.push_back(f.encode());
+    }
+    s.link.sent(ids);
+}
+
 fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>) {
     for a in actions {
-        let a = match a {
-            Action::SendNewer(after) => Action::SendEvents(
-                s.store
-                    .events
-                    .iter()
-                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
-                    .map(|(id, _)| *id)
-                    .collect(),
-            ),
-            other => other,
-        };
         match a {
             Action::Send(f) => {
                 s.sent.push(f.name());
@@ -178,18 +191,11 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
                     peer_inbox.push_back(ack.encode());
                 }
             }
-            Action::SendEvents(ids) => {
-                let mut raws: Vec<(u64, Vec<u8>)> = ids
-                    .iter()
-                    .filter_map(|id| s.store.events.get(id).cloned())
-                    .collect();
-                raws.sort_by_key(|r| std::cmp::Reverse(r.0));
-                for f in event_frames(raws.into_iter().map(|(_, r)| r).collect()) {
-                    peer_inbox.push_back(f.encode());
-                }
-                s.link.sent(&ids);
+            Action::SendEvents(ids) => send_events(s, &ids, peer_inbox),
+            Action::SendNewer(after) => {
+                let ids = s.store.newer(after);
+                send_events(s, &ids, peer_inbox);
             }
-            Action::SendNewer(_) => unreachable!("turned into SendEvents above"),
             Action::Learned(_) | Action::Reconciled { .. } => {}
             Action::CatchingUp => s.catching_up += 1,
             Action::Penalize { points, .. } => s.penalties += points,

@@ -301,21 +301,20 @@ fn side(link: Link, items: Vec<(u64, EventId)>) -> Side {
     }
 }
 
+/// Sends the held events among `ids`, newest first, as the driver does.
+fn send_events(s: &mut Side, ids: &[EventId], outbox: &mut VecDeque<Frame>) {
+    let mut raws: Vec<(u64, Vec<u8>)> = ids
+        .iter()
+        .filter_map(|id| s.store.0.get(id).cloned())
+        .collect();
+    raws.sort_by_key(|r| std::cmp::Reverse(r.0));
+    outbox.extend(event_frames(raws.into_iter().map(|(_, r)| r).collect()));
+    s.link.sent(ids);
+}
+
 /// Carries out a side's actions; frames go to `outbox`.
 fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
     for action in actions {
-        // A catch-up is every held event newer than `after`, sent as for a want list.
-        let action = match action {
-            Action::SendNewer(after) => Action::SendEvents(
-                s.store
-                    .0
-                    .iter()
-                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
-                    .map(|(id, _)| *id)
-                    .collect(),
-            ),
-            other => other,
-        };
         match action {
             Action::Send(frame) => outbox.push_back(frame),
             Action::Store(events) => {
@@ -324,14 +323,17 @@ fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
                     s.store.0.insert(e.id(), (ts, e.bytes().to_vec()));
                 }
             }
-            Action::SendEvents(ids) => {
-                let mut raws: Vec<(u64, Vec<u8>)> = ids
+            Action::SendEvents(ids) => send_events(s, &ids, outbox),
+            // A catch-up: every held event newer than `after`.
+            Action::SendNewer(after) => {
+                let ids: Vec<EventId> = s
+                    .store
+                    .0
                     .iter()
-                    .filter_map(|id| s.store.0.get(id).cloned())
+                    .filter(|(_, (ts, _))| after.is_none_or(|a| *ts > a))
+                    .map(|(id, _)| *id)
                     .collect();
-                raws.sort_by_key(|r| std::cmp::Reverse(r.0));
-                outbox.extend(event_frames(raws.into_iter().map(|(_, r)| r).collect()));
-                s.link.sent(&ids);
+                send_events(s, &ids, outbox);
             }
             Action::Close(reason) => panic!("the seed session closed: {reason}"),
             Action::Penalize { reason, .. } => panic!("the seed session penalized: {reason}"),

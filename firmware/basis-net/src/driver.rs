@@ -87,16 +87,27 @@ pub(crate) struct StoreItems(pub Arc<Context>);
 
 impl ItemSource for StoreItems {
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
+        // Reading the set blocks; tell the runtime so other tasks move elsewhere. Only the
+        // slice the set takes is read, from the `events_ts` index.
+        let (from, to) = items.span().unwrap_or((0, u64::MAX));
         // Pushing fails only on a sealed set; this one is being built.
         let visit = |ts, id| {
             let _ = items.push(ts, id);
         };
-        // Reading the whole set blocks; tell the runtime so other tasks move elsewhere.
         tokio::task::block_in_place(|| match scope {
             Some(rooms) => self.0.readers.for_each_item_in(rooms, visit),
-            None => self.0.readers.for_each_item(visit),
+            None => self.0.readers.for_each_item(from, to, visit),
         })
         .map_err(|e| e.to_string())
+    }
+
+    fn newest(&mut self) -> Result<Option<u64>, String> {
+        tokio::task::block_in_place(|| self.0.readers.newest_ts()).map_err(|e| e.to_string())
+    }
+
+    fn nth_from(&mut self, from: u64, n: usize) -> Result<Option<u64>, String> {
+        tokio::task::block_in_place(|| self.0.readers.nth_ts_from(from, n))
+            .map_err(|e| e.to_string())
     }
 
     fn holds(&mut self, id: &basis_core::EventId) -> bool {
@@ -1065,6 +1076,7 @@ pub(crate) async fn run_upstream(
         upstream: true,
         boot: ctx.link_config.boot,
         dial: ctx.next_dial(),
+        slice_items: LinkConfig::SLICE_ITEMS,
     };
     let (machine, first) = BridgeLink::new(config, id, exporter, bridge.reconcile_every());
     // Every frame but file data goes in order on one queue: the upload frames' numbers must

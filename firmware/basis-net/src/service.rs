@@ -110,6 +110,7 @@ impl Federation {
             upstream: false,
             boot: u64::from_le_bytes(boot_bytes),
             dial: 0,
+            slice_items: LinkConfig::SLICE_ITEMS,
         };
         let registry = Registry::new(local, tag.clone(), settings.allow, settings.max_peers);
         let (ctx, dial_rx) = Context::new(

@@ -106,6 +106,18 @@ pub enum Frame {
     /// node that was away gets what it missed in one round trip, where negentropy would list
     /// every id, 60 kB a round (protocol version 5).
     CatchUp(Option<u64>),
+    /// Sent by the dialling side of a LAN link before the first `Recon` of each slice of a
+    /// session: the `Recon` messages that follow, until the next `Slice` or `ReconEnd`,
+    /// reconcile only the events with a timestamp from `from` to `to` (both included). A
+    /// session covers the events up to the dialler's newest in slices of about
+    /// [`crate::limits::SLICE_ITEMS`] of the dialler's events, oldest first, so neither side
+    /// holds more than a slice's items at a time (protocol version 6).
+    Slice {
+        /// The oldest timestamp in the slice.
+        from: u64,
+        /// The newest timestamp in the slice.
+        to: u64,
+    },
 }
 
 /// Chunks `start..end` (half-open, 0-based) of a file.
@@ -282,6 +294,7 @@ impl Frame {
             Frame::File(FileFrame::Chunk { .. }) => "file-chunk",
             Frame::File(FileFrame::Lacks { .. }) => "file-lacks",
             Frame::CatchUp(_) => "catch-up",
+            Frame::Slice { .. } => "slice",
         }
     }
 

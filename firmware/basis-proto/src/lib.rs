@@ -73,5 +73,7 @@ pub const ALPN: &[u8] = b"basis/1";
 /// Version of the federation protocol carried in the hello frame.
 /// Version 3 added the `Stored` frame; version 4 the `File` frames (a version 3 node would
 /// refuse them as malformed and count that against the sender, so the versions must not
-/// link); version 5 the `CatchUp` frame. A node never links with a node of another version.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// link); version 5 the `CatchUp` frame; version 6 the `Slice` frame (a version 5 responder
+/// would reconcile every event against one slice of the dialler's and report the rest as
+/// missing). A node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 6;

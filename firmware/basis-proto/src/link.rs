@@ -11,7 +11,7 @@ use crate::admission::{FederationKey, Role};
 use crate::frame::{EventsBatch, FileFrame, Frame, Notice, PeerInfo};
 use crate::limits::{
     CATCH_UP_MIN_GAP, EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS,
-    MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, WANT_FRAME_IDS,
+    MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, SLICE_ITEMS, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
 
@@ -42,13 +42,46 @@ pub struct LinkConfig {
     /// The number of this dial, when this node dials (0 when it accepts); the driver sets it
     /// on the link's own copy of the configuration.
     pub dial: u64,
+    /// Most of this node's events in one slice of a reconciliation session (see
+    /// `Frame::Slice`); [`SLICE_ITEMS`] unless a test wants small slices.
+    pub slice_items: usize,
+}
+
+impl LinkConfig {
+    /// The slice size nodes use: [`SLICE_ITEMS`].
+    pub const SLICE_ITEMS: usize = SLICE_ITEMS;
 }
 
 /// Where a link gets the items it reconciles over.
 pub trait ItemSource {
     /// `(timestamp, id)` of every event in the reconciled set, added to `items`: every event
     /// held, or only those of the rooms in `scope` when it is given.
+    /// A set made with [`Items::between`] keeps only the items of its span, so a source may
+    /// add them all; a source that can read a range of time by itself reads only
+    /// [`Items::span`].
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String>;
+
+    /// The newest timestamp of the events held (`None` when there is none).
+    ///
+    /// The default collects every item to find it; a store with an index on the timestamp
+    /// answers from the index.
+    fn newest(&mut self) -> Result<Option<u64>, String> {
+        let mut items = Items::default();
+        self.items(None, &mut items)?;
+        Ok(items.newest())
+    }
+
+    /// The timestamp of the held event `n` places after the oldest one at or after `from`,
+    /// in `(timestamp, id)` order (`None` when `n` or fewer events are held from `from` on):
+    /// where a slice of `n` events that starts at `from` ends.
+    ///
+    /// The default collects the items from `from` on to count them; a store with an index on
+    /// the timestamp answers from the index.
+    fn nth_from(&mut self, from: u64, n: usize) -> Result<Option<u64>, String> {
+        let mut items = Items::between(from, u64::MAX);
+        self.items(None, &mut items)?;
+        items.nth_timestamp(n).map_err(|e| e.to_string())
+    }
 
     /// Whether the store holds the event `id` already. A received event is looked up here
     /// before its signature is checked: in a mesh every node is sent each event by several
@@ -59,6 +92,20 @@ pub trait ItemSource {
         let _ = id;
         false
     }
+}
+
+/// The session this node is running on a LAN link, slice by slice (see `Frame::Slice`).
+#[derive(Debug)]
+struct Session {
+    /// This node's newest timestamp when the session started: the last slice ends there
+    /// (the peer's newer events came with `CatchUp`).
+    newest: u64,
+    /// The slice being reconciled.
+    slice: (u64, u64),
+    /// Ids sent and asked for, and round trips, in the slices done so far.
+    have: usize,
+    need: usize,
+    rounds: u32,
 }
 
 /// The items of `source` added to `items`, or the reason to close the link.
@@ -205,7 +252,14 @@ pub struct Link {
     state: State,
     peer_name: String,
     initiator: Option<Initiator>,
+    /// The session of `initiator`, on a LAN link (`None` for an upstream link's scoped one).
+    session: Option<Session>,
     responder: Option<Responder>,
+    /// The slice the peer set for its current `Recon` messages (`Frame::Slice`).
+    peer_slice: Option<(u64, u64)>,
+    /// The newest timestamp the peer holds, from its `CatchUp`: what is newer was sent
+    /// whole, so the session leaves it out.
+    peer_newest: Option<u64>,
     wanted: Vec<EventId>,
     recent: Recent,
     next_recon: Option<Instant>,
@@ -266,7 +320,10 @@ impl Link {
             state: State::Hello,
             peer_name: String::new(),
             initiator: None,
+            session: None,
             responder: None,
+            peer_slice: None,
+            peer_newest: None,
             wanted: Vec::new(),
             recent: Recent::default(),
             next_recon: None,
@@ -356,6 +413,7 @@ impl Link {
         }
         self.state = State::Closed;
         self.initiator = None;
+        self.session = None;
         self.responder = None;
         self.wanted = Vec::new();
         out.push(Action::Send(Frame::Bye(reason.clone())));
@@ -445,6 +503,29 @@ impl Link {
             (State::Open, Frame::ReconEnd) => {
                 self.responder = None;
                 self.peer_scope = None;
+                self.peer_slice = None;
+                self.peer_newest = None;
+            }
+            (State::Open, Frame::Slice { from, to }) => {
+                if self.role == Role::Dialer {
+                    self.close(
+                        "a reconciliation slice from the accepting side".into(),
+                        PENALTY_VIOLATION,
+                        &mut out,
+                    );
+                } else if from > to {
+                    self.close(
+                        format!(
+                            "a reconciliation slice that ends ({to}) before it starts ({from})"
+                        ),
+                        PENALTY_VIOLATION,
+                        &mut out,
+                    );
+                } else {
+                    // The next `Recon` starts the slice's own negentropy session.
+                    self.responder = None;
+                    self.peer_slice = Some((from, to));
+                }
             }
             (State::Open, Frame::Scope(rooms)) => {
                 if rooms.len() > MAX_SCOPE_ROOMS {
@@ -476,9 +557,7 @@ impl Link {
                     out.push(Action::SendEvents(ids));
                 }
             }
-            (State::Open, Frame::CatchUp(newest)) => {
-                self.on_catch_up(newest, now, source, &mut out)
-            }
+            (State::Open, Frame::CatchUp(newest)) => self.on_catch_up(newest, now, &mut out),
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
             (State::Open, Frame::File(file)) => match file.violation() {
@@ -553,32 +632,88 @@ impl Link {
 
     fn start_recon(&mut self, now: Instant, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
         self.next_recon = Some(now + self.config.reconcile_every);
-        let items = match collect(source, self.own_scope.as_deref(), Items::default()) {
-            Ok(items) => items,
-            Err(reason) => return out.push(Action::Close(reason)),
-        };
+        // A scoped session (the bridge's) reconciles all of its scope at once: its driver
+        // decides what crosses.
+        if self.own_scope.is_some() {
+            let items = match collect(source, self.own_scope.as_deref(), Items::default()) {
+                Ok(items) => items,
+                Err(reason) => return out.push(Action::Close(reason)),
+            };
+            return self.start_initiator(items, out);
+        }
         // Negentropy would list every id this node lacks, 60 kB a round (about 550 rounds for
         // a node that holds nothing and a peer that holds a million events). What is newer
         // than this node's newest event it cannot hold, so it asks for all of that at once
         // and reconciles only the rest; a node that holds nothing asks for everything and
-        // does not reconcile. A scoped session (the bridge's) always reconciles all of its
-        // scope: its driver decides what crosses.
-        if self.own_scope.is_none() {
-            let newest = items.newest();
-            out.push(Action::Send(Frame::CatchUp(newest)));
-            if newest.is_none() {
-                self.stats.reconciliations += 1;
-                self.stats.last_reconciled = Some(now);
-                out.push(Action::CatchingUp);
-                return;
+        // does not reconcile.
+        let newest = match source.newest() {
+            Ok(newest) => newest,
+            Err(e) => {
+                return out.push(Action::Close(format!(
+                    "cannot read the store to reconcile: {e}"
+                )));
             }
+        };
+        out.push(Action::Send(Frame::CatchUp(newest)));
+        let Some(newest) = newest else {
+            self.stats.reconciliations += 1;
+            self.stats.last_reconciled = Some(now);
+            out.push(Action::CatchingUp);
+            return;
+        };
+        self.session = Some(Session {
+            newest,
+            slice: (0, 0),
+            have: 0,
+            need: 0,
+            rounds: 0,
+        });
+        self.start_slice(0, source, out);
+    }
+
+    /// Starts the slice of the current session that begins at `from`: about
+    /// [`LinkConfig::slice_items`] of this node's events, up to the session's newest.
+    fn start_slice(&mut self, from: u64, source: &mut dyn ItemSource, out: &mut Vec<Action>) {
+        let Some(newest) = self.session.as_ref().map(|s| s.newest) else {
+            return;
+        };
+        let to = match source.nth_from(from, self.config.slice_items.max(1)) {
+            // More events than a slice holds share the timestamp `from`: the slice takes
+            // them all.
+            Ok(Some(next)) if next <= from => from,
+            Ok(Some(next)) => (next - 1).min(newest),
+            Ok(None) => newest,
+            Err(e) => {
+                self.session = None;
+                return out.push(Action::Close(format!(
+                    "cannot read the store to reconcile: {e}"
+                )));
+            }
+        };
+        let items = match collect(source, None, Items::between(from, to)) {
+            Ok(items) => items,
+            Err(reason) => {
+                self.session = None;
+                return out.push(Action::Close(reason));
+            }
+        };
+        if let Some(session) = self.session.as_mut() {
+            session.slice = (from, to);
         }
+        out.push(Action::Send(Frame::Slice { from, to }));
+        self.start_initiator(items, out);
+    }
+
+    fn start_initiator(&mut self, items: Items, out: &mut Vec<Action>) {
         match Initiator::start(items) {
             Ok((init, first)) => {
                 self.initiator = Some(init);
                 out.push(Action::Send(Frame::Recon(first)));
             }
-            Err(e) => out.push(Action::Close(e.to_string())),
+            Err(e) => {
+                self.session = None;
+                out.push(Action::Close(e.to_string()));
+            }
         }
     }
 
@@ -602,18 +737,12 @@ impl Link {
                 Ok(Step::Done { have, need }) => {
                     let rounds = init.rounds();
                     self.initiator = None;
-                    self.stats.reconciliations += 1;
-                    self.stats.last_reconciled = Some(now);
-                    out.push(Action::Send(Frame::ReconEnd));
-                    out.push(Action::Reconciled {
-                        have: have.len(),
-                        need: need.len(),
-                        rounds,
-                    });
                     if let Some(rooms) = self.own_scope.take() {
+                        self.finish_session(have.len(), need.len(), rounds, now, out);
                         out.push(Action::Differences { rooms, have, need });
                         return;
                     }
+                    let (have_n, need_n) = (have.len(), need.len());
                     if !have.is_empty() {
                         out.push(Action::SendEvents(have));
                     }
@@ -627,13 +756,35 @@ impl Link {
                         }
                         out.push(Action::Send(Frame::WantEnd));
                     }
+                    let Some(session) = self.session.as_mut() else {
+                        return self.finish_session(have_n, need_n, rounds, now, out);
+                    };
+                    session.have += have_n;
+                    session.need += need_n;
+                    session.rounds += rounds;
+                    let (to, newest) = (session.slice.1, session.newest);
+                    if to < newest {
+                        return self.start_slice(to + 1, source, out);
+                    }
+                    let (have, need, rounds) = (session.have, session.need, session.rounds);
+                    self.session = None;
+                    self.finish_session(have, need, rounds, now, out);
                 }
                 Err(e) => self.close(e.to_string(), PENALTY_VIOLATION, out),
             }
             return;
         }
         if self.responder.is_none() {
-            let items = match collect(source, self.peer_scope.as_deref(), Items::default()) {
+            // A slice's items, left out what is newer than the peer's newest (it was sent
+            // whole, after its `CatchUp`); every item of the scope without a slice.
+            let (from, to) = self.peer_slice.unwrap_or((0, u64::MAX));
+            let to = to.min(self.peer_newest.unwrap_or(u64::MAX));
+            let span = if self.peer_slice.is_some() || self.peer_newest.is_some() {
+                Items::between(from, to)
+            } else {
+                Items::default()
+            };
+            let items = match collect(source, self.peer_scope.as_deref(), span) {
                 Ok(items) => items,
                 Err(reason) => return out.push(Action::Close(reason)),
             };
@@ -651,17 +802,26 @@ impl Link {
         self.stats.last_reconciled = Some(now);
     }
 
+    /// The session ended: the peer may drop its state, and the driver hears the totals.
+    fn finish_session(
+        &mut self,
+        have: usize,
+        need: usize,
+        rounds: u32,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.stats.reconciliations += 1;
+        self.stats.last_reconciled = Some(now);
+        out.push(Action::Send(Frame::ReconEnd));
+        out.push(Action::Reconciled { have, need, rounds });
+    }
+
     /// The peer holds nothing newer than `newest` (nothing at all for `None`): every event
     /// newer goes, newest first, and the session that follows covers only the rest. Every
     /// event held counts, whatever the peer's scope: only LAN links send `CatchUp`, and they
     /// never send a scope.
-    fn on_catch_up(
-        &mut self,
-        newest: Option<u64>,
-        now: Instant,
-        source: &mut dyn ItemSource,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_catch_up(&mut self, newest: Option<u64>, now: Instant, out: &mut Vec<Action>) {
         if self.role == Role::Dialer {
             return self.close(
                 "a catch-up request from the accepting side".into(),
@@ -680,18 +840,11 @@ impl Link {
             );
         }
         self.last_catch_up = Some(now);
-        // The session's first `Recon` follows; it is answered from the events up to `newest`.
+        // The session that follows, slice by slice, reconciles only the events up to
+        // `newest`; its first `Recon` reads them.
         self.responder = None;
-        if let Some(ceiling) = newest {
-            let items = match collect(source, self.peer_scope.as_deref(), Items::below(ceiling)) {
-                Ok(items) => items,
-                Err(reason) => return out.push(Action::Close(reason)),
-            };
-            match Responder::new(items) {
-                Ok(r) => self.responder = Some(r),
-                Err(e) => return out.push(Action::Close(e.to_string())),
-            }
-        }
+        self.peer_slice = None;
+        self.peer_newest = newest;
         out.push(Action::SendNewer(newest));
     }
 

@@ -5,7 +5,7 @@
 //! large difference takes more round trips rather than larger frames.
 
 use basis_core::EventId;
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::{Id, Negentropy, NegentropyStorageBase, NegentropyStorageVector};
 
 use crate::limits::{MAX_RECON_ROUNDS, RECON_FRAME_BYTES};
 
@@ -23,13 +23,14 @@ pub enum ReconError {
 /// The items a session reconciles, collected straight into negentropy's sorted vector (40
 /// bytes per item), so no second copy of the set is held.
 ///
-/// A set made with [`Items::below`] leaves out the items above its ceiling: the session
-/// reconciles only the rest (the newer ones are sent whole, see `Frame::CatchUp`).
+/// A set made with [`Items::between`] takes only the items of one slice of time and leaves
+/// out the rest (see `Frame::Slice`); a source that can read a range of time by itself asks
+/// [`Items::span`] which.
 #[derive(Default)]
 pub struct Items {
     storage: NegentropyStorageVector,
     newest: Option<u64>,
-    ceiling: Option<u64>,
+    span: Option<(u64, u64)>,
 }
 
 impl Items {
@@ -41,18 +42,26 @@ impl Items {
         }
     }
 
-    /// An empty set that takes only items with a timestamp of at most `ceiling`; the items
-    /// above it are left out.
-    pub fn below(ceiling: u64) -> Items {
+    /// An empty set that takes only items with a timestamp from `from` to `to`, both
+    /// included; the others are left out.
+    pub fn between(from: u64, to: u64) -> Items {
         Items {
-            ceiling: Some(ceiling),
+            span: Some((from, to)),
             ..Items::default()
         }
     }
 
+    /// The timestamps `(from, to)` this set takes (`None`: every timestamp).
+    pub fn span(&self) -> Option<(u64, u64)> {
+        self.span
+    }
+
     /// Adds one item.
     pub fn push(&mut self, timestamp: u64, id: EventId) -> Result<(), ReconError> {
-        if self.ceiling.is_some_and(|c| timestamp > c) {
+        if self
+            .span
+            .is_some_and(|(from, to)| timestamp < from || timestamp > to)
+        {
             return Ok(());
         }
         self.storage
@@ -62,14 +71,33 @@ impl Items {
         Ok(())
     }
 
-    /// Whether no item below the ceiling was added.
+    /// Whether no item in the span was added.
     pub fn is_empty(&self) -> bool {
         self.newest.is_none()
     }
 
-    /// The newest timestamp of the items below the ceiling (`None` when there is none).
+    /// The newest timestamp of the items in the span (`None` when there is none).
     pub fn newest(&self) -> Option<u64> {
         self.newest
+    }
+
+    /// The timestamp of the item `n` places after the oldest, in `(timestamp, id)` order
+    /// (`None` when the set holds `n` items or fewer).
+    pub fn nth_timestamp(self, n: usize) -> Result<Option<u64>, ReconError> {
+        let mut storage = self.storage;
+        storage
+            .seal()
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        let size = storage
+            .size()
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        if n >= size {
+            return Ok(None);
+        }
+        let item = storage
+            .get_item(n)
+            .map_err(|e| ReconError::Protocol(e.to_string()))?;
+        Ok(item.map(|i| i.timestamp))
     }
 }
 
@@ -198,7 +226,6 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use negentropy::NegentropyStorageBase;
 
     /// The ids of a set, newest first (by timestamp, then id), each once.
     fn ids_newest_first(items: Items) -> Vec<EventId> {
@@ -266,15 +293,28 @@ mod tests {
     }
 
     #[test]
-    fn a_ceiling_leaves_the_newer_items_out() {
-        let mut set = Items::below(1000 + 39);
+    fn a_span_leaves_the_items_outside_it_out() {
+        let mut set = Items::between(1000 + 5, 1000 + 39);
         for (ts, id) in items(0..50).into_iter().rev() {
             set.push(ts, id).unwrap();
         }
+        assert_eq!(set.span(), Some((1005, 1039)));
         assert_eq!(set.newest(), Some(1000 + 39));
         let ids = ids_newest_first(set);
-        assert_eq!(ids.len(), 40);
+        assert_eq!(ids.len(), 35);
         assert_eq!(u64::from_be_bytes(ids[0].0[..8].try_into().unwrap()), 39);
+        assert_eq!(u64::from_be_bytes(ids[34].0[..8].try_into().unwrap()), 5);
+    }
+
+    #[test]
+    fn the_nth_timestamp_counts_from_the_oldest() {
+        let mut list = items(0..50);
+        list.reverse();
+        let set = || Items::from(list.clone());
+        assert_eq!(set().nth_timestamp(0).unwrap(), Some(1000));
+        assert_eq!(set().nth_timestamp(49).unwrap(), Some(1049));
+        assert_eq!(set().nth_timestamp(50).unwrap(), None);
+        assert_eq!(Items::default().nth_timestamp(0).unwrap(), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ struct Store {
     events: BTreeMap<EventId, (u64, Vec<u8>)>,
     /// The room of each event, once validated (a real store keeps it in a column).
     rooms: HashMap<EventId, RoomId>,
+    /// How many items each set the link collected took: the most a side held at once.
+    collected: Vec<usize>,
 }
 
 impl Store {
@@ -41,6 +43,13 @@ impl Store {
 
 impl ItemSource for Store {
     fn items(&mut self, scope: Option<&[RoomId]>, items: &mut Items) -> Result<(), String> {
+        let (from, to) = items.span().unwrap_or((0, u64::MAX));
+        let taken = self
+            .events
+            .values()
+            .filter(|(ts, _)| (from..=to).contains(ts))
+            .count();
+        self.collected.push(taken);
         for (id, (ts, raw)) in &self.events {
             let room = match self.rooms.get(id) {
                 Some(room) => *room,
@@ -59,6 +68,22 @@ impl ItemSource for Store {
 
     fn holds(&mut self, id: &EventId) -> bool {
         self.events.contains_key(id)
+    }
+
+    // As a store with an index on the timestamp answers: without building a set.
+    fn newest(&mut self) -> Result<Option<u64>, String> {
+        Ok(self.events.values().map(|(ts, _)| *ts).max())
+    }
+
+    fn nth_from(&mut self, from: u64, n: usize) -> Result<Option<u64>, String> {
+        let mut ts: Vec<(u64, EventId)> = self
+            .events
+            .iter()
+            .filter(|(_, (t, _))| *t >= from)
+            .map(|(id, (t, _))| (*t, *id))
+            .collect();
+        ts.sort();
+        Ok(ts.get(n).map(|(t, _)| *t))
     }
 }
 
@@ -88,6 +113,7 @@ fn config(node: u8, secret: Option<&str>) -> LinkConfig {
         upstream: false,
         boot: 1,
         dial: 1,
+        slice_items: LinkConfig::SLICE_ITEMS,
     }
 }
 
@@ -387,6 +413,92 @@ fn a_node_holding_one_event_reconciles_and_catch_ups_too_close_or_from_the_accep
         .link
         .on_frame(&Frame::CatchUp(None).encode(), Instant::now(), &mut a.store);
     assert!(acts.iter().any(|x| matches!(x, Action::Close(_))));
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, Action::Penalize { points, .. } if *points > 0))
+    );
+}
+
+/// Node 1 and node 2 with slices of `slice` events.
+fn pair_sliced(
+    slice: usize,
+    a_evs: &[(u64, EventId, Vec<u8>)],
+    b_evs: &[(u64, EventId, Vec<u8>)],
+) -> (Side, Side) {
+    let mut a_config = config(1, Some("s"));
+    let mut b_config = config(2, Some("s"));
+    a_config.slice_items = slice;
+    b_config.slice_items = slice;
+    pair_with(a_config, b_config, a_evs, b_evs)
+}
+
+#[test]
+fn a_session_goes_slice_by_slice_and_neither_side_holds_more_than_a_slice() {
+    let common = events(3_000, 4);
+    // Each side lacks a few events of the other's, spread over the whole history.
+    let all_but = |every: usize, at: usize| -> Vec<_> {
+        let mut evs = common.clone();
+        let mut i = 0;
+        evs.retain(|_| {
+            i += 1;
+            (i - 1) % every != at
+        });
+        evs
+    };
+    let (a_evs, b_evs) = (all_but(701, 5), all_but(557, 9));
+    let (mut a, mut b) = pair_sliced(500, &a_evs, &b_evs);
+    run(&mut a, &mut b);
+    assert!(
+        a.closed.is_none() && b.closed.is_none(),
+        "{:?} {:?}",
+        a.closed,
+        b.closed
+    );
+    assert_eq!(a.store.events.len(), common.len());
+    assert_eq!(b.store.events.len(), common.len());
+    assert_eq!(a.penalties + b.penalties, 0);
+    // About 3 000 events of the dialler in slices of 500: six or seven slices, oldest first.
+    let slices = a.sent.iter().filter(|n| **n == "slice").count();
+    assert!((6..=7).contains(&slices), "{slices} slices: {:?}", a.sent);
+    assert_eq!(a.sent.iter().filter(|n| **n == "recon-end").count(), 1);
+    // Each side read one slice at a time: at most a slice and the few the other lacks.
+    for (side, store) in [("dialler", &a.store), ("acceptor", &b.store)] {
+        let most = store.collected.iter().max().copied().unwrap_or(0);
+        assert!(
+            most <= 510,
+            "the {side} held {most} items at once: {:?}",
+            store.collected
+        );
+    }
+    // The session counts once, and the next one finds nothing to do.
+    assert_eq!(a.link.stats().reconciliations, 1);
+    let later = Instant::now() + Duration::from_secs(61);
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert_eq!(a.link.stats().reconciliations, 2);
+    assert_eq!(a.store.events.len(), common.len());
+}
+
+#[test]
+fn a_slice_from_the_acceptor_or_ending_before_it_starts_is_refused() {
+    let evs = events(10, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &evs, &evs);
+    run(&mut a, &mut b);
+    assert!(a.closed.is_none() && b.closed.is_none());
+    let now = Instant::now();
+    let backwards = Frame::Slice { from: 10, to: 9 }.encode();
+    let acts = b.link.on_frame(&backwards, now, &mut b.store);
+    assert!(
+        acts.iter().any(|x| matches!(x, Action::Close(_))),
+        "{acts:?}"
+    );
+    let slice = Frame::Slice { from: 0, to: 9 }.encode();
+    let acts = a.link.on_frame(&slice, now, &mut a.store);
+    assert!(
+        acts.iter().any(|x| matches!(x, Action::Close(_))),
+        "{acts:?}"
+    );
     assert!(
         acts.iter()
             .any(|x| matches!(x, Action::Penalize { points, .. } if *points > 0))

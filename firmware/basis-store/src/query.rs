@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use basis_core::{EventId, RoomId, Timestamp};
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::StoreError;
 use crate::readers::Readers;
@@ -233,12 +233,20 @@ impl Readers {
         })
     }
 
-    /// Calls `visit` with `(timestamp, id)` of every event held, ascending: the set federation
-    /// reconciles. Streams from the index, so the caller decides what to keep in memory.
-    pub fn for_each_item(&self, mut visit: impl FnMut(u64, EventId)) -> Result<(), StoreError> {
+    /// Calls `visit` with `(timestamp, id)` of every event held with a timestamp from `from`
+    /// to `to` (both included), ascending: the set federation reconciles, or one slice of it.
+    /// Streams from the `events_ts` index, so the caller decides what to keep in memory.
+    pub fn for_each_item(
+        &self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(u64, EventId),
+    ) -> Result<(), StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT ts, id FROM events ORDER BY ts, id")?;
-            let mut rows = stmt.query([])?;
+            let mut stmt = c.prepare_cached(
+                "SELECT ts, id FROM events WHERE ts BETWEEN ?1 AND ?2 ORDER BY ts, id",
+            )?;
+            let mut rows = stmt.query(params![ts_sql(Timestamp(from)), ts_sql(Timestamp(to))])?;
             while let Some(row) = rows.next()? {
                 visit(
                     row.get::<_, i64>(0)?.max(0) as u64,
@@ -246,6 +254,37 @@ impl Readers {
                 );
             }
             Ok(())
+        })
+    }
+
+    /// The newest timestamp of the events held (`None` when there is none), from the
+    /// `events_ts` index.
+    pub fn newest_ts(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|c| {
+            let newest: Option<i64> =
+                c.query_row("SELECT max(ts) FROM events", [], |r| r.get(0))?;
+            Ok(newest.map(|t| t.max(0) as u64))
+        })
+    }
+
+    /// The timestamp of the held event `n` places after the oldest one at or after `from`,
+    /// by `(timestamp, id)` (`None` when `n` or fewer are held from `from` on): where a
+    /// reconciliation slice of `n` events ends. Walks the `events_ts` index only.
+    pub fn nth_ts_from(&self, from: u64, n: usize) -> Result<Option<u64>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT ts FROM events WHERE ts >= ?1 ORDER BY ts LIMIT 1 OFFSET ?2",
+            )?;
+            let ts: Option<i64> = stmt
+                .query_row(
+                    params![
+                        ts_sql(Timestamp(from)),
+                        i64::try_from(n).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(ts.map(|t| t.max(0) as u64))
         })
     }
 

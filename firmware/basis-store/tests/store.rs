@@ -2,7 +2,7 @@
 
 use basis_core::body::{Body, History, MessageBody, RoomCreate, RoomSettings};
 use basis_core::validate::{ValidEvent, validate_event};
-use basis_core::{EventContent, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
+use basis_core::{EventContent, EventId, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
 use basis_store::{Cursor, ExpiryPolicy, Store, StoreError, StoreOptions};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -242,6 +242,53 @@ fn events_newer_than_a_time_come_in_pages_newest_first_without_gaps_or_repeats()
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn reconciliation_slices_read_only_their_span_and_end_where_the_index_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = room_of_95(&dir);
+    let mut all: Vec<(u64, EventId)> = events
+        .iter()
+        .map(|e| (e.event().content.time.0, e.id()))
+        .collect();
+    all.sort();
+    let readers = store.readers();
+    assert_eq!(readers.newest_ts().unwrap(), all.last().map(|(ts, _)| *ts));
+    let (from, to) = (all[10].0, all[40].0);
+    let mut seen = Vec::new();
+    readers
+        .for_each_item(from, to, |ts, id| seen.push((ts, id)))
+        .unwrap();
+    let want: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|(ts, _)| (from..=to).contains(ts))
+        .collect();
+    assert_eq!(
+        seen, want,
+        "ascending by (timestamp, id), both ends included"
+    );
+    let mut every = 0;
+    readers
+        .for_each_item(0, u64::MAX, |_, _| every += 1)
+        .unwrap();
+    assert_eq!(every, all.len());
+    // Where a slice of n events that starts at `from` ends: the timestamp of the next one.
+    let from_on: Vec<u64> = all
+        .iter()
+        .map(|(ts, _)| *ts)
+        .filter(|ts| *ts >= from)
+        .collect();
+    for n in [0, 1, 5, from_on.len() - 1] {
+        assert_eq!(
+            readers.nth_ts_from(from, n).unwrap(),
+            Some(from_on[n]),
+            "n = {n}"
+        );
+    }
+    assert_eq!(readers.nth_ts_from(from, from_on.len()).unwrap(), None);
+    assert_eq!(readers.nth_ts_from(u64::MAX, 0).unwrap(), None);
 }
 
 #[test]

@@ -89,6 +89,13 @@ fn frame_seeds() -> Seeds {
             Frame::CatchUp(Some(all_events()[1].event().content.time.0)),
         ),
         ("catch-up-all", Frame::CatchUp(None)),
+        (
+            "slice",
+            Frame::Slice {
+                from: 0,
+                to: all_events()[1].event().content.time.0,
+            },
+        ),
         ("events", Frame::Events(vec![event.clone(), event])),
         ("bye", Frame::Bye("shutting down".into())),
         (

@@ -119,6 +119,7 @@ pub fn config(local: NodeId) -> LinkConfig {
         upstream: false,
         boot: 1,
         dial: 1,
+        slice_items: LinkConfig::SLICE_ITEMS,
     }
 }
 

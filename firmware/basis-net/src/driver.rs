@@ -235,13 +235,26 @@ async fn send_page(
 
 /// Streams every held event newer than `after` (all, for `None`) to a peer catching up,
 /// newest first, reading the store a page of [`STREAM_CHUNK`] at a time, so a node serving a
-/// million events holds one page, not a list of every id.
+/// million events holds one page, not a list of every id. Ends with `Frame::CatchUpEnd` on
+/// the same queue (see `Action::SendNewer`), unless the link has gone.
 async fn stream_newer(
     readers: Arc<Readers>,
     after: Option<u64>,
     bulk: mpsc::Sender<Vec<u8>>,
     sent: mpsc::UnboundedSender<Vec<EventId>>,
 ) {
+    if stream_newer_pages(readers, after, &bulk, &sent).await {
+        let _ = bulk.send(Frame::CatchUpEnd.encode()).await;
+    }
+}
+
+/// The pages of [`stream_newer`]; false when the link has gone.
+async fn stream_newer_pages(
+    readers: Arc<Readers>,
+    after: Option<u64>,
+    bulk: &mpsc::Sender<Vec<u8>>,
+    sent: &mpsc::UnboundedSender<Vec<EventId>>,
+) -> bool {
     let mut before = None;
     loop {
         let page = {
@@ -251,14 +264,17 @@ async fn stream_newer(
         };
         let Ok(Ok(page)) = page else {
             log::warn!("cannot read the events a peer catching up needs");
-            return;
+            return true;
         };
         let full = page.len() == STREAM_CHUNK;
         before = page.last().map(|(ts, id, _)| (*ts, *id));
         let (ids, raw): (Vec<EventId>, Vec<Vec<u8>>) =
             page.into_iter().map(|(_, id, raw)| (id, raw)).unzip();
-        if !send_page(ids, raw, &bulk, &sent).await || !full {
-            return;
+        if !send_page(ids, raw, bulk, sent).await {
+            return false;
+        }
+        if !full {
+            return true;
         }
     }
 }

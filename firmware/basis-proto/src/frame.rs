@@ -118,6 +118,11 @@ pub enum Frame {
         /// The newest timestamp in the slice.
         to: u64,
     },
+    /// Sent by the accepting side after the last `Events` frame it streams for a `CatchUp`
+    /// (also when reading its store failed part way): the dialler starts no new session
+    /// while a catch-up is still arriving, or the session would find everything not yet
+    /// received missing and ask for it a second time (protocol version 6).
+    CatchUpEnd,
 }
 
 /// Chunks `start..end` (half-open, 0-based) of a file.
@@ -295,6 +300,7 @@ impl Frame {
             Frame::File(FileFrame::Lacks { .. }) => "file-lacks",
             Frame::CatchUp(_) => "catch-up",
             Frame::Slice { .. } => "slice",
+            Frame::CatchUpEnd => "catch-up-end",
         }
     }
 

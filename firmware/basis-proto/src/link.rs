@@ -139,7 +139,10 @@ pub enum Action {
     SendEvents(Vec<EventId>),
     /// Send every held event newer than this timestamp (every event held, for `None`) to
     /// the peer, newest first, reading them from the store a page at a time, and call
-    /// [`Link::sent`] for each page: the peer is catching up (`Frame::CatchUp`).
+    /// [`Link::sent`] for each page: the peer is catching up (`Frame::CatchUp`). After the
+    /// last page, on the same queue as the events, send `Frame::CatchUpEnd`, also when the
+    /// store could not be read to the end (the peer's reconciliation finds the rest); not
+    /// when a newer `SendNewer` replaced this one.
     SendNewer(Option<u64>),
     /// Peers the peer knows.
     Learned(Vec<PeerInfo>),
@@ -268,6 +271,9 @@ pub struct Link {
     notices: Option<(Instant, u32)>,
     /// When the peer's last `CatchUp` came.
     last_catch_up: Option<Instant>,
+    /// This node sent a `CatchUp` and the peer's `CatchUpEnd` has not come yet: no new
+    /// session starts meanwhile.
+    catching_up: bool,
     /// Rooms the peer asked live pushes for (`None`: every room).
     subscription: Option<HashSet<RoomId>>,
     /// The scope the peer set for its next (or current) reconciliation session.
@@ -330,6 +336,7 @@ impl Link {
             stats: LinkStats::default(),
             notices: None,
             last_catch_up: None,
+            catching_up: false,
             subscription: None,
             peer_scope: None,
             own_scope: None,
@@ -558,6 +565,7 @@ impl Link {
                 }
             }
             (State::Open, Frame::CatchUp(newest)) => self.on_catch_up(newest, now, &mut out),
+            (State::Open, Frame::CatchUpEnd) => self.catching_up = false,
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
             (State::Open, Frame::File(file)) => match file.violation() {
@@ -655,6 +663,7 @@ impl Link {
             }
         };
         out.push(Action::Send(Frame::CatchUp(newest)));
+        self.catching_up = true;
         let Some(newest) = newest else {
             self.stats.reconciliations += 1;
             self.stats.last_reconciled = Some(now);
@@ -909,6 +918,7 @@ impl Link {
         if self.state == State::Open
             && self.role == Role::Dialer
             && self.initiator.is_none()
+            && !self.catching_up
             && !self.config.upstream
         {
             self.next_recon
@@ -917,10 +927,12 @@ impl Link {
         }
     }
 
-    /// Time-driven work: starts the periodic reconciliation on the dialing side.
+    /// Time-driven work: starts the periodic reconciliation on the dialing side (not while a
+    /// catch-up it asked for is still arriving).
     pub fn on_tick(&mut self, now: Instant, source: &mut dyn ItemSource) -> Vec<Action> {
         let mut out = Vec::new();
-        let due = self.next_recon.is_some_and(|t| now >= t) && !self.config.upstream;
+        let due =
+            self.next_recon.is_some_and(|t| now >= t) && !self.config.upstream && !self.catching_up;
         if self.state == State::Open && self.role == Role::Dialer && self.initiator.is_none() && due
         {
             self.start_recon(now, source, &mut out);

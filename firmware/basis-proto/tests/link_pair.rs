@@ -221,6 +221,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             Action::SendNewer(after) => {
                 let ids = s.store.newer(after);
                 send_events(s, &ids, peer_inbox);
+                peer_inbox.push_back(Frame::CatchUpEnd.encode());
             }
             Action::Learned(_) | Action::Reconciled { .. } => {}
             Action::CatchingUp => s.catching_up += 1,
@@ -343,6 +344,47 @@ fn an_empty_node_asks_for_everything_once_and_gets_it_newest_first() {
     assert_eq!(a.sent.last(), Some(&"recon-end"));
     assert_eq!(a.catching_up, 1);
     assert_eq!(a.store.events.len(), b_evs.len());
+}
+
+#[test]
+fn no_session_starts_while_a_catch_up_is_still_arriving() {
+    let b_evs = events(300, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &b_evs);
+    let now = Instant::now();
+    // Everything is delivered but the end of the catch-up, which stays on the way.
+    let end = Frame::CatchUpEnd.encode();
+    let mut held = None;
+    while !(a.inbox.is_empty() && b.inbox.is_empty()) {
+        if let Some(bytes) = b.inbox.pop_front() {
+            let acts = b.link.on_frame(&bytes, now, &mut b.store);
+            apply(&mut b, acts, &mut a.inbox);
+        }
+        if let Some(bytes) = a.inbox.pop_front() {
+            if bytes == end {
+                held = Some(bytes);
+                continue;
+            }
+            let acts = a.link.on_frame(&bytes, now, &mut a.store);
+            apply(&mut a, acts, &mut b.inbox);
+        }
+    }
+    let end = held.expect("the peer ends its catch-up with CatchUpEnd");
+    assert_eq!(a.store.events.len(), b_evs.len());
+    // A session due meanwhile would find every event not yet received missing.
+    let later = now + Duration::from_secs(61);
+    assert_eq!(a.link.poll_timeout(), None);
+    let acts = a.link.on_tick(later, &mut a.store);
+    assert!(acts.is_empty(), "{acts:?}");
+    // The end arrives: the next session is due, and finds nothing missing.
+    let acts = a.link.on_frame(&end, later, &mut a.store);
+    assert!(acts.is_empty(), "{acts:?}");
+    assert!(a.link.poll_timeout().is_some_and(|t| t <= later));
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert_eq!(a.sent.last(), Some(&"recon-end"));
+    assert_eq!(a.link.stats().reconciliations, 2);
+    assert_eq!(a.penalties + b.penalties, 0);
 }
 
 #[test]

@@ -89,6 +89,7 @@ fn frame_seeds() -> Seeds {
             Frame::CatchUp(Some(all_events()[1].event().content.time.0)),
         ),
         ("catch-up-all", Frame::CatchUp(None)),
+        ("catch-up-end", Frame::CatchUpEnd),
         (
             "slice",
             Frame::Slice {
@@ -341,6 +342,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, outbox: &mut VecDeque<Frame>) {
                     .map(|(id, _)| *id)
                     .collect();
                 send_events(s, &ids, outbox);
+                outbox.push_back(Frame::CatchUpEnd);
             }
             Action::Close(reason) => panic!("the seed session closed: {reason}"),
             Action::Penalize { reason, .. } => panic!("the seed session penalized: {reason}"),

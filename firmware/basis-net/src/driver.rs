@@ -23,6 +23,7 @@ use basis_proto::recon::Items;
 use basis_proto::{BridgeLink, BridgeStore, CloseCode, ItemSource, LinkConfig, LinkFacts, Role};
 use basis_store::Readers;
 use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -279,6 +280,31 @@ async fn stream_newer_pages(
     }
 }
 
+/// Most stores of received frames a LAN link keeps under way at once before it waits for the
+/// oldest (see `Lan::store`); a frame of a catch-up holds up to 1 500 events.
+const STORES_UNDER_WAY: usize = 2;
+
+/// Most new events a link takes from the node's queue in one turn (see [`waiting_events`]).
+const PUSH_BATCH: usize = 512;
+
+/// `first` and the new events already waiting behind it (at most [`PUSH_BATCH`] in all), taken
+/// without waiting for more: events committed together go out together. Also whether some
+/// were missed because the queue overflowed.
+fn waiting_events(
+    first: Arc<NewEvent>,
+    events: &mut broadcast::Receiver<Arc<NewEvent>>,
+) -> (Vec<Arc<NewEvent>>, bool) {
+    let mut waiting = vec![first];
+    while waiting.len() < PUSH_BATCH {
+        match events.try_recv() {
+            Ok(ev) => waiting.push(ev),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return (waiting, true),
+            Err(_) => break,
+        }
+    }
+    (waiting, false)
+}
+
 /// Stores valid events from `peer` and offers the new ones to the other links.
 async fn store_from(
     ctx: &Context,
@@ -317,7 +343,12 @@ enum Extra {
     Served(crate::files::Served),
     /// A frame the node's fetches would send the upstream node (upstream).
     ToUpstream(Vec<u8>),
+    /// The oldest store under way ended (LAN).
+    Stored(StoreResult),
 }
+
+/// How a store under way ended: stored, refused by the store, or its task failed.
+type StoreResult = Result<Result<(), basis_store::StoreError>, tokio::task::JoinError>;
 
 /// A LAN link: the protocol state and what the LAN adds to it.
 struct Lan {
@@ -345,6 +376,9 @@ struct Lan {
     /// The task streaming a catch-up to the peer: a newer request replaces it, so one link
     /// never has two running.
     catch_up: Option<tokio::task::JoinHandle<()>>,
+    /// Stores under way, oldest first (at most [`STORES_UNDER_WAY`]): the link goes on reading
+    /// frames and checking their signatures while the writer commits the ones before.
+    stores: FuturesOrdered<tokio::task::JoinHandle<Result<(), basis_store::StoreError>>>,
 }
 
 /// An upstream link: the bridge's state machine and what it reads and writes.
@@ -434,6 +468,23 @@ impl Session {
         }
     }
 
+    /// New events stored on this node that were waiting together: a LAN link pushes them in
+    /// as few frames as they fit in.
+    fn on_new_events(&mut self, peer: NodeId, events: &[Arc<NewEvent>]) -> Vec<Action> {
+        match self {
+            Session::Lan(lan) => lan.link.push_batch(
+                events
+                    .iter()
+                    .filter(|ev| ev.origin != Some(peer))
+                    .map(|ev| (ev.room, ev.id, ev.bytes.as_slice())),
+            ),
+            Session::Upstream(_) => events
+                .iter()
+                .flat_map(|ev| self.on_new_event(peer, Some(ev.as_ref())))
+                .collect(),
+        }
+    }
+
     fn on_new_event(&mut self, peer: NodeId, event: Option<&NewEvent>) -> Vec<Action> {
         match self {
             Session::Lan(lan) => match event {
@@ -469,6 +520,7 @@ impl Session {
     async fn extra(&mut self) -> Extra {
         match self {
             Session::Lan(lan) => tokio::select! {
+                Some(stored) = lan.stores.next(), if !lan.stores.is_empty() => Extra::Stored(stored),
                 n = lan.notices.recv() => Extra::Notice(n),
                 Some(ids) = lan.sent_rx.recv() => Extra::Sent(ids),
                 changed = lan.changes.changed() => match changed {
@@ -500,6 +552,10 @@ impl Session {
                 Vec::new()
             }
             (Session::Lan(lan), Extra::PeersChanged) => lan.share(io),
+            (Session::Lan(lan), Extra::Stored(result)) => {
+                lan.on_stored(io, result);
+                Vec::new()
+            }
             (Session::Upstream(up), Extra::Wan(alive)) => {
                 if !alive {
                     // The monitor ends only when the node stops.
@@ -580,25 +636,16 @@ impl Session {
             match action {
                 Action::Send(frame) => io.send(&frame),
                 Action::Admitted { peer, name } => self.admitted(io, peer, &name),
-                Action::Store(events) => {
-                    let stored = match store_from(io.ctx, io.peer, events).await {
-                        Ok(()) => true,
-                        Err(e) => {
+                Action::Store(events) => match self {
+                    Session::Lan(lan) => lan.store(io, events).await,
+                    Session::Upstream(up) => {
+                        if let Err(e) = store_from(io.ctx, io.peer, events).await {
                             log::error!("cannot store events from node {}: {e}", io.peer.short());
-                            false
+                            // Nothing was acknowledged upstream; reconciling again asks again.
+                            up.machine.store_failed(now());
                         }
-                    };
-                    match self {
-                        Session::Lan(lan) => {
-                            if stored && let Some(Action::Send(ack)) = lan.link.stored() {
-                                io.send(&ack);
-                            }
-                        }
-                        // Nothing was acknowledged upstream; reconciling again asks again.
-                        Session::Upstream(up) if !stored => up.machine.store_failed(now()),
-                        Session::Upstream(_) => {}
                     }
-                }
+                },
                 Action::SendEvents(ids) => {
                     if let Session::Lan(lan) = self {
                         tokio::spawn(stream_events(
@@ -844,6 +891,41 @@ impl Session {
 }
 
 impl Lan {
+    /// Starts storing a frame's events and goes on; waits only while [`STORES_UNDER_WAY`]
+    /// stores are already under way.
+    async fn store(&mut self, io: &mut Io<'_>, events: Vec<basis_core::ValidEvent>) {
+        let (ctx, peer) = (io.ctx.clone(), io.peer);
+        self.stores.push_back(
+            io.ctx
+                .tasks
+                .spawn(async move { store_from(&ctx, peer, events).await }),
+        );
+        while self.stores.len() > STORES_UNDER_WAY {
+            if let Some(result) = self.stores.next().await {
+                self.on_stored(io, result);
+            }
+        }
+    }
+
+    /// The oldest store under way ended: acknowledge it if the peer asked, or report it lost.
+    fn on_stored(&mut self, io: &mut Io<'_>, result: StoreResult) {
+        let failure = match result {
+            Ok(Ok(())) => {
+                if let Some(Action::Send(ack)) = self.link.stored() {
+                    io.send(&ack);
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the storing task failed: {e}"),
+        };
+        log::error!(
+            "cannot store events from node {}: {failure}",
+            io.peer.short()
+        );
+        self.link.store_failed();
+    }
+
     /// Starts carrying files on this admitted link, once the node attached its files (which
     /// may come after the link opened: then at the link's next turn).
     fn carry_files(&mut self, io: &Io<'_>) {
@@ -934,7 +1016,14 @@ async fn drive(
                 })],
             },
             event = events.recv() => match event {
-                Ok(ev) => session.on_new_event(io.peer, Some(&ev)),
+                Ok(ev) => {
+                    let (waiting, lagged) = waiting_events(ev, &mut events);
+                    let mut actions = session.on_new_events(io.peer, &waiting);
+                    if lagged {
+                        actions.extend(session.on_new_event(io.peer, None));
+                    }
+                    actions
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => session.on_new_event(io.peer, None),
                 Err(broadcast::error::RecvError::Closed) => Vec::new(),
             },
@@ -1022,6 +1111,7 @@ pub(crate) async fn run_lan(
         wants: None,
         files_control: None,
         catch_up: None,
+        stores: FuturesOrdered::new(),
     }));
     let mut io = Io {
         ctx: &ctx,
@@ -1210,6 +1300,56 @@ fn ending(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn new_event(n: u8) -> Arc<NewEvent> {
+        Arc::new(NewEvent {
+            id: EventId([n; 32]),
+            room: RoomId([1; 32]),
+            bytes: vec![n],
+            origin: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn events_committed_together_are_taken_together_without_waiting_for_more() {
+        let (tx, mut rx) = broadcast::channel(16);
+        for n in 0..3 {
+            let _ = tx.send(new_event(n));
+        }
+        let first = rx.recv().await.expect("an event");
+        let (waiting, lagged) = waiting_events(first, &mut rx);
+        let ids: Vec<u8> = waiting.iter().map(|e| e.id.0[0]).collect();
+        assert_eq!(ids, vec![0, 1, 2]);
+        assert!(!lagged);
+        // Nothing more waiting: the next turn waits for the next event.
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_overflowed_behind_the_first_event_is_reported() {
+        let (tx, mut rx) = broadcast::channel(4);
+        let _ = tx.send(new_event(0));
+        let first = rx.recv().await.expect("an event");
+        for n in 1..10 {
+            let _ = tx.send(new_event(n));
+        }
+        let (waiting, lagged) = waiting_events(first, &mut rx);
+        assert_eq!(waiting.len(), 1);
+        assert!(lagged, "reconciliation must be told to catch up");
+    }
+
+    #[tokio::test]
+    async fn at_most_a_batch_is_taken_in_one_turn() {
+        let (tx, mut rx) = broadcast::channel(2 * PUSH_BATCH);
+        for n in 0..(PUSH_BATCH + 10) {
+            let _ = tx.send(new_event((n % 256) as u8));
+        }
+        let first = rx.recv().await.expect("an event");
+        let (waiting, lagged) = waiting_events(first, &mut rx);
+        assert_eq!(waiting.len(), PUSH_BATCH);
+        assert!(!lagged);
+        assert!(rx.try_recv().is_ok(), "the rest waits for the next turn");
+    }
 
     #[test]
     fn rate_limit_lets_a_burst_through_then_paces() {

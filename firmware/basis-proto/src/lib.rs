@@ -22,14 +22,20 @@
 //!      [`Link::want`], [`Link::subscribe`] (a [`bridge_link::BridgeLink`] makes them).
 //! 3. Carry out every returned [`Action`] in order before the next input:
 //!    [`Action::Send`] frames go out in the order returned; [`Action::Store`] events are
-//!    made durable, then [`Link::stored`] says what to acknowledge; [`Action::SendEvents`]
+//!    made durable, then [`Link::stored`] says what to acknowledge ([`Link::store_failed`] when
+//!    they could not be). A driver may go on with later input while a store is under way, so
+//!    that the next frame's signatures are checked while the last one's commit is written;
+//!    it then reports on the stores in the order they were returned, and bounds how many are
+//!    under way at once ([`Link::stores_pending`]); [`Action::SendEvents`]
 //!    are streamed newest first and reported with [`Link::sent`] once they went out;
 //!    [`Action::Admitted`] is when the driver applies the one-link-per-pair rule
 //!    ([`duplicate::keep`] with [`Link::facts`]); after [`Action::Close`] the link takes no
 //!    more input: close the connection with the [`CloseCode`] that [`Link::refused_by_me`],
 //!    [`Link::refused`] and [`Link::was_admitted`] call for.
 //!
-//! The link never blocks and never reads a clock: every method that needs the time takes it.
+//! The link never blocks on I/O and never reads a clock: every method that needs the time takes it.
+//! The one thing it does that takes long is checking signatures: a frame's events are checked on
+//! every core at once ([`validation`]), the calling thread among them.
 //!
 //! # Files
 //!
@@ -53,6 +59,7 @@ pub mod outbox;
 pub mod recon;
 pub mod reputation;
 pub mod transfer;
+pub mod validation;
 
 pub use admission::{FederationKey, Proof, Role};
 pub use bridge_link::{BridgeLink, BridgeRooms, BridgeStore};

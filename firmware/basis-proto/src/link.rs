@@ -3,7 +3,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use basis_core::validate::{ValidEvent, validate};
+use basis_core::validate::ValidEvent;
 use basis_core::{EventId, NodeId, RoomId};
 
 use crate::PROTOCOL_VERSION;
@@ -14,6 +14,7 @@ use crate::limits::{
     MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, SLICE_ITEMS, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
+use crate::validation::validate_all;
 
 /// Points taken off a peer for one invalid event.
 pub const PENALTY_INVALID_EVENT: u32 = 10;
@@ -292,8 +293,9 @@ pub struct Link {
     frames_in: u64,
     /// The peer sent a `Scope`: it wants a `Stored` frame for each `Events` frame.
     peer_wants_acks: bool,
-    /// The number of the `Events` frame whose events the driver is storing now.
-    storing: Option<u64>,
+    /// One entry per [`Action::Store`] the driver has not yet reported on, oldest first: the
+    /// number of its `Events` frame when the peer wants an acknowledgement of it.
+    storing: VecDeque<Option<u64>>,
 }
 
 impl Link {
@@ -346,7 +348,7 @@ impl Link {
             admitted: false,
             frames_in: 0,
             peer_wants_acks: false,
-            storing: None,
+            storing: VecDeque::new(),
         };
         (link, vec![Action::Send(hello)])
     }
@@ -863,9 +865,7 @@ impl Link {
         source: &mut dyn ItemSource,
         out: &mut Vec<Action>,
     ) {
-        let mut valid = Vec::with_capacity(events.len());
-        let mut invalid = 0u32;
-        let mut first_error = None;
+        let mut fresh = Vec::with_capacity(events.len());
         for raw in events {
             // The same bytes as an event held (its id is their SHA-256): valid, and stored.
             let id = basis_core::event::id_of(&raw);
@@ -874,7 +874,13 @@ impl Link {
                 self.stats.events_received += 1;
                 continue;
             }
-            match validate(&raw) {
+            fresh.push(raw);
+        }
+        let mut valid = Vec::with_capacity(fresh.len());
+        let mut invalid = 0u32;
+        let mut first_error = None;
+        for result in validate_all(&fresh) {
+            match result {
                 Ok(ev) => {
                     self.recent.insert(ev.id());
                     valid.push(ev);
@@ -895,7 +901,7 @@ impl Link {
                 out.push(Action::Send(Frame::Stored(self.frames_in)));
             }
         } else {
-            self.storing = acks.then_some(self.frames_in);
+            self.storing.push_back(acks.then_some(self.frames_in));
             out.push(Action::Store(valid));
         }
         if let Some(e) = first_error {
@@ -906,11 +912,22 @@ impl Link {
         }
     }
 
-    /// The driver stored the events of the last [`Action::Store`]: the acknowledgement to send
-    /// the peer, when it asked for them.
+    /// The driver stored the events of the oldest [`Action::Store`] it had not reported on:
+    /// the acknowledgement to send the peer, when it asked for them.
     pub fn stored(&mut self) -> Option<Action> {
-        let n = self.storing.take()?;
+        let n = self.storing.pop_front()??;
         (self.state == State::Open).then_some(Action::Send(Frame::Stored(n)))
+    }
+
+    /// The driver could not store the events of the oldest [`Action::Store`] it had not
+    /// reported on: nothing is acknowledged for them (the next reconciliation asks again).
+    pub fn store_failed(&mut self) {
+        self.storing.pop_front();
+    }
+
+    /// How many [`Action::Store`]s the driver has not yet reported on.
+    pub fn stores_pending(&self) -> usize {
+        self.storing.len()
     }
 
     /// When [`Link::on_tick`] next has work to do (`None`: not before some other input).
@@ -944,6 +961,28 @@ impl Link {
     /// the peer is known to have it, did not subscribe to the room, the link is not open, or
     /// it is an upstream link (its bridge decides what goes).
     pub fn push(&mut self, room: RoomId, id: EventId, bytes: &[u8]) -> Option<Action> {
+        self.pushes(room, id)
+            .then(|| Action::Send(Frame::Events(vec![bytes.to_vec()])))
+    }
+
+    /// Offers several newly stored events at once (those the driver found waiting together):
+    /// the ones [`Link::push`] would send go out packed in as few `Events` frames as fit
+    /// ([`EVENTS_FRAME_BYTES`] each), so the peer stores them in one commit rather than one
+    /// commit each.
+    pub fn push_batch<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = (RoomId, EventId, &'a [u8])>,
+    ) -> Vec<Action> {
+        let raws: Vec<Vec<u8>> = events
+            .into_iter()
+            .filter(|(room, id, _)| self.pushes(*room, *id))
+            .map(|(_, _, bytes)| bytes.to_vec())
+            .collect();
+        event_frames(raws).into_iter().map(Action::Send).collect()
+    }
+
+    /// Whether an event goes out by live push (see [`Link::push`]); counts it as sent if so.
+    fn pushes(&mut self, room: RoomId, id: EventId) -> bool {
         // An upstream link sends only what its bridge chooses, numbered for acknowledgements.
         if self.state != State::Open
             || self.config.upstream
@@ -953,11 +992,11 @@ impl Link {
                 .as_ref()
                 .is_some_and(|s| !s.contains(&room))
         {
-            return None;
+            return false;
         }
         self.recent.insert(id);
         self.stats.events_sent += 1;
-        Some(Action::Send(Frame::Events(vec![bytes.to_vec()])))
+        true
     }
 
     /// A notice of this node's clients for the peer (nothing when the link is not open, and

@@ -28,6 +28,8 @@ struct Store {
     rooms: HashMap<EventId, RoomId>,
     /// How many items each set the link collected took: the most a side held at once.
     collected: Vec<usize>,
+    /// `Action::Store`s carried out: a real store commits each in one transaction.
+    commits: usize,
 }
 
 impl Store {
@@ -207,6 +209,7 @@ fn apply(s: &mut Side, actions: Vec<Action>, peer_inbox: &mut VecDeque<Vec<u8>>)
             }
             Action::Admitted { .. } => s.admitted = true,
             Action::Store(evs) => {
+                s.store.commits += 1;
                 for e in evs {
                     s.received_order.push(e.event().content.time.0);
                     s.store
@@ -722,6 +725,111 @@ fn live_push_is_not_echoed() {
     // b received it from a: b never pushes it back to a.
     assert!(b.link.push(room, ev.1, &ev.2).is_none());
     assert!(a.link.push(room, ev.1, &ev.2).is_none());
+}
+
+#[test]
+fn events_waiting_together_go_in_one_frame_and_one_commit() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let evs = events(4, 6);
+    let room = validate(&evs[0].2).unwrap().room();
+    // The first went out on its own already: the batch leaves it out.
+    let first = a
+        .link
+        .push(room, evs[0].1, &evs[0].2)
+        .expect("first push goes out");
+    let batch = a
+        .link
+        .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())));
+    let frames: Vec<_> = batch
+        .iter()
+        .map(|act| match act {
+            Action::Send(Frame::Events(raws)) => raws.len(),
+            other => panic!("not an events frame: {other:?}"),
+        })
+        .collect();
+    assert_eq!(frames, vec![4], "the four not yet sent, in one frame");
+    let commits_before = b.store.commits;
+    apply(&mut a, vec![first], &mut b.inbox);
+    apply(&mut a, batch, &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(b.store.events.len(), 5);
+    assert_eq!(b.store.commits - commits_before, 2, "one commit a frame");
+    // Nothing goes back, and nothing twice.
+    assert!(
+        b.link
+            .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())))
+            .is_empty()
+    );
+    assert!(
+        a.link
+            .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())))
+            .is_empty()
+    );
+}
+
+#[test]
+fn stores_under_way_together_are_acknowledged_in_order_and_a_failed_one_is_not() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let evs = events(3, 8);
+    let room = validate(&evs[0].2).unwrap().room();
+    let now = Instant::now();
+    // The peer asks for acknowledgements (as an upstream bridge does, with a scope).
+    let acts = b
+        .link
+        .on_frame(&Frame::Scope(vec![room]).encode(), now, &mut b.store);
+    assert!(acts.is_empty(), "{acts:?}");
+    // Three frames arrive before the driver has stored any of them.
+    let mut stores = 0;
+    for (_, _, raw) in &evs[..3] {
+        let frame = Frame::Events(vec![raw.clone()]).encode();
+        let acts = b.link.on_frame(&frame, now, &mut b.store);
+        stores += acts
+            .iter()
+            .filter(|x| matches!(x, Action::Store(_)))
+            .count();
+    }
+    assert_eq!(stores, 3);
+    assert_eq!(b.link.stores_pending(), 3);
+    // The first is stored, the second fails, the third is stored: acks for 1 and 3 only.
+    let first = b.link.stored();
+    b.link.store_failed();
+    let third = b.link.stored();
+    let acked: Vec<_> = [first, third]
+        .into_iter()
+        .map(|x| match x {
+            Some(Action::Send(Frame::Stored(n))) => n,
+            other => panic!("not an acknowledgement: {other:?}"),
+        })
+        .collect();
+    assert_eq!(acked, vec![1, 3]);
+    assert_eq!(b.link.stores_pending(), 0);
+    assert!(b.link.stored().is_none(), "nothing left to acknowledge");
+}
+
+#[test]
+fn a_batch_larger_than_a_frame_is_split_at_the_frame_limit() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let long = "x".repeat(3_000);
+    let n = basis_proto::limits::EVENTS_FRAME_BYTES / 3_000 + 20;
+    assert!(n < 300, "keep the test quick: {n} events");
+    let evs = events_with(n, 7, |i| format!("{i} {long}"));
+    let room = validate(&evs[0].2).unwrap().room();
+    let batch = a
+        .link
+        .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())));
+    assert!(batch.len() >= 2, "{} frames", batch.len());
+    for act in &batch {
+        let Action::Send(frame) = act else {
+            panic!("not a frame: {act:?}")
+        };
+        assert!(frame.encode().len() <= basis_proto::limits::EVENTS_FRAME_BYTES + 64);
+    }
+    apply(&mut a, batch, &mut b.inbox);
+    run(&mut a, &mut b);
+    assert_eq!(b.store.events.len(), n + 1);
 }
 
 #[test]

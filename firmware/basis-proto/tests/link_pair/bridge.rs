@@ -898,6 +898,8 @@ fn a_frame_upstream_did_not_store_goes_back_to_the_backlog() {
         acts.iter().any(|a| matches!(a, Action::Store(_))),
         "{acts:?}"
     );
+    // The driver reports the failure: the link acknowledges nothing for that frame.
+    site.up.link.store_failed();
     site.pump(None);
     let status = site.room(room);
     let lacking = (room_evs.len() - site.up_ids(room).len()) as u64;

@@ -1,6 +1,7 @@
 //! Latency, client to client across two nodes: a message posted to node 1's API, until it
 //! arrives on a WebSocket of node 2; beside the same message's arrival on a WebSocket of
-//! node 1 itself (no federation hop). The room is unencrypted: nodes relay ciphertext and
+//! node 1 itself (no federation hop), and two stages of it apart: until the post is
+//! acknowledged, and the hop from node 1's stream to node 2's. The room is unencrypted: nodes relay ciphertext and
 //! plaintext alike, so encryption (done by clients) does not change this path.
 
 use std::collections::HashMap;
@@ -99,18 +100,24 @@ pub async fn run(report: &mut Report, rates: &[u32], secs: u64) -> Result<()> {
         let (near, far): (Arrivals, Arrivals) = Default::default();
         let near_task = follow(ca.stream(None).await?, near.clone());
         let far_task = follow(cb.stream(None).await?, far.clone());
-        let sent: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+        let (sent, acked): (Arrivals, Arrivals) = Default::default();
         let start = Instant::now();
         let mut posts = Vec::with_capacity(count);
         for (i, e) in events.into_iter().enumerate() {
             let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
             tokio::time::sleep_until(due.into()).await;
-            let (client, sent) = (ca.clone(), sent.clone());
+            let (client, sent, acked) = (ca.clone(), sent.clone(), acked.clone());
             posts.push(tokio::spawn(async move {
+                let id = e.id().to_string();
                 sent.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(e.id().to_string(), Instant::now());
-                client.post_event(&e).await.map(|_| ())
+                    .insert(id.clone(), Instant::now());
+                client.post_event(&e).await?;
+                acked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, Instant::now());
+                anyhow::Ok(())
             }));
         }
         for p in posts {
@@ -125,6 +132,12 @@ pub async fn run(report: &mut Report, rates: &[u32], secs: u64) -> Result<()> {
         near_task.abort();
         far_task.abort();
         let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Where the time goes, stage by stage: the post acknowledged (validated and durable
+        // on node 1), and the hop from node 1's stream to node 2's (federation push and
+        // node 2's own commit).
+        let ack = millis(&sent, &acked);
+        let near_at = near.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let hop = millis(&near_at, &far);
         let (near, far) = (millis(&sent, &near), millis(&sent, &far));
         if far.len() < count {
             bail!(
@@ -141,6 +154,19 @@ pub async fn run(report: &mut Report, rates: &[u32], secs: u64) -> Result<()> {
                 "node 1 -> node 1 stream (no hop)",
                 percentile(&near, p),
             ));
+        }
+        for (stage, values) in [
+            ("posted -> acknowledged by node 1", &ack),
+            ("node 1 stream -> node 2 stream (the hop)", &hop),
+        ] {
+            for (name, p) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+                report.add(Figure::alone(
+                    "latency",
+                    &format!("{rate} msg/s, stage {stage}, {name}"),
+                    percentile(values, p),
+                    "ms",
+                ));
+            }
         }
     }
     Ok(())

@@ -901,7 +901,10 @@ impl Link {
                 out.push(Action::Send(Frame::Stored(self.frames_in)));
             }
         } else {
-            self.storing.push_back(acks.then_some(self.frames_in));
+            // On an upstream link the bridge takes the events and reports on nothing here.
+            if !self.config.upstream {
+                self.storing.push_back(acks.then_some(self.frames_in));
+            }
             out.push(Action::Store(valid));
         }
         if let Some(e) = first_error {
@@ -925,7 +928,8 @@ impl Link {
         self.storing.pop_front();
     }
 
-    /// How many [`Action::Store`]s the driver has not yet reported on.
+    /// How many [`Action::Store`]s the driver has not yet reported on (always 0 on an
+    /// upstream link, whose stores its bridge handles).
     pub fn stores_pending(&self) -> usize {
         self.storing.len()
     }

@@ -1108,6 +1108,8 @@ fn a_file_written_upstream_comes_down_after_the_messages_within_the_budget() {
     assert!(site.closed.is_none(), "not an error: {:?}", site.closed);
 
     assert_eq!(site.gw_ids(room), ids(&up_evs), "every message came down");
+    // The bridge stores what comes down itself: its link keeps no report of it waiting.
+    assert_eq!(site.gw.link().stores_pending(), 0);
     let first_file = site
         .received_down
         .iter()

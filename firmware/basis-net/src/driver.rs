@@ -280,10 +280,6 @@ async fn stream_newer_pages(
     }
 }
 
-/// Most stores of received frames a LAN link keeps under way at once before it waits for the
-/// oldest (see `Lan::store`); a frame of a catch-up holds up to 1 500 events.
-const STORES_UNDER_WAY: usize = 2;
-
 /// Most new events a link takes from the node's queue in one turn (see [`waiting_events`]).
 const PUSH_BATCH: usize = 512;
 
@@ -376,8 +372,8 @@ struct Lan {
     /// The task streaming a catch-up to the peer: a newer request replaces it, so one link
     /// never has two running.
     catch_up: Option<tokio::task::JoinHandle<()>>,
-    /// Stores under way, oldest first (at most [`STORES_UNDER_WAY`]): the link goes on reading
-    /// frames and checking their signatures while the writer commits the ones before.
+    /// Stores under way, oldest first (at most `Link::stores_allowed`): the link goes on
+    /// reading frames and checking their signatures while the writer commits the ones before.
     stores: FuturesOrdered<tokio::task::JoinHandle<Result<(), basis_store::StoreError>>>,
 }
 
@@ -891,8 +887,8 @@ impl Session {
 }
 
 impl Lan {
-    /// Starts storing a frame's events and goes on; waits only while [`STORES_UNDER_WAY`]
-    /// stores are already under way.
+    /// Starts storing a frame's events and goes on; waits while more stores are under way
+    /// than the link allows (`Link::stores_allowed`).
     async fn store(&mut self, io: &mut Io<'_>, events: Vec<basis_core::ValidEvent>) {
         let (ctx, peer) = (io.ctx.clone(), io.peer);
         self.stores.push_back(
@@ -900,7 +896,7 @@ impl Lan {
                 .tasks
                 .spawn(async move { store_from(&ctx, peer, events).await }),
         );
-        while self.stores.len() > STORES_UNDER_WAY {
+        while self.stores.len() > self.link.stores_allowed() {
             if let Some(result) = self.stores.next().await {
                 self.on_stored(io, result);
             }

@@ -25,8 +25,8 @@
 //!    made durable, then [`Link::stored`] says what to acknowledge ([`Link::store_failed`] when
 //!    they could not be). A driver may go on with later input while a store is under way, so
 //!    that the next frame's signatures are checked while the last one's commit is written;
-//!    it then reports on the stores in the order they were returned, and bounds how many are
-//!    under way at once ([`Link::stores_pending`]); [`Action::SendEvents`]
+//!    it then reports on the stores in the order they were returned, and waits for the oldest
+//!    whenever more are under way than [`Link::stores_allowed`]; [`Action::SendEvents`]
 //!    are streamed newest first and reported with [`Link::sent`] once they went out;
 //!    [`Action::Admitted`] is when the driver applies the one-link-per-pair rule
 //!    ([`duplicate::keep`] with [`Link::facts`]); after [`Action::Close`] the link takes no

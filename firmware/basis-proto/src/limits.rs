@@ -23,6 +23,9 @@ pub const MAX_RECON_ROUNDS: u32 = 8192;
 /// (`Frame::Slice`), and each side holds only the current slice's `(timestamp, id)` items,
 /// 40 bytes each: about 3.8 MiB for a slice instead of 38 MiB for a million events held.
 pub const SLICE_ITEMS: usize = 100_000;
+/// Stores of received frames a LAN link lets its driver keep under way beyond the one it
+/// waits for (see [`crate::link::Link::stores_allowed`]).
+pub const STORES_UNDER_WAY: usize = 2;
 /// Least time between two `CatchUp` frames on one link. A dialler sends one per session, and
 /// sessions are at least 5 s apart (`federation.reconcile_secs`); a peer that asks sooner
 /// would have the node read its whole store again and again for two bytes a time, and is

@@ -11,7 +11,7 @@ use crate::admission::{FederationKey, Role};
 use crate::frame::{EventsBatch, FileFrame, Frame, Notice, PeerInfo};
 use crate::limits::{
     CATCH_UP_MIN_GAP, EVENTS_FRAME_BYTES, MAX_ADDRS_PER_PEER, MAX_PEERS_SHARED, MAX_SCOPE_ROOMS,
-    MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, SLICE_ITEMS, WANT_FRAME_IDS,
+    MAX_WANTED, NOTICES_PER_SEC, RECENT_IDS, SLICE_ITEMS, STORES_UNDER_WAY, WANT_FRAME_IDS,
 };
 use crate::recon::{Initiator, Items, Responder, Step};
 use crate::validation::validate_all;
@@ -926,6 +926,19 @@ impl Link {
     /// reported on: nothing is acknowledged for them (the next reconciliation asks again).
     pub fn store_failed(&mut self) {
         self.storing.pop_front();
+    }
+
+    /// How many stores the driver may keep under way while it goes on with later input: it
+    /// waits for the oldest whenever more than this many are. [`STORES_UNDER_WAY`] on a LAN
+    /// link; none on a link whose peer wants acknowledgements (an upstream bridge counts a
+    /// `Stored` as confirming its frame and every earlier one it has not heard of as lost, so
+    /// they must go in frame order, and a frame with nothing new is acknowledged at once).
+    pub fn stores_allowed(&self) -> usize {
+        if self.peer_wants_acks {
+            0
+        } else {
+            STORES_UNDER_WAY
+        }
     }
 
     /// How many [`Action::Store`]s the driver has not yet reported on (always 0 on an

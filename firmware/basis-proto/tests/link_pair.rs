@@ -775,11 +775,17 @@ fn stores_under_way_together_are_acknowledged_in_order_and_a_failed_one_is_not()
     let evs = events(3, 8);
     let room = validate(&evs[0].2).unwrap().room();
     let now = Instant::now();
-    // The peer asks for acknowledgements (as an upstream bridge does, with a scope).
+    // A LAN link lets its driver keep stores under way; one whose peer wants
+    // acknowledgements (an upstream bridge, with a scope) does not: they go in frame order.
+    assert_eq!(
+        b.link.stores_allowed(),
+        basis_proto::limits::STORES_UNDER_WAY
+    );
     let acts = b
         .link
         .on_frame(&Frame::Scope(vec![room]).encode(), now, &mut b.store);
     assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(b.link.stores_allowed(), 0);
     // Three frames arrive before the driver has stored any of them.
     let mut stores = 0;
     for (_, _, raw) in &evs[..3] {

@@ -727,6 +727,15 @@ fn live_push_is_not_echoed() {
     assert!(a.link.push(room, ev.1, &ev.2).is_none());
 }
 
+/// `evs` as the driver offers them to [`Link::push_batch`]: all of `room`.
+fn offered(
+    evs: &[(u64, EventId, Vec<u8>)],
+    room: RoomId,
+) -> impl Iterator<Item = (RoomId, EventId, &[u8])> {
+    evs.iter()
+        .map(move |(_, id, raw)| (room, *id, raw.as_slice()))
+}
+
 #[test]
 fn events_waiting_together_go_in_one_frame_and_one_commit() {
     let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
@@ -738,9 +747,7 @@ fn events_waiting_together_go_in_one_frame_and_one_commit() {
         .link
         .push(room, evs[0].1, &evs[0].2)
         .expect("first push goes out");
-    let batch = a
-        .link
-        .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())));
+    let batch = a.link.push_batch(offered(&evs, room));
     let frames: Vec<_> = batch
         .iter()
         .map(|act| match act {
@@ -756,16 +763,8 @@ fn events_waiting_together_go_in_one_frame_and_one_commit() {
     assert_eq!(b.store.events.len(), 5);
     assert_eq!(b.store.commits - commits_before, 2, "one commit a frame");
     // Nothing goes back, and nothing twice.
-    assert!(
-        b.link
-            .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())))
-            .is_empty()
-    );
-    assert!(
-        a.link
-            .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())))
-            .is_empty()
-    );
+    assert!(b.link.push_batch(offered(&evs, room)).is_empty());
+    assert!(a.link.push_batch(offered(&evs, room)).is_empty());
 }
 
 #[test]
@@ -823,9 +822,7 @@ fn a_batch_larger_than_a_frame_is_split_at_the_frame_limit() {
     assert!(n < 300, "keep the test quick: {n} events");
     let evs = events_with(n, 7, |i| format!("{i} {long}"));
     let room = validate(&evs[0].2).unwrap().room();
-    let batch = a
-        .link
-        .push_batch(evs.iter().map(|(_, id, raw)| (room, *id, raw.as_slice())));
+    let batch = a.link.push_batch(offered(&evs, room));
     assert!(batch.len() >= 2, "{} frames", batch.len());
     for act in &batch {
         let Action::Send(frame) = act else {

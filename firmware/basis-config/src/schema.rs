@@ -184,7 +184,7 @@ impl Default for FederationConfig {
             peers: Vec::new(),
             mdns: true,
             reconcile_secs: 60,
-            max_peers: 32,
+            max_peers: 64,
             peer_rate_kib: 8192,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use basis_core::{EventId, NodeId, RoomId};
-use basis_proto::{LinkConfig, Notice};
+use basis_proto::{LinkConfig, Notice, Offer};
 use basis_store::{Readers, WriterHandle};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,18 @@ pub(crate) struct NewEvent {
     pub bytes: Vec<u8>,
     /// The peer it came from (not pushed back there).
     pub origin: Option<NodeId>,
+}
+
+impl NewEvent {
+    /// The event as offered to a link for live push.
+    pub fn offer(&self) -> Offer<'_> {
+        Offer {
+            room: self.room,
+            id: self.id,
+            bytes: &self.bytes,
+            from: self.origin,
+        }
+    }
 }
 
 /// A request to the dialler.

@@ -97,7 +97,19 @@ async fn dial_one(ctx: &Arc<Context>, dialler: &Dialler, dial: Dial) {
             }
             return log::debug!("dial {addr} failed: {e}");
         }
-        Err(_) => return log::debug!("dial {addr} timed out"),
+        Err(_) => {
+            // Shown in `basis peers`: the peer stays "connecting" no longer than the dial.
+            if let Some(peer) = expected {
+                ctx.registry.dial_failed(
+                    peer,
+                    format!(
+                        "no answer from {addr} within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                );
+            }
+            return log::debug!("dial {addr} timed out");
+        }
     };
     let Some(peer) = peer_of(&conn) else {
         return close(&conn, CloseCode::Unusable, "no node key");

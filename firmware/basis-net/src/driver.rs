@@ -18,7 +18,7 @@ use basis_proto::admission::EXPORTER_LABEL;
 use basis_proto::bridge_link::{HeldEvent, Now};
 use basis_proto::frame::{FileFrame, Frame};
 use basis_proto::limits::MAX_FRAME;
-use basis_proto::link::{Action, Link, event_frames};
+use basis_proto::link::{Action, Link, Span, event_frames};
 use basis_proto::recon::Items;
 use basis_proto::{BridgeLink, BridgeStore, CloseCode, ItemSource, LinkConfig, LinkFacts, Role};
 use basis_store::Readers;
@@ -36,9 +36,13 @@ use crate::context::{Context, Dial, NewEvent};
 use crate::peers::{Found, Refusal};
 use crate::wan::{WanView, unix_now};
 
-/// How often a link shares the node's peers when nothing changed (it also shares at once
-/// whenever this node gains or loses a link, so a node linked through a hub meets the others).
-const SHARE_PEERS_EVERY: Duration = Duration::from_secs(30);
+/// Least time between two peer lists on one link. A link shares the node's peers when it
+/// opens and again whenever this node gains or loses a link (so a node linked through a hub
+/// meets the others, and the peer's live pushes know whom this node hears from directly),
+/// never while nothing changes: repeating an unchanged list to every peer would make idle
+/// traffic grow with the square of the number of nodes. Changes that come closer together
+/// go out as one list.
+const SHARE_PEERS_GAP: Duration = Duration::from_secs(1);
 /// Events per store read while streaming. A chunk of typical events (~330 bytes) fills one
 /// `Events` frame (`EVENTS_FRAME_BYTES`), and the receiving node stores a frame in one commit:
 /// larger commits write fewer bytes per event to its SD card (500 gave ~165 kB frames).
@@ -360,7 +364,10 @@ struct Lan {
     sent_tx: mpsc::UnboundedSender<Vec<EventId>>,
     sent_rx: mpsc::UnboundedReceiver<Vec<EventId>>,
     changes: watch::Receiver<u64>,
-    next_share: Instant,
+    /// When the node's peer list is next due on this link (`None`: nothing changed since).
+    next_share: Option<Instant>,
+    /// When this link last shared it.
+    shared_at: Option<Instant>,
     bulk: mpsc::Sender<Vec<u8>>,
     /// The writer's file queue, until the link is admitted and its serving task takes it.
     files_out: Option<mpsc::Sender<Vec<u8>>>,
@@ -468,12 +475,7 @@ impl Session {
     /// as few frames as they fit in.
     fn on_new_events(&mut self, peer: NodeId, events: &[Arc<NewEvent>]) -> Vec<Action> {
         match self {
-            Session::Lan(lan) => lan.link.push_batch(
-                events
-                    .iter()
-                    .filter(|ev| ev.origin != Some(peer))
-                    .map(|ev| (ev.room, ev.id, ev.bytes.as_slice())),
-            ),
+            Session::Lan(lan) => lan.link.push_batch(events.iter().map(|ev| ev.offer())),
             Session::Upstream(_) => events
                 .iter()
                 .flat_map(|ev| self.on_new_event(peer, Some(ev.as_ref())))
@@ -484,12 +486,7 @@ impl Session {
     fn on_new_event(&mut self, peer: NodeId, event: Option<&NewEvent>) -> Vec<Action> {
         match self {
             Session::Lan(lan) => match event {
-                Some(ev) if ev.origin != Some(peer) => lan
-                    .link
-                    .push(ev.room, ev.id, &ev.bytes)
-                    .into_iter()
-                    .collect(),
-                Some(_) => Vec::new(),
+                Some(ev) => lan.link.push(ev.offer()).into_iter().collect(),
                 None => {
                     log::debug!(
                         "link {}: live events skipped; reconciliation will catch up",
@@ -547,7 +544,13 @@ impl Session {
                 lan.link.sent(&ids);
                 Vec::new()
             }
-            (Session::Lan(lan), Extra::PeersChanged) => lan.share(io),
+            (Session::Lan(lan), Extra::PeersChanged) => {
+                let earliest = lan
+                    .shared_at
+                    .map_or_else(Instant::now, |at| at + SHARE_PEERS_GAP);
+                lan.next_share.get_or_insert(earliest);
+                Vec::new()
+            }
             (Session::Lan(lan), Extra::Stored(result)) => {
                 lan.on_stored(io, result);
                 Vec::new()
@@ -582,7 +585,7 @@ impl Session {
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Session::Lan(lan) => {
-                let share = lan.link.is_open().then_some(lan.next_share);
+                let share = lan.next_share.filter(|_| lan.link.is_open());
                 [lan.link.poll_timeout(), share].into_iter().flatten().min()
             }
             Session::Upstream(up) => {
@@ -603,7 +606,7 @@ impl Session {
         match self {
             Session::Lan(lan) => {
                 let mut out = lan.link.on_tick(Instant::now(), &mut io.source);
-                if lan.link.is_open() && Instant::now() >= lan.next_share {
+                if lan.link.is_open() && lan.next_share.is_some_and(|t| Instant::now() >= t) {
                     out.extend(lan.share(io));
                 }
                 out
@@ -683,9 +686,21 @@ impl Session {
                     );
                     io.ctx.registry.note_reconciled(io.peer, SystemTime::now());
                 }
-                Action::Reconciled { have, need, rounds } => {
+                Action::Reconciled {
+                    have,
+                    need,
+                    rounds,
+                    span,
+                } => {
+                    let compared = match span {
+                        Span::Newest => "up to its newest event; anything newer came whole",
+                        Span::PreviousSession => {
+                            "up to its newest event when the last session began; newer ones come by live push"
+                        }
+                        Span::Scope => "in the bridged rooms",
+                    };
                     log::info!(
-                        "reconciled with node {}: it lacked {have}, this node lacked {need} up to its newest event ({rounds} round trips; anything newer came whole)",
+                        "reconciled with node {}: it lacked {have}, this node lacked {need} ({compared}; {rounds} round trips)",
                         io.peer.short()
                     );
                     io.ctx.registry.note_reconciled(io.peer, SystemTime::now());
@@ -952,7 +967,8 @@ impl Lan {
     /// The peer-exchange frame, now.
     fn share(&mut self, io: &Io<'_>) -> Vec<Action> {
         self.changes.mark_unchanged();
-        self.next_share = Instant::now() + SHARE_PEERS_EVERY;
+        self.next_share = None;
+        self.shared_at = Some(Instant::now());
         self.link
             .share_peers(&io.ctx.registry.connected_peers())
             .into_iter()
@@ -1101,7 +1117,8 @@ pub(crate) async fn run_lan(
         sent_tx,
         sent_rx,
         changes: ctx.registry.changes(),
-        next_share: Instant::now(),
+        next_share: Some(Instant::now()),
+        shared_at: None,
         bulk,
         files_out: Some(files_out),
         wants: None,

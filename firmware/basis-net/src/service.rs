@@ -20,7 +20,8 @@ use crate::context::{Context, NewEvent, Queues};
 use crate::dialler::{self, Dialler};
 use crate::discovery::Discovery;
 use crate::endpoint::{
-    UPSTREAM_IDLE_TIMEOUT, UPSTREAM_KEEP_ALIVE, accept_loop, bind, transport, transport_with,
+    UPSTREAM_IDLE_TIMEOUT, UPSTREAM_KEEP_ALIVE, accept_loop, bind, transport_accepting,
+    transport_dialling, transport_with,
 };
 use crate::error::NetError;
 use crate::peers::PeerSnapshot;
@@ -85,9 +86,9 @@ impl Federation {
         let local = settings.key.id();
         let configs = tls::configs(&settings.key, basis_proto::ALPN)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(configs.server));
-        server.transport_config(transport());
+        server.transport_config(transport_accepting());
         let mut client = quinn::ClientConfig::new(Arc::new(configs.client));
-        client.transport_config(transport());
+        client.transport_config(transport_dialling());
         let endpoint = bind(server, settings.port)?;
         let local_addr = endpoint.local_addr().map_err(|source| NetError::Bind {
             port: settings.port,
@@ -154,7 +155,10 @@ impl Federation {
                 let mut client = quinn::ClientConfig::new(Arc::new(
                     tls::configs(&settings.key, basis_proto::ALPN)?.client,
                 ));
-                client.transport_config(transport_with(UPSTREAM_KEEP_ALIVE, UPSTREAM_IDLE_TIMEOUT));
+                client.transport_config(transport_with(
+                    Some(UPSTREAM_KEEP_ALIVE),
+                    UPSTREAM_IDLE_TIMEOUT,
+                ));
                 let dialler = UpstreamDialler {
                     endpoint: endpoint.clone(),
                     client,

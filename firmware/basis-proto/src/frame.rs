@@ -71,7 +71,9 @@ pub enum Frame {
         /// the accepting side).
         dial: u64,
     },
-    /// Peers the sender is connected to (peer exchange).
+    /// The peers the sender is linked to now (peer exchange), all of them up to
+    /// [`crate::limits::MAX_PEERS_SHARED`], sent again when they change, also when none are
+    /// left (protocol version 7): live pushes rely on it.
     Peers(Vec<PeerInfo>),
     /// A negentropy reconciliation message.
     Recon(Vec<u8>),

@@ -70,7 +70,7 @@ pub use frame::{
     ChunkRange, FileFrame, FileHave, Frame, FrameError, Notice, NoticeKind, PeerInfo, Presence,
     Priority,
 };
-pub use link::{Action, ItemSource, Link, LinkConfig};
+pub use link::{Action, ItemSource, Link, LinkConfig, Offer, Span};
 pub use outbox::{Next, Outbox};
 pub use reputation::Reputation;
 pub use transfer::{BadData, Fetch, FetchAction, FetchState, PauseReason};
@@ -82,5 +82,8 @@ pub const ALPN: &[u8] = b"basis/1";
 /// refuse them as malformed and count that against the sender, so the versions must not
 /// link); version 5 the `CatchUp` frame; version 6 the `Slice` frame (a version 5 responder
 /// would reconcile every event against one slice of the dialler's and report the rest as
-/// missing). A node never links with a node of another version.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// missing); version 7 made `Peers` the complete list of the sender's links, sent also when
+/// empty (a node does not push an event to a peer linked to the node it came from, so a
+/// version 6 node's stale list would cost its peers those pushes). A node never links with a
+/// node of another version.
+pub const PROTOCOL_VERSION: u16 = 7;

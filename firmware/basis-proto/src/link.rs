@@ -98,15 +98,30 @@ pub trait ItemSource {
 /// The session this node is running on a LAN link, slice by slice (see `Frame::Slice`).
 #[derive(Debug)]
 struct Session {
-    /// This node's newest timestamp when the session started: the last slice ends there
-    /// (the peer's newer events came with `CatchUp`).
+    /// Where the last slice ends: this node's newest timestamp when the session started (the
+    /// peer's newer events came with `CatchUp`), or when the previous one started.
     newest: u64,
+    /// Which of the two `newest` is.
+    span: Span,
     /// The slice being reconciled.
     slice: (u64, u64),
     /// Ids sent and asked for, and round trips, in the slices done so far.
     have: usize,
     need: usize,
     rounds: u32,
+}
+
+/// What a finished reconciliation session compared (see [`Action::Reconciled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Every event of the rooms in the session's scope (the upstream bridge's sessions).
+    Scope,
+    /// The events up to this node's newest; the peer sent the newer ones whole (`CatchUp`),
+    /// as in the first session of a link.
+    Newest,
+    /// The events up to this node's newest when the previous session on the link began;
+    /// newer ones were left to live push, for the session after.
+    PreviousSession,
 }
 
 /// The items of `source` added to `items`, or the reason to close the link.
@@ -154,11 +169,12 @@ pub enum Action {
     Reconciled {
         /// Events the peer lacked (now being sent).
         have: usize,
-        /// Events this node lacked (now asked for) among those up to its newest; on a LAN
-        /// link the newer ones were asked for whole, with `CatchUp`, before the session.
+        /// Events this node lacked (now asked for) among those the session compared.
         need: usize,
         /// Round trips it took.
         rounds: u32,
+        /// Which events the session compared.
+        span: Span,
     },
     /// Count this against the peer's reputation.
     Penalize {
@@ -296,6 +312,26 @@ pub struct Link {
     /// One entry per [`Action::Store`] the driver has not yet reported on, oldest first: the
     /// number of its `Events` frame when the peer wants an acknowledgement of it.
     storing: VecDeque<Option<u64>>,
+    /// The nodes the peer said it is linked to, from its last `Peers` frame: an event that
+    /// came from one of them was pushed to the peer by that node, so this link does not
+    /// push it again (see [`Link::push`]).
+    peer_links: HashSet<NodeId>,
+    /// This node's newest timestamp when its last LAN session on this link started (0 when it
+    /// held nothing; `None` before the first): the next session reconciles up to there.
+    settled: Option<u64>,
+}
+
+/// A newly stored event offered to a link for live push.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// Its room.
+    pub room: RoomId,
+    /// Its id.
+    pub id: EventId,
+    /// Its wire bytes.
+    pub bytes: &'a [u8],
+    /// The peer this node received it from; `None` when one of this node's clients posted it.
+    pub from: Option<NodeId>,
 }
 
 impl Link {
@@ -349,6 +385,8 @@ impl Link {
             frames_in: 0,
             peer_wants_acks: false,
             storing: VecDeque::new(),
+            peer_links: HashSet::new(),
+            settled: None,
         };
         (link, vec![Action::Send(hello)])
     }
@@ -506,6 +544,7 @@ impl Link {
                         p
                     })
                     .collect();
+                self.peer_links = peers.iter().map(|p| p.node).collect();
                 out.push(Action::Learned(peers));
             }
             (State::Open, Frame::Recon(message)) => self.on_recon(&message, now, source, &mut out),
@@ -664,6 +703,25 @@ impl Link {
                 )));
             }
         };
+        // A later session on a link that stayed up reconciles only up to this node's newest
+        // event when the previous session started, and asks for nothing newer: what is newer
+        // is still arriving by live push on this link and others, and a session that
+        // compared it would send or ask for copies of events on their way (at 50 nodes
+        // posting together, one more copy of each event per node). What a push missed is
+        // found by the session after.
+        // A node that held nothing got everything newer than nothing whole: the next session
+        // compares nothing, the one after what it held at the next one's start.
+        if let Some(upto) = self.settled.replace(newest.unwrap_or(0)) {
+            self.session = Some(Session {
+                newest: upto,
+                span: Span::PreviousSession,
+                slice: (0, 0),
+                have: 0,
+                need: 0,
+                rounds: 0,
+            });
+            return self.start_slice(0, source, out);
+        }
         out.push(Action::Send(Frame::CatchUp(newest)));
         self.catching_up = true;
         let Some(newest) = newest else {
@@ -674,6 +732,7 @@ impl Link {
         };
         self.session = Some(Session {
             newest,
+            span: Span::Newest,
             slice: (0, 0),
             have: 0,
             need: 0,
@@ -749,7 +808,8 @@ impl Link {
                     let rounds = init.rounds();
                     self.initiator = None;
                     if let Some(rooms) = self.own_scope.take() {
-                        self.finish_session(have.len(), need.len(), rounds, now, out);
+                        let (have_n, need_n) = (have.len(), need.len());
+                        self.finish_session(have_n, need_n, rounds, Span::Scope, now, out);
                         out.push(Action::Differences { rooms, have, need });
                         return;
                     }
@@ -768,7 +828,7 @@ impl Link {
                         out.push(Action::Send(Frame::WantEnd));
                     }
                     let Some(session) = self.session.as_mut() else {
-                        return self.finish_session(have_n, need_n, rounds, now, out);
+                        return self.finish_session(have_n, need_n, rounds, Span::Newest, now, out);
                     };
                     session.have += have_n;
                     session.need += need_n;
@@ -778,8 +838,9 @@ impl Link {
                         return self.start_slice(to + 1, source, out);
                     }
                     let (have, need, rounds) = (session.have, session.need, session.rounds);
+                    let span = session.span;
                     self.session = None;
-                    self.finish_session(have, need, rounds, now, out);
+                    self.finish_session(have, need, rounds, span, now, out);
                 }
                 Err(e) => self.close(e.to_string(), PENALTY_VIOLATION, out),
             }
@@ -819,13 +880,19 @@ impl Link {
         have: usize,
         need: usize,
         rounds: u32,
+        span: Span,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         self.stats.reconciliations += 1;
         self.stats.last_reconciled = Some(now);
         out.push(Action::Send(Frame::ReconEnd));
-        out.push(Action::Reconciled { have, need, rounds });
+        out.push(Action::Reconciled {
+            have,
+            need,
+            rounds,
+            span,
+        });
     }
 
     /// The peer holds nothing newer than `newest` (nothing at all for `None`): every event
@@ -974,44 +1041,52 @@ impl Link {
         out
     }
 
-    /// Offers a newly stored event of `room` for live push; returns the frame to send, unless
-    /// the peer is known to have it, did not subscribe to the room, the link is not open, or
-    /// it is an upstream link (its bridge decides what goes).
-    pub fn push(&mut self, room: RoomId, id: EventId, bytes: &[u8]) -> Option<Action> {
-        self.pushes(room, id)
-            .then(|| Action::Send(Frame::Events(vec![bytes.to_vec()])))
+    /// Offers a newly stored event for live push; returns the frame to send, unless the
+    /// event goes no further on this link (see [`Link::push_batch`]).
+    pub fn push(&mut self, offer: Offer<'_>) -> Option<Action> {
+        self.pushes(&offer)
+            .then(|| Action::Send(Frame::Events(vec![offer.bytes.to_vec()])))
     }
 
     /// Offers several newly stored events at once (those the driver found waiting together):
-    /// the ones [`Link::push`] would send go out packed in as few `Events` frames as fit
+    /// the ones that go out are packed in as few `Events` frames as fit
     /// ([`EVENTS_FRAME_BYTES`] each), so the peer stores them in one commit rather than one
     /// commit each.
-    pub fn push_batch<'a>(
-        &mut self,
-        events: impl IntoIterator<Item = (RoomId, EventId, &'a [u8])>,
-    ) -> Vec<Action> {
-        let raws: Vec<Vec<u8>> = events
+    ///
+    /// An event goes out unless the link is not open or is an upstream link (its bridge
+    /// decides what goes), the peer did not subscribe to its room, the link already carried
+    /// it either way, it came from the peer, or it came from a node the peer is linked to
+    /// itself. That node pushed it to the peer, so in a full mesh each node gets each event
+    /// once, from the node its author posted it to; where two nodes are not linked, a node
+    /// linked to both carries it across. A push lost to a link that broke meanwhile is found
+    /// by the next reconciliation.
+    pub fn push_batch<'a>(&mut self, offers: impl IntoIterator<Item = Offer<'a>>) -> Vec<Action> {
+        let raws: Vec<Vec<u8>> = offers
             .into_iter()
-            .filter(|(room, id, _)| self.pushes(*room, *id))
-            .map(|(_, _, bytes)| bytes.to_vec())
+            .filter(|offer| self.pushes(offer))
+            .map(|offer| offer.bytes.to_vec())
             .collect();
         event_frames(raws).into_iter().map(Action::Send).collect()
     }
 
-    /// Whether an event goes out by live push (see [`Link::push`]); counts it as sent if so.
-    fn pushes(&mut self, room: RoomId, id: EventId) -> bool {
-        // An upstream link sends only what its bridge chooses, numbered for acknowledgements.
+    /// Whether an event goes out by live push (see [`Link::push_batch`]); counts it as sent
+    /// if so.
+    fn pushes(&mut self, offer: &Offer<'_>) -> bool {
+        let relayed_by_other = offer
+            .from
+            .is_some_and(|from| from == self.peer || self.peer_links.contains(&from));
         if self.state != State::Open
             || self.config.upstream
-            || self.recent.contains(&id)
+            || relayed_by_other
+            || self.recent.contains(&offer.id)
             || self
                 .subscription
                 .as_ref()
-                .is_some_and(|s| !s.contains(&room))
+                .is_some_and(|s| !s.contains(&offer.room))
         {
             return false;
         }
-        self.recent.insert(id);
+        self.recent.insert(offer.id);
         self.stats.events_sent += 1;
         true
     }
@@ -1088,7 +1163,9 @@ impl Link {
         self.stats.events_sent += ids.len() as u64;
     }
 
-    /// The peer-exchange frame listing `peers` (without the peer itself).
+    /// The peer-exchange frame listing `peers` (without the peer itself): the nodes this
+    /// node is linked to now, sent also when there are none, since the peer's live pushes
+    /// rely on the list being current (see [`Link::push_batch`]).
     pub fn share_peers(&self, peers: &[PeerInfo]) -> Option<Action> {
         if self.state != State::Open || self.config.upstream {
             return None;
@@ -1099,7 +1176,7 @@ impl Link {
             .take(MAX_PEERS_SHARED)
             .cloned()
             .collect();
-        (!list.is_empty()).then_some(Action::Send(Frame::Peers(list)))
+        Some(Action::Send(Frame::Peers(list)))
     }
 }
 

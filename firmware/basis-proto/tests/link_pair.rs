@@ -18,7 +18,8 @@ use basis_proto::frame::Frame;
 use basis_proto::link::event_frames;
 use basis_proto::recon::Items;
 use basis_proto::{
-    Action, FederationKey, ItemSource, Link, LinkConfig, Notice, NoticeKind, Presence, Role,
+    Action, FederationKey, ItemSource, Link, LinkConfig, Notice, NoticeKind, Offer, PeerInfo,
+    Presence, Role,
 };
 
 #[derive(Default)]
@@ -350,6 +351,52 @@ fn an_empty_node_asks_for_everything_once_and_gets_it_newest_first() {
 }
 
 #[test]
+fn a_later_session_compares_only_what_was_held_when_the_previous_one_began() {
+    let shared = events(100, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &shared, &shared);
+    run(&mut a, &mut b);
+    let put = |side: &mut Side, ev: &(u64, EventId, Vec<u8>)| {
+        side.store.events.insert(ev.1, (ev.0, ev.2.clone()));
+    };
+    // Since then: `b` got an old event `a` lacks (a push lost to a broken link), and each
+    // got a new one, still on its way to the other by live push.
+    let old = events(20, 5)[10].clone();
+    let b_new = events(200, 6)[200].clone();
+    let a_new = events(300, 7)[300].clone();
+    assert!(old.0 < shared[100].0 && shared[100].0 < b_new.0 && b_new.0 < a_new.0);
+    put(&mut b, &old);
+    put(&mut b, &b_new);
+    put(&mut a, &a_new);
+    let sent_before = a.sent.len();
+    let later = Instant::now() + Duration::from_secs(61);
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert!(
+        !a.sent[sent_before..].contains(&"catch-up"),
+        "a later session asks for nothing newer: {:?}",
+        &a.sent[sent_before..]
+    );
+    assert!(
+        a.store.events.contains_key(&old.1),
+        "the old event was found"
+    );
+    assert!(
+        !a.store.events.contains_key(&b_new.1) && !b.store.events.contains_key(&a_new.1),
+        "events newer than the previous session's start are left to live push"
+    );
+    // The session after compares up to where this one began: what a push missed arrives.
+    let later = later + Duration::from_secs(61);
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert!(a.store.events.contains_key(&b_new.1));
+    assert!(b.store.events.contains_key(&a_new.1));
+    assert_eq!(a.link.stats().reconciliations, 3);
+    assert_eq!(a.penalties + b.penalties, 0);
+}
+
+#[test]
 fn no_session_starts_while_a_catch_up_is_still_arriving() {
     let b_evs = events(300, 4);
     let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &b_evs);
@@ -654,7 +701,7 @@ fn a_copy_of_an_event_held_is_neither_checked_nor_stored_again() {
     // And b does not push them to a, which holds them (it sent them to b and got b's in the
     // reconciliation above).
     let room = validate(&evs[1].2).unwrap().room();
-    assert!(b.link.push(room, evs[1].1, &evs[1].2).is_none());
+    assert!(b.link.push(offer(room, &evs[1], None)).is_none());
     // A new event in the same frame is still checked and stored.
     let new = &events(2, 6)[2];
     let acts = b.link.on_frame(
@@ -718,22 +765,62 @@ fn live_push_is_not_echoed() {
     run(&mut a, &mut b);
     let ev = &events(0, 4)[0];
     let room = validate(&ev.2).unwrap().room();
-    let push = a.link.push(room, ev.1, &ev.2).expect("first push goes out");
+    let push = a
+        .link
+        .push(offer(room, ev, None))
+        .expect("first push goes out");
     apply(&mut a, vec![push], &mut b.inbox);
     run(&mut a, &mut b);
     assert_eq!(b.store.events.len(), 1);
     // b received it from a: b never pushes it back to a.
-    assert!(b.link.push(room, ev.1, &ev.2).is_none());
-    assert!(a.link.push(room, ev.1, &ev.2).is_none());
+    assert!(b.link.push(offer(room, ev, None)).is_none());
+    assert!(a.link.push(offer(room, ev, None)).is_none());
 }
 
-/// `evs` as the driver offers them to [`Link::push_batch`]: all of `room`.
-fn offered(
-    evs: &[(u64, EventId, Vec<u8>)],
-    room: RoomId,
-) -> impl Iterator<Item = (RoomId, EventId, &[u8])> {
-    evs.iter()
-        .map(move |(_, id, raw)| (room, *id, raw.as_slice()))
+#[test]
+fn a_peer_is_not_pushed_what_a_node_it_is_linked_to_sent_here() {
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &[]);
+    run(&mut a, &mut b);
+    let (node_a, c, d) = (NodeId([1; 32]), NodeId([3; 32]), NodeId([4; 32]));
+    let at = |node| PeerInfo {
+        node,
+        addrs: vec!["192.0.2.3:7000".parse().unwrap()],
+    };
+    // a tells b it is linked to c.
+    let share = a.link.share_peers(&[at(c)]).expect("a peer list");
+    apply(&mut a, vec![share], &mut b.inbox);
+    run(&mut a, &mut b);
+    let evs = events(4, 4);
+    let room = validate(&evs[0].2).unwrap().room();
+    // Came from c: c pushed it to a itself.
+    assert!(b.link.push(offer(room, &evs[0], Some(c))).is_none());
+    // Came from a: never back.
+    assert!(b.link.push(offer(room, &evs[1], Some(node_a))).is_none());
+    // From d, which a is not linked to, and from b's own clients: b carries them to a.
+    assert!(b.link.push(offer(room, &evs[2], Some(d))).is_some());
+    assert!(b.link.push(offer(room, &evs[3], None)).is_some());
+    // a lost its link to c and says so with an empty list: what comes from c goes to a now.
+    let share = a.link.share_peers(&[]).expect("an empty list goes out too");
+    apply(&mut a, vec![share], &mut b.inbox);
+    run(&mut a, &mut b);
+    assert!(b.link.push(offer(room, &evs[0], Some(c))).is_some());
+}
+
+/// `ev` of `room` as the driver offers it for live push, received from `from` (`None`: a
+/// client of the node posted it).
+fn offer(room: RoomId, ev: &(u64, EventId, Vec<u8>), from: Option<NodeId>) -> Offer<'_> {
+    Offer {
+        room,
+        id: ev.1,
+        bytes: &ev.2,
+        from,
+    }
+}
+
+/// `evs` as the driver offers them to [`Link::push_batch`]: all of `room`, posted by the
+/// node's own clients.
+fn offered(evs: &[(u64, EventId, Vec<u8>)], room: RoomId) -> impl Iterator<Item = Offer<'_>> {
+    evs.iter().map(move |ev| offer(room, ev, None))
 }
 
 #[test]
@@ -745,7 +832,7 @@ fn events_waiting_together_go_in_one_frame_and_one_commit() {
     // The first went out on its own already: the batch leaves it out.
     let first = a
         .link
-        .push(room, evs[0].1, &evs[0].2)
+        .push(offer(room, &evs[0], None))
         .expect("first push goes out");
     let batch = a.link.push_batch(offered(&evs, room));
     let frames: Vec<_> = batch
@@ -958,8 +1045,8 @@ fn an_upstream_link_serves_no_wants_and_a_subscription_limits_pushes() {
     run(&mut a, &mut b);
     let fresh1 = &events(5, 1)[4];
     let fresh2 = &events(5, 2)[4];
-    assert!(b.link.push(room_of(&room2), fresh2.1, &fresh2.2).is_none());
-    assert!(b.link.push(room_of(&room1), fresh1.1, &fresh1.2).is_some());
+    assert!(b.link.push(offer(room_of(&room2), fresh2, None)).is_none());
+    assert!(b.link.push(offer(room_of(&room1), fresh1, None)).is_some());
     // The bridge never passes on notices.
     let notice = Notice {
         user: UserId([1; 32]),

@@ -25,7 +25,12 @@ impl LabNode {
 
     /// Starts the daemon in its host and waits until it is ready.
     pub fn start(&mut self) {
-        let mut cmd = self.host.command(env!("CARGO_BIN_EXE_basis"));
+        self.start_bin(std::path::Path::new(env!("CARGO_BIN_EXE_basis")));
+    }
+
+    /// Starts the daemon of the build at `bin` in its host and waits until it is ready.
+    pub fn start_bin(&mut self, bin: &std::path::Path) {
+        let mut cmd = self.host.command(bin);
         for (name, _) in std::env::vars_os() {
             if let Some(name) = name.to_str()
                 && (name.starts_with("BASIS_")

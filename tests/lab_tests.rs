@@ -22,3 +22,5 @@ mod federation;
 mod files_lab;
 #[path = "lab_smoke.rs"]
 mod lab_smoke;
+#[path = "mesh_lab.rs"]
+mod mesh_lab;

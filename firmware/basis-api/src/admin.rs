@@ -269,6 +269,10 @@ pub struct Peer {
     /// Seconds its link was slowed down for sending faster than the per-peer rate limit.
     #[serde(default)]
     pub throttled_secs: f64,
+    /// Bytes received from it over QUIC since the node started (UDP payloads: frames and
+    /// QUIC's own packets), on every link it had.
+    #[serde(default)]
+    pub bytes_received: u64,
 }
 
 /// The upstream bridge of a gateway.

@@ -114,6 +114,8 @@ pub struct PeerSnapshot {
     pub last_error: Option<String>,
     /// Seconds its link was slowed down for sending faster than the per-peer rate limit.
     pub throttled_secs: f64,
+    /// Bytes received from it over QUIC since the node started, on every link it had.
+    pub bytes_received: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +134,8 @@ pub(crate) struct Entry {
     pub last_error: Option<String>,
     pub connected_since: Option<Instant>,
     pub throttled: Duration,
+    /// Bytes received on its links that ended (a live link's own count is added when read).
+    pub bytes_received: u64,
 }
 
 /// Known peers by id.
@@ -158,6 +162,7 @@ impl PeerTable {
             last_error: None,
             connected_since: None,
             throttled: Duration::ZERO,
+            bytes_received: 0,
         })
     }
 
@@ -188,6 +193,7 @@ impl PeerTable {
                 score: e.score,
                 last_error: e.last_error.clone(),
                 throttled_secs: e.throttled.as_secs_f64(),
+                bytes_received: e.bytes_received,
             })
             .collect();
         list.sort_by(|a, b| {

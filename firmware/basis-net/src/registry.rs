@@ -27,6 +27,8 @@ pub(crate) trait LinkConn: Send + Sync {
     fn remote(&self) -> SocketAddr;
     /// The current round-trip estimate.
     fn rtt(&self) -> Duration;
+    /// UDP payload bytes received on it so far.
+    fn bytes_received(&self) -> u64;
     /// Closes it with a code the peer reads.
     fn close(&self, code: CloseCode, reason: &str);
 }
@@ -46,6 +48,10 @@ impl LinkConn for quinn::Connection {
 
     fn rtt(&self) -> Duration {
         quinn::Connection::rtt(self)
+    }
+
+    fn bytes_received(&self) -> u64 {
+        self.stats().udp_rx.bytes
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
@@ -323,6 +329,7 @@ impl Registry {
         if was_registered {
             state.links.remove(&peer);
         }
+        state.peers.entry(peer).bytes_received += conn.bytes_received();
         if !state.connected(&peer) {
             let e = state.peers.entry(peer);
             e.rtt = Some(conn.rtt());
@@ -442,16 +449,23 @@ impl Registry {
     /// Every known peer as `basis peers` shows it, linked ones with their live round trip.
     pub(crate) fn snapshot(&self) -> Vec<PeerSnapshot> {
         let mut state = self.state();
-        let live: Vec<(NodeId, Duration)> = state
+        let live: Vec<(NodeId, Duration, u64)> = state
             .links
             .iter()
             .filter(|(_, l)| l.conn.is_live())
-            .map(|(id, l)| (*id, l.conn.rtt()))
+            .map(|(id, l)| (*id, l.conn.rtt(), l.conn.bytes_received()))
             .collect();
-        for (id, rtt) in live {
-            state.peers.entry(id).rtt = Some(rtt);
+        for (id, rtt, _) in &live {
+            state.peers.entry(*id).rtt = Some(*rtt);
         }
-        state.peers.snapshot()
+        let mut list = state.peers.snapshot();
+        for (id, _, bytes) in live {
+            let id = id.to_string();
+            if let Some(p) = list.iter_mut().find(|p| p.node_id == id) {
+                p.bytes_received += bytes;
+            }
+        }
+        list
     }
 }
 
@@ -493,6 +507,9 @@ mod tests {
         fn rtt(&self) -> Duration {
             Duration::from_millis(self.id as u64)
         }
+        fn bytes_received(&self) -> u64 {
+            1000 * self.id as u64
+        }
         fn close(&self, _: CloseCode, _: &str) {
             self.open.store(false, Ordering::Relaxed);
         }
@@ -528,12 +545,21 @@ mod tests {
         let peers = r.snapshot();
         assert_eq!(peers[0].state, PeerState::Connected);
         assert_eq!(peers[0].rtt_ms, Some(2.0), "the live link's round trip");
+        assert_eq!(
+            peers[0].bytes_received, 3000,
+            "the ended link's bytes and the live one's"
+        );
         // An earlier dial arriving late loses to the held one.
         let stale = Fake::new(3);
         assert!(!r.register(PEER, Box::new(stale), facts(LinkEnd::Dialled, 7, 1)));
         r.link_ended(PEER, &new, "the peer went away", Outcome::Ended);
         assert!(!r.connected(&PEER));
         assert_eq!(r.snapshot()[0].state, PeerState::Disconnected);
+        assert_eq!(
+            r.snapshot()[0].bytes_received,
+            3000,
+            "kept after the links ended"
+        );
         assert_eq!(
             r.redial_candidates().len(),
             0,

@@ -23,6 +23,7 @@ pub fn peer(p: PeerSnapshot) -> Peer {
         score: p.score,
         last_error: p.last_error,
         throttled_secs: p.throttled_secs,
+        bytes_received: p.bytes_received,
     }
 }
 

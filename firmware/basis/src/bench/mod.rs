@@ -158,4 +158,12 @@ fn peak(report: &mut Report, n: usize, b: &backfill::Backfill) {
     if let Some(p) = b.reconciled_peak_kib {
         add("through a catch-up and the reconciliation after it", p);
     }
+    report.add(Figure::beside(
+        "resources",
+        &format!("of it mapping files (the binary), node holding {n} events"),
+        b.file_kib.0 as f64 / 1024.0,
+        "MiB",
+        "the same of the node catching up",
+        b.file_kib.1 as f64 / 1024.0,
+    ));
 }

@@ -31,7 +31,7 @@ const VERIFY_BATCH: usize = 64;
 /// batch) runs at on all cores: what a node could reach if it checked signatures that way.
 /// Nodes check each event on its own (`basis_proto::validation` says why), so this is the
 /// ceiling the goal is set against, not a path the node takes.
-pub fn batch_verify_rate(events: &[ValidEvent]) -> Result<f64> {
+pub(super) fn batch_verify_rate(events: &[ValidEvent]) -> Result<f64> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let share = events.len().div_ceil(cores).max(1);
     let start = Instant::now();
@@ -265,30 +265,18 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<Backfill>
     let bytes: usize = events.iter().map(|e| e.bytes().len()).sum();
     let quinn = quinn_rate(bytes).await?;
     let per_event = bytes as f64 / n as f64;
-    // The goal: at least 0.6 of the lower of the batched check and the raw insert,
-    // both measured in this run.
-    let batched = batch_verify_rate(events)?;
-    let (dir, owned) = (tempfile::tempdir()?, events.to_vec());
-    let raw_dir = dir.path().to_path_buf();
-    let raw =
-        tokio::task::spawn_blocking(move || super::ingest::raw_path(&raw_dir, &owned)).await??;
-    let end_to_end = format!("backfill of {n} events over QUIC, end to end");
-    for (reference, value) in [
+    let mut references = vec![
         ("signature check rate, one core", verify),
         ("raw quinn stream, same bytes", quinn / per_event),
-        ("batched signature check, all cores", batched),
-        ("raw rusqlite batched insert, same rows", raw),
-        ("the lower of those two (goal: 0.6)", batched.min(raw)),
-    ] {
-        report.add(Figure::beside(
-            "backfill",
-            &end_to_end,
-            b.rate,
-            "events/s",
-            reference,
-            value,
-        ));
-    }
+    ];
+    references.extend(super::goal_references(events).await?);
+    report.beside_each(
+        "backfill",
+        &format!("backfill of {n} events over QUIC, end to end"),
+        b.rate,
+        "events/s",
+        &references,
+    );
     round_trips(report, events, &b)?;
     // A node that was away: it holds the oldest tenth and lacks the rest.
     let held = n / 10;

@@ -152,29 +152,14 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
 pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (real, written, commits) = real_path(dir.path(), events).await?;
-    let owned: Vec<ValidEvent> = events.to_vec();
-    let raw_dir = dir.path().to_path_buf();
-    let raw = tokio::task::spawn_blocking(move || raw_path(&raw_dir, &owned)).await??;
     let n = events.len() as f64;
-    let owned: Vec<ValidEvent> = events.to_vec();
-    let batched =
-        tokio::task::spawn_blocking(move || super::backfill::batch_verify_rate(&owned)).await??;
-    let in_process = format!("durable ingest, {CLIENTS} clients, in process");
-    // The goal: at least 0.6 of the lower of the two, both measured in this run.
-    for (reference, value) in [
-        ("raw rusqlite batched insert, same rows", raw),
-        ("batched signature check, all cores", batched),
-        ("the lower of those two (goal: 0.6)", raw.min(batched)),
-    ] {
-        report.add(Figure::beside(
-            "ingest",
-            &in_process,
-            real,
-            "events/s",
-            reference,
-            value,
-        ));
-    }
+    report.beside_each(
+        "ingest",
+        &format!("durable ingest, {CLIENTS} clients, in process"),
+        real,
+        "events/s",
+        &super::goal_references(events).await?,
+    );
     let http = http_path(events.len()).await.context("ingest over HTTP")?;
     report.add(Figure::beside(
         "ingest",

@@ -143,6 +143,29 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     Ok(())
 }
 
+/// The two references the issue sets event rates against, measured now over `events`:
+/// ed25519-dalek's batched signature check on all cores, the raw batched insert of the same
+/// rows, and the lower of the two (the goals are fractions of it).
+pub async fn goal_references(
+    events: &[basis_core::validate::ValidEvent],
+) -> Result<[(&'static str, f64); 3]> {
+    let owned = events.to_vec();
+    let dir = tempfile::tempdir()?;
+    let raw_dir = dir.path().to_path_buf();
+    let (batched, raw) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((
+            backfill::batch_verify_rate(&owned)?,
+            ingest::raw_path(&raw_dir, &owned)?,
+        ))
+    })
+    .await??;
+    Ok([
+        ("batched signature check, all cores", batched),
+        ("raw rusqlite batched insert, same rows", raw),
+        ("the lower of those two (goal: 0.6)", batched.min(raw)),
+    ])
+}
+
 fn peak(report: &mut Report, n: usize, b: &backfill::Backfill) {
     let mut add = |until: &str, (source, sink): (u64, u64)| {
         report.add(Figure::beside(

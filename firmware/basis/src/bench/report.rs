@@ -82,6 +82,20 @@ impl Report {
         println!("{}", row(&f));
         self.figures.push(f);
     }
+
+    /// Adds `value` of the figure `name` once beside each of `references`.
+    pub fn beside_each(
+        &mut self,
+        group: &str,
+        name: &str,
+        value: f64,
+        unit: &str,
+        references: &[(&str, f64)],
+    ) {
+        for (reference, beside) in references {
+            self.add(Figure::beside(group, name, value, unit, reference, *beside));
+        }
+    }
 }
 
 /// The table's header line.

@@ -442,6 +442,23 @@ impl Lab {
                  }}\n"
             ));
         }
+        self.nft(
+            host,
+            &script,
+            &format!("setting {}'s loss to {percent} %", host.name),
+        );
+    }
+
+    /// What `nft ARGS` prints in `host`'s namespace; panics naming `what` if it fails.
+    pub fn nft_output(&self, host: &Host, args: &[&str], what: &str) -> String {
+        self.check_host(host);
+        expect_ok(host.command(&self.tools.nft).args(args).output(), what)
+    }
+
+    /// Applies the nftables `script` in `host`'s namespace, atomically (`nft -f`); panics
+    /// naming `what` if nft refuses it.
+    pub fn nft(&self, host: &Host, script: &str, what: &str) {
+        self.check_host(host);
         let result = host
             .command(&self.tools.nft)
             .args(["-f", "-"])
@@ -455,10 +472,7 @@ impl Lab {
                 }
                 child.wait_with_output()
             });
-        expect_ok(
-            result,
-            &format!("setting {}'s loss to {percent} %", host.name),
-        );
+        expect_ok(result, what);
     }
 
     /// Limits what `host` sends on `eth0` (or its attached interface) to `kbit` kbit/s with a token-bucket filter

@@ -704,13 +704,11 @@ impl Link {
             }
         };
         // A later session on a link that stayed up reconciles only up to this node's newest
-        // event when the previous session started, and asks for nothing newer: what is newer
-        // is still arriving by live push on this link and others, and a session that
-        // compared it would send or ask for copies of events on their way (at 50 nodes
-        // posting together, one more copy of each event per node). What a push missed is
-        // found by the session after.
-        // A node that held nothing got everything newer than nothing whole: the next session
-        // compares nothing, the one after what it held at the next one's start.
+        // event when the previous session started (nothing, if it held nothing then: the
+        // catch-up brought everything), and asks for nothing newer: what is newer is still
+        // arriving by live push on this link and others, and comparing it would send or ask
+        // for copies of events on their way (at 50 nodes posting together, one more copy of
+        // each event per node). What a push missed is found by the session after.
         if let Some(upto) = self.settled.replace(newest.unwrap_or(0)) {
             self.session = Some(Session {
                 newest: upto,

@@ -32,7 +32,9 @@ fn room_ids(node: &LabNode, room: &str) -> BTreeSet<Vec<u8>> {
     let Ok(conn) = std::panic::catch_unwind(|| open_db_ro(&node.node.db_path())) else {
         return BTreeSet::new();
     };
-    let Ok(mut stmt) = conn.prepare("SELECT id FROM events WHERE room = ?1") else {
+    let Ok(mut stmt) =
+        conn.prepare("SELECT id FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1)")
+    else {
         return BTreeSet::new();
     };
     stmt.query_map([id_bytes(room)], |r| r.get::<_, Vec<u8>>(0))
@@ -44,7 +46,7 @@ fn room_ids(node: &LabNode, room: &str) -> BTreeSet<Vec<u8>> {
 fn room_bytes(node: &LabNode, room: &str) -> i64 {
     let conn = open_db_ro(&node.node.db_path());
     conn.query_row(
-        "SELECT coalesce(sum(length(raw)), 0) FROM events WHERE room = ?1",
+        "SELECT coalesce(sum(length(raw)), 0) FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1)",
         [id_bytes(room)],
         |r| r.get(0),
     )
@@ -320,7 +322,7 @@ fn allowed_rooms_cross_when_the_wan_comes_up_and_survive_cuts_and_restarts() {
     let up_conn = open_db_ro(&up.node.db_path());
     let (rows, distinct): (i64, i64) = up_conn
         .query_row(
-            "SELECT count(*), count(DISTINCT id) FROM events WHERE room = ?1",
+            "SELECT count(*), count(DISTINCT id) FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1)",
             [id_bytes(&room_a)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

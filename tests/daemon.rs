@@ -375,7 +375,8 @@ fn dev_append_with_a_user_key_and_an_existing_room() {
     for ack in first.iter().chain(&more) {
         let (raw, event_room): (Vec<u8>, Vec<u8>) = conn
             .query_row(
-                "SELECT raw, room FROM events WHERE id = ?1",
+                "SELECT raw, (SELECT id FROM rooms WHERE n = events.room) FROM events
+                 WHERE id = ?1",
                 [id_bytes(&ack.id)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

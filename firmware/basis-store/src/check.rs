@@ -107,8 +107,9 @@ pub struct RoomListing {
 pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
     let (conn, _) = open_read_only(path)?;
     let mut stmt = conn.prepare(
-        "SELECT room, count(*), sum(length(raw)), max(ts) FROM events
-         GROUP BY room ORDER BY max(ts) DESC, room",
+        "SELECT rooms.id, count(*), sum(length(raw)), max(ts)
+         FROM events JOIN rooms ON rooms.n = events.room
+         GROUP BY events.room ORDER BY max(ts) DESC, rooms.id",
     )?;
     let counts = stmt
         .query_map([], |r| {
@@ -121,8 +122,10 @@ pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     // Only creations and settings name a room (kinds 0 and 2, in the state index).
-    let mut names = conn
-        .prepare("SELECT raw FROM events WHERE room = ?1 AND kind IN (0, 1, 2, 6) ORDER BY seq")?;
+    let mut names = conn.prepare(
+        "SELECT raw FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) \
+         AND kind IN (0, 1, 2, 6) ORDER BY seq",
+    )?;
     let mut out = Vec::with_capacity(counts.len());
     for (room, events, bytes, newest) in counts {
         let Ok(room) = <[u8; 32]>::try_from(room.as_slice()).map(RoomId) else {

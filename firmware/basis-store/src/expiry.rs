@@ -148,7 +148,7 @@ fn expire_by_age(
             let n = delete_returning(
                 conn,
                 "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE room = ?1 AND ts < ?2 AND received_at < ?3
+                   (SELECT seq FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND ts < ?2 AND received_at < ?3
                     LIMIT ?4)
                  RETURNING length(raw), seq, id",
                 params![room.as_bytes(), limit, arrived, CHUNK],
@@ -170,7 +170,7 @@ fn expire_by_age(
     loop {
         let rows: Vec<(i64, i64, Vec<u8>, bool)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, ts, room, received_at < ?5 FROM events
+                "SELECT seq, ts, (SELECT id FROM rooms WHERE n = events.room), received_at < ?5 FROM events
                  WHERE ts < ?1 AND (ts, seq) > (?2, ?3) ORDER BY ts, seq LIMIT ?4",
             )?;
             stmt.query_map(params![limit, after.0, after.1, CHUNK, arrived], |r| {

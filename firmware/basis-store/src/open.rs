@@ -64,8 +64,9 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), Stor
     Ok((read("application_id")?, read("user_version")?))
 }
 
-/// The first schema version whose migration copies the whole events table (version 4).
-const REWRITES_EVENTS: i64 = 4;
+/// The newest schema version whose migration copies the whole events table (versions 4 and
+/// 5 do): a database older than it is rewritten once when opened.
+const REWRITES_EVENTS: i64 = 5;
 
 /// Room kept free beyond the copy and its log, MiB.
 const UPGRADE_MARGIN_MIB: u64 = 16;
@@ -139,7 +140,14 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         configure(&conn, options.cache_mib)?;
         if version > 0 && version < REWRITES_EVENTS {
-            room_to_rewrite(path, database_bytes(path), free_bytes(path))?;
+            let bytes = database_bytes(path);
+            room_to_rewrite(path, bytes, free_bytes(path))?;
+            log::info!(
+                "store: upgrading {} from schema version {version} to {SCHEMA_VERSION}: \
+                 rewriting {} MiB of events once, nothing is lost",
+                path.display(),
+                bytes / (1024 * 1024)
+            );
         }
         migrations()
             .to_latest(&mut conn)

@@ -115,9 +115,11 @@ fn stored(row: &Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-const COLUMNS: &str = "id, room, ts, received_at, raw";
+/// The columns [`stored`] reads; events hold a room's number, `rooms` its id (schema v5).
+const COLUMNS: &str = "id, (SELECT id FROM rooms WHERE n = events.room), ts, received_at, raw";
 /// [`COLUMNS`] of the row `seq` (?1) if it holds the id ?2.
-const BY_ID: &str = "SELECT id, room, ts, received_at, raw FROM events WHERE seq = ?1 AND id = ?2";
+const BY_ID: &str = "SELECT id, (SELECT id FROM rooms WHERE n = events.room), ts, received_at, raw \
+                     FROM events WHERE seq = ?1 AND id = ?2";
 
 impl Readers {
     /// Runs `read` on the row holding `id`, if any: the id index names the candidate rows
@@ -182,7 +184,7 @@ impl Readers {
         };
         let events: Vec<StoredEvent> = self.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE room = ?1 AND (ts, id) < (?2, ?3)
+                "SELECT {COLUMNS} FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND (ts, id) < (?2, ?3)
                  ORDER BY ts DESC, id DESC LIMIT ?4"
             ))?;
             let rows = stmt.query_map(params![room.as_bytes(), ts, id, limit as i64], stored)?;
@@ -210,7 +212,7 @@ impl Readers {
     ) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT ts, id FROM events WHERE room = ?1 AND (ts, id) >= (?2, ?3)
+                "SELECT ts, id FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND (ts, id) >= (?2, ?3)
                  AND (ts, id) < (?4, ?5) ORDER BY ts, id LIMIT ?6",
             )?;
             let rows = stmt.query_map(
@@ -296,7 +298,7 @@ impl Readers {
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let mut stmt =
-                c.prepare_cached("SELECT ts, id FROM events WHERE room = ?1 ORDER BY ts, id")?;
+                c.prepare_cached("SELECT ts, id FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) ORDER BY ts, id")?;
             for room in rooms {
                 let mut rows = stmt.query(params![room.as_bytes()])?;
                 while let Some(row) = rows.next()? {
@@ -335,7 +337,7 @@ impl Readers {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events
-                 WHERE room = ?1 AND seq > ?2",
+                 WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND seq > ?2",
             )?;
             Ok(stmt.query_row(params![room.as_bytes(), seq], |r| {
                 Ok((
@@ -443,8 +445,9 @@ impl Readers {
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT room, count(*), sum(length(raw)), max(ts) FROM events
-                 GROUP BY room ORDER BY max(ts) DESC",
+                "SELECT rooms.id, count(*), sum(length(raw)), max(ts)
+                 FROM events JOIN rooms ON rooms.n = events.room
+                 GROUP BY events.room ORDER BY max(ts) DESC",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(RoomSummary {
@@ -491,7 +494,7 @@ impl Readers {
             // The kind list must match the partial index `events_state` exactly to use it.
             let mut stmt = match room {
                 Some(_) => c.prepare_cached(
-                    "SELECT raw FROM events WHERE room = ?1 AND kind IN (0, 1, 2, 6) ORDER BY seq",
+                    "SELECT raw FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND kind IN (0, 1, 2, 6) ORDER BY seq",
                 )?,
                 None => c.prepare_cached(
                     "SELECT raw FROM events WHERE kind IN (0, 1, 2, 6) ORDER BY seq",

@@ -10,7 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub const APPLICATION_ID: i64 = 0x4253_4953;
 
 /// Newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const V1: &str = "
 PRAGMA application_id = 1112754515;
@@ -76,9 +76,41 @@ CREATE INDEX events_ts ON events(ts);
 CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 ";
 
+/// Version 5: rooms as small numbers. Every event row and every entry of the
+/// `(room, ts, id)` index held the room's 32-byte id: about 62 of the 570 bytes an event
+/// took, each written twice (the log, then the checkpoint). The ids move to `rooms`, one
+/// row per room, and events keep the room's number (`n`, one or two bytes as SQLite stores
+/// it). Numbers are given in order of each room's first event and never reused; a room
+/// whose events all expired keeps its row (a few dozen bytes). The table is rebuilt, every
+/// event kept with its `seq`.
+const V5: &str = "
+CREATE TABLE rooms (
+    n           INTEGER PRIMARY KEY,   -- the number events store
+    id          BLOB NOT NULL UNIQUE   -- room id
+) STRICT;
+INSERT INTO rooms (id) SELECT room FROM events GROUP BY room ORDER BY min(seq);
+CREATE TABLE events_v5 (
+    seq         INTEGER PRIMARY KEY,   -- local arrival order
+    id          BLOB NOT NULL,         -- SHA-256 of raw; unique through events_room_ts_id
+    room        INTEGER NOT NULL,      -- rooms.n (own id for a create event)
+    kind        INTEGER NOT NULL,      -- body variant index
+    ts          INTEGER NOT NULL,      -- hybrid logical clock of the author
+    received_at INTEGER NOT NULL,      -- local wall clock at arrival, ms
+    raw         BLOB NOT NULL          -- canonical wire bytes
+) STRICT;
+INSERT INTO events_v5 (seq, id, room, kind, ts, received_at, raw)
+    SELECT seq, events.id, rooms.n, kind, ts, received_at, raw
+    FROM events JOIN rooms ON rooms.id = events.room ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v5 RENAME TO events;
+CREATE UNIQUE INDEX events_room_ts_id ON events(room, ts, id);
+CREATE INDEX events_ts ON events(ts);
+CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
+";
+
 /// The migrations, oldest first. Append; never edit one that has shipped.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
 }
 
 #[cfg(test)]
@@ -102,58 +134,83 @@ mod tests {
         validate_event(content.sign(&key)).unwrap()
     }
 
-    #[test]
-    fn a_version_3_database_holding_events_migrates_in_place_and_keeps_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("basis.db");
-        let t0 = 1_700_000_000_000u64;
-        let create = signed(
-            None,
-            t0,
-            Body::Create(RoomCreate {
-                name: "old".into(),
-                encrypted: false,
-                history: History::SinceJoin,
-            }),
-        );
-        let room = create.room();
-        let mut events = vec![create];
-        // Stored out of time order, as a node that caught up newest first holds them.
-        for i in (0..300u64).rev() {
-            let text = format!("message {i}");
-            let body = Body::Message(MessageBody::Text { text });
-            events.push(signed(Some(room), t0 + 1 + i, body));
-        }
-        {
-            // A database exactly as version 3 left it, written the way version 3 wrote.
-            let mut conn = rusqlite::Connection::open(&path).unwrap();
-            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-            Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
-                .to_latest(&mut conn)
-                .unwrap();
-            for (n, ev) in events.iter().enumerate() {
-                let c = &ev.event().content;
+    /// A database exactly as schema `version` left it, holding `events` written the way that
+    /// version wrote them (in the given order, `received_at` 1000 + position).
+    fn database_at(path: &std::path::Path, version: usize, events: &[ValidEvent]) {
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let all = [V1, V2, V3, V4, V5];
+        Migrations::new(all[..version].iter().map(|sql| M::up(sql)).collect())
+            .to_latest(&mut conn)
+            .unwrap();
+        for (n, ev) in events.iter().enumerate() {
+            let c = &ev.event().content;
+            let (id, room, kind) = (ev.id(), ev.room(), c.body.kind_code());
+            let (ts, received, raw) = (c.time.0 as i64, 1000 + n as i64, ev.bytes());
+            if version < 4 {
                 conn.execute(
                     "INSERT INTO events (id, room, author, kind, ts, received_at, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     rusqlite::params![
-                        ev.id().as_bytes(),
-                        ev.room().as_bytes(),
+                        id.as_bytes(),
+                        room.as_bytes(),
                         c.author.as_bytes(),
-                        c.body.kind_code(),
-                        c.time.0 as i64,
-                        1000 + n as i64,
-                        ev.bytes(),
+                        kind,
+                        ts,
+                        received,
+                        raw
                     ],
                 )
                 .unwrap();
-            }
-            let v: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
+            } else {
+                conn.execute(
+                    "INSERT INTO events (id, room, kind, ts, received_at, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![id.as_bytes(), room.as_bytes(), kind, ts, received, raw],
+                )
                 .unwrap();
-            assert_eq!(v, 3);
+            }
         }
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, version as i64);
+    }
 
+    #[test]
+    fn an_old_database_holding_events_migrates_in_place_and_keeps_them() {
+        for version in [1, 3, 4] {
+            old_database_migrates(version);
+        }
+    }
+
+    fn old_database_migrates(version: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("basis.db");
+        let t0 = 1_700_000_000_000u64;
+        let create_room = |name: &str| {
+            signed(
+                None,
+                t0,
+                Body::Create(RoomCreate {
+                    name: name.into(),
+                    encrypted: false,
+                    history: History::SinceJoin,
+                }),
+            )
+        };
+        let (create, other) = (create_room("old"), create_room("other"));
+        let room = create.room();
+        let mut events = vec![create, other.clone()];
+        // Stored out of time order, as a node that caught up newest first holds them, and
+        // two rooms interleaved.
+        for i in (0..300u64).rev() {
+            let text = format!("message {i}");
+            let body = Body::Message(MessageBody::Text { text });
+            let in_room = if i % 3 == 0 { other.room() } else { room };
+            events.push(signed(Some(in_room), t0 + 1 + i, body));
+        }
+        database_at(&path, version, &events);
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
         let readers = store.readers();
         assert_eq!(readers.ids.len(), events.len());
@@ -169,13 +226,34 @@ mod tests {
         let ids: Vec<_> = since.iter().map(|(_, e)| e.id).collect();
         assert_eq!(ids, events.iter().map(|e| e.id()).collect::<Vec<_>>());
         assert_eq!(since[7].1.received_at, 1007);
+        assert!(
+            since
+                .iter()
+                .zip(&events)
+                .all(|((_, s), e)| s.room == e.room())
+        );
         // History still pages newest first.
         let page = readers.history(&room, None, 5).unwrap();
         let newest: Vec<_> = page.events.iter().map(|e| e.id).collect();
-        assert_eq!(
-            newest,
-            events[1..6].iter().map(|e| e.id()).collect::<Vec<_>>()
-        );
+        let expected: Vec<_> = events[2..]
+            .iter()
+            .filter(|e| e.room() == room)
+            .take(5)
+            .map(|e| e.id())
+            .collect();
+        assert_eq!(newest, expected);
+        assert!(page.events.iter().all(|e| e.room == room));
+        // Each room keeps its events, counted apart.
+        let mut rooms: Vec<(RoomId, u64)> = readers
+            .rooms()
+            .unwrap()
+            .iter()
+            .map(|r| (r.room, r.events))
+            .collect();
+        rooms.sort();
+        let mut expected = vec![(room, 201), (other.room(), 101)];
+        expected.sort();
+        assert_eq!(rooms, expected);
         // The one-row-per-event rule holds after the migration: offering them again adds
         // nothing, and a new event is stored after the old ones.
         let again = store.writer().insert_blocking(events.clone()).unwrap();
@@ -202,6 +280,19 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(indexes, ["events_room_ts_id", "events_state", "events_ts"]);
+        // Rows hold a room's number, and `rooms` its id.
+        let numbers: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE typeof(room) = 'integer'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(numbers, events.len() as i64 + 1);
+        let known: i64 = conn
+            .query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(known, 2);
         let author: i64 = conn
             .query_row(
                 "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'author'",

@@ -5,12 +5,13 @@
 //! transaction and answers every caller after the commit returned (synchronous=FULL: the
 //! data is on disk). One fsync serves many events, so throughput grows with load.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use basis_core::{EventId, Timestamp, ValidEvent};
+use basis_core::{EventId, RoomId, Timestamp, ValidEvent};
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -170,7 +171,9 @@ impl Writer {
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
             .map_err(StoreError::from_sqlite)?;
         let (committed_tx, committed) = watch::channel(last.max(0) as u64);
+        let rooms = room_numbers(&conn)?;
         let mut state = WriterState {
+            rooms,
             committed: committed_tx,
             conn,
             stats: stats.clone(),
@@ -218,6 +221,8 @@ impl Writer {
 
 struct WriterState {
     conn: Connection,
+    /// Each room's number in the `rooms` table (what event rows store), as committed.
+    rooms: HashMap<RoomId, i64>,
     /// The highest `seq` committed, published after every commit that stored something.
     committed: watch::Sender<u64>,
     stats: Arc<StoreStats>,
@@ -227,6 +232,20 @@ struct WriterState {
     last_received: i64,
     /// The policy of the last expiry run, applied to the quota after each commit.
     policy: Option<ExpiryPolicy>,
+}
+
+/// Every room's number, as the `rooms` table holds them.
+fn room_numbers(conn: &Connection) -> Result<HashMap<RoomId, i64>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, n FROM rooms")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (id, n) = row?;
+        if let Some(room) = RoomId::from_slice(&id) {
+            out.insert(room, n);
+        }
+    }
+    Ok(out)
 }
 
 fn wall_millis() -> i64 {
@@ -345,7 +364,13 @@ impl WriterState {
         let mut results = Vec::with_capacity(group.len());
         let (mut new_events, mut new_bytes, mut dups) = (0u64, 0u64, 0u64);
         let mut added = Vec::new();
+        // Rooms first seen in this group: numbered inside the transaction, remembered only
+        // once it commits.
+        let mut new_rooms: Vec<(RoomId, i64)> = Vec::new();
         {
+            let mut number_room = tx
+                .prepare_cached("INSERT INTO rooms (id) VALUES (?1)")
+                .map_err(StoreError::from_sqlite)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
@@ -377,10 +402,27 @@ impl WriterState {
             for (r, e) in order {
                 let ev = &group[r].0[e];
                 let c = &ev.event().content;
+                let room = ev.room();
+                let known = self.rooms.get(&room).copied().or_else(|| {
+                    new_rooms
+                        .iter()
+                        .find_map(|(id, n)| (*id == room).then_some(*n))
+                });
+                let room_n = match known {
+                    Some(n) => n,
+                    None => {
+                        number_room
+                            .execute(params![room.as_bytes()])
+                            .map_err(StoreError::from_sqlite)?;
+                        let n = tx.last_insert_rowid();
+                        new_rooms.push((room, n));
+                        n
+                    }
+                };
                 let changed = stmt
                     .execute(params![
                         ev.id().as_bytes(),
-                        ev.room().as_bytes(),
+                        room_n,
                         c.body.kind_code(),
                         ts_sql(c.time),
                         received,
@@ -398,6 +440,7 @@ impl WriterState {
             }
         }
         tx.commit().map_err(StoreError::from_sqlite)?;
+        self.rooms.extend(new_rooms);
         self.ids.add(&added);
         let s = &self.stats;
         s.add(&s.events, new_events);

@@ -505,26 +505,6 @@ fn known_peers_are_remembered_newest_first() {
 }
 
 #[test]
-fn a_version_1_database_is_migrated_and_keeps_its_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("basis.db");
-    let store = open(&dir);
-    let room = create("r");
-    store.writer().insert_blocking(vec![room.clone()]).unwrap();
-    store.close().unwrap();
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "DROP INDEX events_state; DROP TABLE known_peers; PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
-    let store = open(&dir);
-    assert!(store.readers().get(&room.id()).unwrap().is_some());
-    assert!(store.readers().known_peers(1).unwrap().is_empty());
-}
-
-#[test]
 fn the_feed_of_new_events_follows_commits_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -124,9 +124,17 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     let batch = StoreOptions::default().write_batch;
     let start = Instant::now();
+    // Events store their room's number (`rooms`); number each room on its first event.
+    let mut rooms: std::collections::HashMap<RoomId, i64> = std::collections::HashMap::new();
     for chunk in events.chunks(batch) {
         let tx = conn.transaction()?;
         {
+            for e in chunk {
+                if let std::collections::hash_map::Entry::Vacant(v) = rooms.entry(e.room()) {
+                    tx.execute("INSERT INTO rooms (id) VALUES (?1)", [e.room().as_bytes()])?;
+                    v.insert(tx.last_insert_rowid());
+                }
+            }
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -135,7 +143,7 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
                 let c = &e.event().content;
                 stmt.execute(rusqlite::params![
                     e.id().as_bytes(),
-                    e.room().as_bytes(),
+                    rooms.get(&e.room()).copied().unwrap_or_default(),
                     c.body.kind_code(),
                     i64::try_from(c.time.0).unwrap_or(i64::MAX),
                     0i64,

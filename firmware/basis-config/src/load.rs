@@ -561,7 +561,7 @@ mod tests {
         .unwrap();
         assert_eq!(loaded.config, Config::default());
         // One origin per key of the defaults file.
-        assert_eq!(loaded.origins.len(), 41);
+        assert_eq!(loaded.origins.len(), 42);
     }
 
     #[test]

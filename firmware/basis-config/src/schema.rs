@@ -83,6 +83,9 @@ pub struct StoreConfig {
     pub write_batch: usize,
     /// Events waiting for the writer before callers have to wait.
     pub write_queue: usize,
+    /// Least time between the starts of two commits while writes keep coming, ms: under
+    /// load the writer waits out the rest of it to gather a larger group. 0: no waiting.
+    pub commit_gap_ms: u64,
     /// How often expiry runs, seconds.
     pub expire_interval_secs: u64,
 }
@@ -96,6 +99,7 @@ impl Default for StoreConfig {
             readers: 2,
             write_batch: 256,
             write_queue: 1024,
+            commit_gap_ms: 2,
             expire_interval_secs: 600,
         }
     }

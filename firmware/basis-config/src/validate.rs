@@ -49,6 +49,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
         });
     }
     in_range("store.write_queue", store.write_queue, 1..=MAX_WRITE_QUEUE)?;
+    in_range("store.commit_gap_ms", store.commit_gap_ms, 0..=100)?;
     if store.expire_interval_secs < 10 {
         return Err(invalid(
             "store.expire_interval_secs",
@@ -458,6 +459,10 @@ mod tests {
         assert_eq!(
             check(|c| c.store.write_batch = 0).unwrap_err().field,
             "store.write_batch"
+        );
+        assert_eq!(
+            check(|c| c.store.commit_gap_ms = 101).unwrap_err().field,
+            "store.commit_gap_ms"
         );
         assert_eq!(
             check(|c| c.store.expire_interval_secs = 9)

@@ -22,6 +22,10 @@ pub struct StoreOptions {
     pub write_batch: usize,
     /// Insert requests waiting for the writer before callers wait.
     pub write_queue: usize,
+    /// Least time between the starts of two commits while writes keep coming: under load the
+    /// writer waits out the rest of it to gather more events into one commit (fewer, larger
+    /// writes to the card; at most this much added latency). Zero commits at once.
+    pub commit_gap: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +35,7 @@ impl Default for StoreOptions {
             readers: 2,
             write_batch: 256,
             write_queue: 1024,
+            commit_gap: std::time::Duration::from_millis(2),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use basis_core::{EventId, RoomId, Timestamp, ValidEvent};
 use rusqlite::{Connection, params};
@@ -179,6 +179,8 @@ impl Writer {
             stats: stats.clone(),
             ids,
             batch_limit: options.write_batch.max(1),
+            commit_gap: options.commit_gap,
+            last_commit: None,
             last_received: 0,
             policy: None,
         };
@@ -229,6 +231,10 @@ struct WriterState {
     /// Which row holds which id; updated after each commit, before anyone is answered.
     ids: Arc<IdIndex>,
     batch_limit: usize,
+    /// Least time between the starts of two commits while writes keep coming.
+    commit_gap: Duration,
+    /// When the last commit began.
+    last_commit: Option<Instant>,
     last_received: i64,
     /// The policy of the last expiry run, applied to the quota after each commit.
     policy: Option<ExpiryPolicy>,
@@ -248,6 +254,37 @@ fn room_numbers(conn: &Connection) -> Result<HashMap<RoomId, i64>, StoreError> {
     Ok(out)
 }
 
+/// How long the writer sleeps between looks at its queue while it gathers a group.
+const GATHER_NAP: Duration = Duration::from_micros(200);
+
+/// The requests the writer took for its next commit.
+#[derive(Default)]
+struct Group {
+    /// Inserts, with the callers to answer once they are durable.
+    inserts: Vec<(Vec<ValidEvent>, Reply<Vec<Inserted>>)>,
+    /// Events in `inserts`.
+    count: usize,
+    /// Other requests, run after the commit.
+    later: Vec<Request>,
+}
+
+impl Group {
+    /// Adds a request; true when it asks the writer to stop (it is not kept).
+    fn take(&mut self, request: Request) -> bool {
+        match request {
+            Request::Insert { events, reply } => {
+                self.count += events.len();
+                self.inserts.push((events, reply));
+            }
+            other @ (Request::Expire { .. } | Request::RememberPeer { .. }) => {
+                self.later.push(other)
+            }
+            Request::Shutdown => return true,
+        }
+        false
+    }
+}
+
 fn wall_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -263,28 +300,39 @@ impl WriterState {
             let Some(first) = rx.blocking_recv() else {
                 break;
             };
-            let mut inserts = Vec::new();
-            let mut later = Vec::new();
-            let mut count = 0;
+            let mut group = Group::default();
             let mut next = Some(first);
             while let Some(request) = next.take() {
-                match request {
-                    Request::Insert { events, reply } => {
-                        count += events.len();
-                        inserts.push((events, reply));
-                    }
-                    expire @ Request::Expire { .. } => later.push(expire),
-                    peer @ Request::RememberPeer { .. } => later.push(peer),
-                    Request::Shutdown => {
-                        stopping = true;
-                        break;
-                    }
-                }
-                if count < self.batch_limit {
+                stopping = group.take(request);
+                if !stopping && group.count < self.batch_limit {
                     next = rx.try_recv().ok();
                 }
             }
+            // Under load (the last commit began less than `commit_gap` ago), wait out the
+            // rest of the gap for more events: one larger commit instead of several small
+            // ones, each of which rewrites the last page of the table and of every index.
+            if let Some(last) = self.last_commit
+                && !stopping
+                && !group.inserts.is_empty()
+            {
+                let deadline = last + self.commit_gap;
+                while !stopping && group.count < self.batch_limit {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(request) => stopping = group.take(request),
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            std::thread::sleep((deadline - now).min(GATHER_NAP));
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+            let Group { inserts, later, .. } = group;
             if !inserts.is_empty() {
+                self.last_commit = Some(Instant::now());
                 self.commit_group(inserts);
             }
             for request in later {

@@ -480,6 +480,52 @@ async fn concurrent_writers_are_grouped_into_few_commits() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_the_writer_waits_out_the_commit_gap_and_a_lone_event_does_not_wait() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let gap = Duration::from_secs(1);
+    let options = StoreOptions {
+        commit_gap: gap,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir.path().join("basis.db"), &options).unwrap();
+    let stats = store.stats();
+    let room = create("r");
+    let rid = room.room();
+    store.writer().insert(vec![room]).await.unwrap();
+    assert_eq!(stats.commits.load(Relaxed), 1);
+    // 40 events sent one by one right after a commit: one commit for all of them, made
+    // when the gap since the last one has passed, and every caller answered after it.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        let w = store.writer();
+        let ev = text(rid, T0 + 1 + i, "x");
+        tasks.push(tokio::spawn(async move { w.insert(vec![ev]).await }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap()[0].new);
+    }
+    let commits = stats.commits.load(Relaxed);
+    assert!(commits <= 3, "{commits} commits for 41 events");
+    assert_eq!(stats.events.load(Relaxed), 41);
+    assert!(started.elapsed() < gap * 3);
+    // Once writes stop for longer than the gap, a lone event is committed at once.
+    tokio::time::sleep(gap + Duration::from_millis(200)).await;
+    let lone = Instant::now();
+    let writer = store.writer();
+    let stored = writer.insert(vec![text(rid, T0 + 100, "alone")]).await;
+    assert!(stored.unwrap()[0].new);
+    let took = lone.elapsed();
+    assert!(took < gap / 2, "a lone event waited {took:?}");
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[test]
 fn known_peers_are_remembered_newest_first() {
     let dir = tempfile::tempdir().unwrap();

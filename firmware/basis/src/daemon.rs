@@ -24,6 +24,7 @@ fn store_options(settings: &Settings) -> StoreOptions {
         readers: s.readers,
         write_batch: s.write_batch,
         write_queue: s.write_queue,
+        commit_gap: Duration::from_millis(s.commit_gap_ms),
     }
 }
 

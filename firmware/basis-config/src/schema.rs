@@ -95,7 +95,7 @@ impl Default for StoreConfig {
         Self {
             quota_mib: 1024,
             retention_days: 0,
-            cache_mib: 8,
+            cache_mib: 2,
             readers: 2,
             write_batch: 256,
             write_queue: 1024,

@@ -31,7 +31,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_mib: 8,
+            cache_mib: 2,
             readers: 2,
             write_batch: 256,
             write_queue: 1024,

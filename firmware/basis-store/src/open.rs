@@ -149,9 +149,9 @@ impl Store {
             room_to_rewrite(path, bytes, free_bytes(path))?;
             log::info!(
                 "store: upgrading {} from schema version {version} to {SCHEMA_VERSION}: \
-                 rewriting {} MiB of events once, nothing is lost",
+                 rewriting {:.1} MiB of events once, nothing is lost",
                 path.display(),
-                bytes / (1024 * 1024)
+                bytes as f64 / (1024.0 * 1024.0)
             );
         }
         migrations()

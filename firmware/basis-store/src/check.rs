@@ -122,10 +122,11 @@ pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     // Only creations and settings name a room (kinds 0 and 2, in the state index).
-    let mut names = conn.prepare(
-        "SELECT raw FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) \
-         AND kind IN (0, 1, 2, 6) ORDER BY seq",
-    )?;
+    let mut names = conn.prepare(concat!(
+        "SELECT raw FROM events WHERE room = ",
+        room_number_of_param!(),
+        " AND kind IN (0, 1, 2, 6) ORDER BY seq"
+    ))?;
     let mut out = Vec::with_capacity(counts.len());
     for (room, events, bytes, newest) in counts {
         let Ok(room) = <[u8; 32]>::try_from(room.as_slice()).map(RoomId) else {

@@ -147,10 +147,11 @@ fn expire_by_age(
         loop {
             let n = delete_returning(
                 conn,
-                "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND ts < ?2 AND received_at < ?3
-                    LIMIT ?4)
-                 RETURNING length(raw), seq, id",
+                concat!(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE room = ",
+                    room_number_of_param!(),
+                    " AND ts < ?2 AND received_at < ?3 LIMIT ?4) RETURNING length(raw), seq, id"
+                ),
                 params![room.as_bytes(), limit, arrived, CHUNK],
                 stats,
                 ids,
@@ -169,10 +170,12 @@ fn expire_by_age(
     let mut after = (i64::MIN, i64::MIN);
     loop {
         let rows: Vec<(i64, i64, Vec<u8>, bool)> = {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, ts, (SELECT id FROM rooms WHERE n = events.room), received_at < ?5 FROM events
-                 WHERE ts < ?1 AND (ts, seq) > (?2, ?3) ORDER BY ts, seq LIMIT ?4",
-            )?;
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT seq, ts, ",
+                room_id_of_row!(),
+                ", received_at < ?5 FROM events \
+                 WHERE ts < ?1 AND (ts, seq) > (?2, ?3) ORDER BY ts, seq LIMIT ?4"
+            ))?;
             stmt.query_map(params![limit, after.0, after.1, CHUNK, arrived], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, bool>(3)?))
             })?

@@ -8,6 +8,23 @@
 //! File chunks live beside the database in a [`BlobStore`] ([`blobs`]): files named by their
 //! hash, written through a fsynced temporary file and a rename, with their own quota.
 
+/// SQL for the number of the room whose 32-byte id is the parameter `?1`: event rows keep a
+/// room's number, and the `rooms` table maps numbers to ids (schema version 5). For
+/// `concat!`, so that each statement stays one literal.
+macro_rules! room_number_of_param {
+    () => {
+        "(SELECT n FROM rooms WHERE id = ?1)"
+    };
+}
+
+/// SQL for the 32-byte id of the room of the `events` row at hand (see
+/// [`room_number_of_param`]).
+macro_rules! room_id_of_row {
+    () => {
+        "(SELECT id FROM rooms WHERE n = events.room)"
+    };
+}
+
 pub mod blobs;
 mod check;
 mod error;

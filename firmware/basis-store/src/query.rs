@@ -115,11 +115,19 @@ fn stored(row: &Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// The columns [`stored`] reads; events hold a room's number, `rooms` its id (schema v5).
-const COLUMNS: &str = "id, (SELECT id FROM rooms WHERE n = events.room), ts, received_at, raw";
-/// [`COLUMNS`] of the row `seq` (?1) if it holds the id ?2.
-const BY_ID: &str = "SELECT id, (SELECT id FROM rooms WHERE n = events.room), ts, received_at, raw \
-                     FROM events WHERE seq = ?1 AND id = ?2";
+/// The columns [`stored`] reads, for `concat!`.
+macro_rules! columns {
+    () => {
+        concat!("id, ", room_id_of_row!(), ", ts, received_at, raw")
+    };
+}
+
+/// [`columns`] of the row `seq` (?1) if it holds the id ?2.
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM events WHERE seq = ?1 AND id = ?2"
+);
 
 impl Readers {
     /// Runs `read` on the row holding `id`, if any: the id index names the candidate rows
@@ -183,9 +191,12 @@ impl Readers {
             None => (i64::MAX, vec![0xff; 33]),
         };
         let events: Vec<StoredEvent> = self.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND (ts, id) < (?2, ?3)
-                 ORDER BY ts DESC, id DESC LIMIT ?4"
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE room = ",
+                room_number_of_param!(),
+                " AND (ts, id) < (?2, ?3) ORDER BY ts DESC, id DESC LIMIT ?4"
             ))?;
             let rows = stmt.query_map(params![room.as_bytes(), ts, id, limit as i64], stored)?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -211,10 +222,11 @@ impl Readers {
         limit: usize,
     ) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT ts, id FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND (ts, id) >= (?2, ?3)
-                 AND (ts, id) < (?4, ?5) ORDER BY ts, id LIMIT ?6",
-            )?;
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ts, id FROM events WHERE room = ",
+                room_number_of_param!(),
+                " AND (ts, id) >= (?2, ?3) AND (ts, id) < (?4, ?5) ORDER BY ts, id LIMIT ?6"
+            ))?;
             let rows = stmt.query_map(
                 params![
                     room.as_bytes(),
@@ -297,8 +309,11 @@ impl Readers {
         mut visit: impl FnMut(u64, EventId),
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT ts, id FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) ORDER BY ts, id")?;
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ts, id FROM events WHERE room = ",
+                room_number_of_param!(),
+                " ORDER BY ts, id"
+            ))?;
             for room in rooms {
                 let mut rows = stmt.query(params![room.as_bytes()])?;
                 while let Some(row) = rows.next()? {
@@ -335,10 +350,11 @@ impl Readers {
     pub fn room_since(&self, room: &RoomId, seq: u64) -> Result<(u64, u64), StoreError> {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events
-                 WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND seq > ?2",
-            )?;
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events WHERE room = ",
+                room_number_of_param!(),
+                " AND seq > ?2"
+            ))?;
             Ok(stmt.query_row(params![room.as_bytes(), seq], |r| {
                 Ok((
                     r.get::<_, i64>(0)?.max(0) as u64,
@@ -467,8 +483,10 @@ impl Readers {
         let limit = limit.clamp(1, MAX_PAGE) as i64;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT seq, {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT seq, ",
+                columns!(),
+                " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![after, limit], |r| {
                 let seq = r.get::<_, i64>(0)?.max(0) as u64;
@@ -493,9 +511,11 @@ impl Readers {
         self.with(|c| {
             // The kind list must match the partial index `events_state` exactly to use it.
             let mut stmt = match room {
-                Some(_) => c.prepare_cached(
-                    "SELECT raw FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1) AND kind IN (0, 1, 2, 6) ORDER BY seq",
-                )?,
+                Some(_) => c.prepare_cached(concat!(
+                    "SELECT raw FROM events WHERE room = ",
+                    room_number_of_param!(),
+                    " AND kind IN (0, 1, 2, 6) ORDER BY seq"
+                ))?,
                 None => c.prepare_cached(
                     "SELECT raw FROM events WHERE kind IN (0, 1, 2, 6) ORDER BY seq",
                 )?,

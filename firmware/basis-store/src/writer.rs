@@ -301,33 +301,26 @@ impl WriterState {
                 break;
             };
             let mut group = Group::default();
-            let mut next = Some(first);
-            while let Some(request) = next.take() {
-                stopping = group.take(request);
-                if !stopping && group.count < self.batch_limit {
-                    next = rx.try_recv().ok();
-                }
-            }
-            // Under load (the last commit began less than `commit_gap` ago), wait out the
-            // rest of the gap for more events: one larger commit instead of several small
-            // ones, each of which rewrites the last page of the table and of every index.
-            if let Some(last) = self.last_commit
-                && !stopping
-                && !group.inserts.is_empty()
-            {
-                let deadline = last + self.commit_gap;
-                while !stopping && group.count < self.batch_limit {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    match rx.try_recv() {
-                        Ok(request) => stopping = group.take(request),
-                        Err(mpsc::error::TryRecvError::Empty) => {
+            stopping = group.take(first);
+            // Take what is queued. Under load (the last commit began less than `commit_gap`
+            // ago), once the queue is empty wait out the rest of the gap for more events: one
+            // larger commit instead of several small ones, each of which rewrites the last
+            // page of the table and of every index.
+            let deadline = self.last_commit.map(|last| last + self.commit_gap);
+            while !stopping && group.count < self.batch_limit {
+                match rx.try_recv() {
+                    Ok(request) => stopping = group.take(request),
+                    Err(mpsc::error::TryRecvError::Empty) => match deadline {
+                        Some(deadline) if !group.inserts.is_empty() => {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
                             std::thread::sleep((deadline - now).min(GATHER_NAP));
                         }
-                        Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    }
+                        _ => break,
+                    },
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             }
             let Group { inserts, later, .. } = group;

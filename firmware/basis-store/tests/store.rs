@@ -453,6 +453,20 @@ fn foreign_and_garbage_files_are_refused() {
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x42u8; 8192]);
 }
 
+/// Sends `n` messages to `room`, each in its own insert request, all at once; checks each
+/// was stored.
+async fn insert_one_by_one(store: &Store, room: RoomId, n: u64) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let w = store.writer();
+        let ev = text(room, T0 + 1 + i, "x");
+        tasks.push(tokio::spawn(async move { w.insert(vec![ev]).await }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap()[0].new);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_are_grouped_into_few_commits() {
     let dir = tempfile::tempdir().unwrap();
@@ -460,15 +474,7 @@ async fn concurrent_writers_are_grouped_into_few_commits() {
     let room = create("r");
     let rid = room.room();
     store.writer().insert(vec![room]).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..400u64 {
-        let w = store.writer();
-        let ev = text(rid, T0 + 1 + i, "x");
-        tasks.push(tokio::spawn(async move { w.insert(vec![ev]).await }));
-    }
-    for t in tasks {
-        assert!(t.await.unwrap().unwrap()[0].new);
-    }
+    insert_one_by_one(&store, rid, 400).await;
     let stats = store.stats();
     let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(stats.events.load(std::sync::atomic::Ordering::Relaxed), 401);
@@ -499,15 +505,7 @@ async fn under_load_the_writer_waits_out_the_commit_gap_and_a_lone_event_does_no
     // 40 events sent one by one right after a commit: one commit for all of them, made
     // when the gap since the last one has passed, and every caller answered after it.
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..40u64 {
-        let w = store.writer();
-        let ev = text(rid, T0 + 1 + i, "x");
-        tasks.push(tokio::spawn(async move { w.insert(vec![ev]).await }));
-    }
-    for t in tasks {
-        assert!(t.await.unwrap().unwrap()[0].new);
-    }
+    insert_one_by_one(&store, rid, 40).await;
     let commits = stats.commits.load(Relaxed);
     assert!(commits <= 3, "{commits} commits for 41 events");
     assert_eq!(stats.events.load(Relaxed), 41);

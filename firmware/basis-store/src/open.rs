@@ -190,6 +190,13 @@ impl Store {
         self.writer.committed()
     }
 
+    /// The highest `seq` of a committed event that defines a room or a user (create,
+    /// membership, settings, profile: what [`Readers::state_since`] gives); changes only
+    /// after a commit that stored one, so a follower of room state is not woken by messages.
+    pub fn state_committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.state_committed()
+    }
+
     /// Live counters kept by the writer.
     pub fn stats(&self) -> Arc<StoreStats> {
         self.writer.stats()

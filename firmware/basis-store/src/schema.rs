@@ -46,6 +46,10 @@ const V3: &str = "
 CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 ";
 
+/// The kinds `events_state` holds (`Body::kind_code`): create, membership, settings,
+/// profile. The writer publishes the newest of these separately (`Store::state_committed`).
+pub(crate) const STATE_KINDS: [u8; 4] = [0, 1, 2, 6];
+
 /// Version 4: writes for SD cards. The UNIQUE constraint on `id` kept an index keyed by a
 /// SHA-256, so every new event landed on a random page of it: each commit dirtied about one
 /// page per event, written to the log and again by the checkpoint. Here the table is rebuilt
@@ -280,6 +284,19 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(indexes, ["events_room_ts_id", "events_state", "events_ts"]);
+        // The kinds the writer publishes as room state are the ones `events_state` holds.
+        let state_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'events_state'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let kinds = STATE_KINDS.map(|k| k.to_string()).join(", ");
+        assert!(
+            state_sql.ends_with(&format!("WHERE kind IN ({kinds})")),
+            "{state_sql}"
+        );
         // Rows hold a room's number, and `rooms` its id.
         let numbers: i64 = conn
             .query_row(

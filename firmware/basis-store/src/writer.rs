@@ -19,6 +19,7 @@ use crate::error::StoreError;
 use crate::expiry::{self, ExpiryPolicy, ExpiryReport};
 use crate::ids::{self, IdIndex};
 use crate::open::StoreOptions;
+use crate::schema::STATE_KINDS;
 
 /// Result of inserting one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,7 @@ pub(crate) struct Writer {
     thread: JoinHandle<Result<(), StoreError>>,
     stats: Arc<StoreStats>,
     committed: watch::Receiver<u64>,
+    state_committed: watch::Receiver<u64>,
 }
 
 impl Writer {
@@ -171,10 +173,12 @@ impl Writer {
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
             .map_err(StoreError::from_sqlite)?;
         let (committed_tx, committed) = watch::channel(last.max(0) as u64);
+        let (state_committed_tx, state_committed) = watch::channel(last.max(0) as u64);
         let rooms = room_numbers(&conn)?;
         let mut state = WriterState {
             rooms,
             committed: committed_tx,
+            state_committed: state_committed_tx,
             conn,
             stats: stats.clone(),
             ids,
@@ -193,11 +197,16 @@ impl Writer {
             thread,
             stats,
             committed,
+            state_committed,
         })
     }
 
     pub(crate) fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    pub(crate) fn state_committed(&self) -> watch::Receiver<u64> {
+        self.state_committed.clone()
     }
 
     pub(crate) fn handle(&self) -> WriterHandle {
@@ -227,6 +236,9 @@ struct WriterState {
     rooms: HashMap<RoomId, i64>,
     /// The highest `seq` committed, published after every commit that stored something.
     committed: watch::Sender<u64>,
+    /// The highest `seq` of a committed event of a [`STATE_KINDS`] kind, published after
+    /// every commit that stored one.
+    state_committed: watch::Sender<u64>,
     stats: Arc<StoreStats>,
     /// Which row holds which id; updated after each commit, before anyone is answered.
     ids: Arc<IdIndex>,
@@ -405,6 +417,7 @@ impl WriterState {
         let mut results = Vec::with_capacity(group.len());
         let (mut new_events, mut new_bytes, mut dups) = (0u64, 0u64, 0u64);
         let mut added = Vec::new();
+        let mut state_seq = 0;
         // Rooms first seen in this group: numbered inside the transaction, remembered only
         // once it commits.
         let mut new_rooms: Vec<(RoomId, i64)> = Vec::new();
@@ -471,7 +484,11 @@ impl WriterState {
                     ])
                     .map_err(StoreError::from_sqlite)?;
                 if changed == 1 {
-                    added.push((ids::key(&ev.id()), tx.last_insert_rowid()));
+                    let seq = tx.last_insert_rowid();
+                    if STATE_KINDS.contains(&c.body.kind_code()) {
+                        state_seq = state_seq.max(seq);
+                    }
+                    added.push((ids::key(&ev.id()), seq));
                     new_events += 1;
                     new_bytes += ev.bytes().len() as u64;
                     results[r][e].new = true;
@@ -490,18 +507,26 @@ impl WriterState {
         s.add(&s.duplicates, dups);
         s.add(&s.commits, 1);
         if let Some(&(_, last)) = added.iter().max_by_key(|&&(_, seq)| seq) {
-            let seq = last.max(0) as u64;
-            self.committed.send_if_modified(|last| {
-                let grew = seq > *last;
-                *last = (*last).max(seq);
-                grew
-            });
+            publish(&self.committed, last);
+        }
+        if state_seq > 0 {
+            publish(&self.state_committed, state_seq);
         }
         if let Ok(used) = used_bytes(&self.conn) {
             s.used_bytes.store(used, Ordering::Relaxed);
         }
         Ok(results)
     }
+}
+
+/// Raises `watch` to `seq` (waking its followers) unless it is already there.
+fn publish(watch: &watch::Sender<u64>, seq: i64) {
+    let seq = seq.max(0) as u64;
+    watch.send_if_modified(|last| {
+        let grew = seq > *last;
+        *last = (*last).max(seq);
+        grew
+    });
 }
 
 /// A timestamp as stored in SQLite (validation guarantees it fits an `i64`).

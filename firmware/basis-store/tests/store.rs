@@ -595,6 +595,52 @@ fn the_feed_of_new_events_follows_commits_and_survives_reopen() {
 }
 
 #[test]
+fn followers_of_room_state_are_woken_by_room_defining_events_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut state = store.state_committed();
+    let room = create("state");
+    let rid = room.room();
+    let writer = store.writer();
+    writer
+        .insert_blocking(vec![room, text(rid, T0 + 1, "one")])
+        .unwrap();
+    assert!(state.has_changed().unwrap());
+    let create_seq = *state.borrow_and_update();
+    assert_eq!(store.readers().state_since(0, create_seq).unwrap().len(), 1);
+    assert!(create_seq < *store.committed().borrow());
+    // Messages move the feed, not room state.
+    writer
+        .insert_blocking(vec![text(rid, T0 + 2, "two"), text(rid, T0 + 3, "three")])
+        .unwrap();
+    assert!(!state.has_changed().unwrap());
+    // A settings change in a commit with a message: the watch names the settings' row.
+    let settings = event(
+        rid,
+        T0 + 4,
+        Body::Settings(RoomSettings {
+            retention_secs: Some(3600),
+            ..RoomSettings::default()
+        }),
+    );
+    writer
+        .insert_blocking(vec![settings, text(rid, T0 + 5, "five")])
+        .unwrap();
+    assert!(state.has_changed().unwrap());
+    let settings_seq = *state.borrow_and_update();
+    let new_state = store.readers().state_since(create_seq, u64::MAX).unwrap();
+    assert_eq!(new_state.len(), 1);
+    assert_eq!(
+        store
+            .readers()
+            .state_since(create_seq, settings_seq)
+            .unwrap(),
+        new_state
+    );
+    assert!(settings_seq < *store.committed().borrow());
+}
+
+#[test]
 fn clocks_years_apart_do_not_make_fresh_events_expire() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

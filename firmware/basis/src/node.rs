@@ -60,6 +60,7 @@ pub struct Node {
     writer: WriterHandle,
     readers: Arc<Readers>,
     committed: watch::Receiver<u64>,
+    state_committed: watch::Receiver<u64>,
     stats: Arc<StoreStats>,
     federation: Option<Arc<Federation>>,
     clock: Mutex<Clock>,
@@ -103,6 +104,7 @@ impl Node {
             writer: store.writer(),
             readers: store.readers(),
             committed: store.committed(),
+            state_committed: store.state_committed(),
             stats: store.stats(),
             federation,
             clock: Mutex::new(Clock::new()),
@@ -144,6 +146,12 @@ impl Node {
     /// The highest event `seq` committed; changes after every commit that stored something.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// The highest `seq` of a committed event that defines a room or a user; changes only
+    /// when one is stored (see `basis_store::Store::state_committed`).
+    pub fn state_committed(&self) -> watch::Receiver<u64> {
+        self.state_committed.clone()
     }
 
     /// Validates event bytes and stores them; returns once they are durable.

@@ -21,7 +21,7 @@ use super::extract::{ApiJson, ApiPath};
 use basis_api::events::{PostEvent, Posted};
 
 use super::types::parse_id;
-use super::{ApiState, blocking};
+use super::{ApiState, blocking, current_index};
 
 /// What a path accepts.
 enum Expect {
@@ -72,8 +72,7 @@ async fn post(
     }
     let room = event.room();
     if !matches!(c.body, Body::Create(_) | Body::Profile(_)) {
-        let index = state.index.clone();
-        blocking(move || index.catch_up()).await??;
+        current_index(state).await?;
         let Some(rs) = state.index.room(&room) else {
             return Err(ApiError::not_found(
                 "unknown_room",
@@ -107,8 +106,7 @@ async fn post(
     );
     let stored = state.node.store_valid(event).await?;
     if state_kind {
-        let index = state.index.clone();
-        blocking(move || index.catch_up()).await??;
+        current_index(state).await?;
     }
     let status = if stored.new {
         StatusCode::CREATED

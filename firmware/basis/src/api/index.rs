@@ -24,6 +24,7 @@ pub struct ProfileEntry {
 /// Rooms and profiles as the node's store holds them.
 pub struct RoomIndex {
     readers: Arc<Readers>,
+    /// The store's newest room-defining event (`Node::state_committed`).
     committed: watch::Receiver<u64>,
     rooms: RwLock<HashMap<RoomId, RoomState>>,
     profiles: RwLock<HashMap<UserId, ProfileEntry>>,
@@ -32,7 +33,9 @@ pub struct RoomIndex {
 }
 
 impl RoomIndex {
-    /// An empty index over the store; fill it with [`RoomIndex::catch_up`].
+    /// An empty index over the store; fill it with [`RoomIndex::catch_up`]. `committed`
+    /// follows the `seq` of the newest room-defining event committed
+    /// (`Node::state_committed`).
     pub fn new(readers: Arc<Readers>, committed: watch::Receiver<u64>) -> RoomIndex {
         RoomIndex {
             readers,
@@ -41,6 +44,13 @@ impl RoomIndex {
             profiles: RwLock::new(HashMap::new()),
             applied: Mutex::new(0),
         }
+    }
+
+    /// Whether every room-defining event committed so far is folded in, so that
+    /// [`RoomIndex::catch_up`] would read nothing. Does not block on the store.
+    pub fn is_current(&self) -> bool {
+        let upto = *self.committed.borrow();
+        upto <= *self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Folds in every room-defining event committed since the last call. Cheap when nothing

@@ -68,6 +68,18 @@ pub async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Brings the room index up to date before answering from it. Only when a room-defining
+/// event was committed since does this read the store, on a blocking thread; a post to a
+/// busy room usually finds nothing to read and costs no hop between threads.
+pub(crate) async fn current_index(state: &Arc<ApiState>) -> Result<(), ApiError> {
+    if state.index.is_current() {
+        return Ok(());
+    }
+    let index = state.index.clone();
+    blocking(move || index.catch_up()).await??;
+    Ok(())
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found(
         "no_such_path",
@@ -228,7 +240,10 @@ pub async fn serve(
     config: ApiConfig,
     stop: CancellationToken,
 ) {
-    let index = Arc::new(RoomIndex::new(node.readers().clone(), node.committed()));
+    let index = Arc::new(RoomIndex::new(
+        node.readers().clone(),
+        node.state_committed(),
+    ));
     let warm = index.clone();
     match tokio::task::spawn_blocking(move || warm.catch_up()).await {
         Ok(Ok(())) => {}

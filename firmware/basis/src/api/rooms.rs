@@ -15,7 +15,7 @@ use basis_api::events::{ApiEvent, HistoryQuery, HistoryReply, StateReply};
 use basis_api::rooms::{RoomInfo, RoomList};
 
 use super::types::{api_event, parse_id, room_info};
-use super::{ApiState, blocking};
+use super::{ApiState, blocking, current_index};
 
 /// Parents a client names for a new event: the room's newest few.
 const HEADS: usize = 3;
@@ -43,8 +43,7 @@ async fn room_for(
     user: &UserId,
 ) -> Result<(RoomId, RoomState, Visible), ApiError> {
     let room: RoomId = parse_id("room", room)?;
-    let index = state.index.clone();
-    blocking(move || index.catch_up()).await??;
+    current_index(state).await?;
     let not_found = || {
         ApiError::not_found(
             "unknown_room",
@@ -67,8 +66,7 @@ pub async fn list_rooms(
     State(state): State<Arc<ApiState>>,
     user: SignedIn,
 ) -> Result<ApiJson<RoomList>, ApiError> {
-    let index = state.index.clone();
-    blocking(move || index.catch_up()).await??;
+    current_index(&state).await?;
     let mut rooms = Vec::new();
     for (room, rs) in state.index.rooms_of(&user.user) {
         rooms.push(info(&state, room, rs, user.user).await?);

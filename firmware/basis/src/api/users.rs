@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ApiPath};
 use basis_api::users::UserInfo;
 
 use super::types::{parse_id, user_info};
-use super::{ApiState, blocking};
+use super::{ApiState, current_index};
 
 /// A user's newest profile as this node holds it. Publish your own by posting a profile event
 /// to `/v1/events`.
@@ -30,8 +30,7 @@ pub async fn get_user(
     _me: SignedIn,
 ) -> Result<ApiJson<UserInfo>, ApiError> {
     let user: UserId = parse_id("user", &user)?;
-    let index = state.index.clone();
-    blocking(move || index.catch_up()).await??;
+    current_index(&state).await?;
     let p = state.index.profile(&user).ok_or_else(|| {
         ApiError::not_found(
             "unknown_user",

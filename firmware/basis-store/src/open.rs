@@ -193,6 +193,8 @@ impl Store {
     /// The highest `seq` of a committed event that defines a room or a user (create,
     /// membership, settings, profile: what [`Readers::state_since`] gives); changes only
     /// after a commit that stored one, so a follower of room state is not woken by messages.
+    /// A commit publishes it before [`Store::committed`]: once `committed` reads `n`, this
+    /// covers every room-defining event up to `n`.
     pub fn state_committed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.writer.state_committed()
     }

@@ -506,11 +506,13 @@ impl WriterState {
         s.add(&s.inserted, new_events);
         s.add(&s.duplicates, dups);
         s.add(&s.commits, 1);
-        if let Some(&(_, last)) = added.iter().max_by_key(|&&(_, seq)| seq) {
-            publish(&self.committed, last);
-        }
+        // Room state first: whoever wakes on `committed` and then reads `state_committed`
+        // finds every room-defining event up to the seq it woke for.
         if state_seq > 0 {
             publish(&self.state_committed, state_seq);
+        }
+        if let Some(&(_, last)) = added.iter().max_by_key(|&&(_, seq)| seq) {
+            publish(&self.committed, last);
         }
         if let Ok(used) = used_bytes(&self.conn) {
             s.used_bytes.store(used, Ordering::Relaxed);

@@ -49,12 +49,22 @@ pub async fn read_feed(
 ) -> Result<FeedPage, ApiError> {
     let index = state.index.clone();
     let readers = state.node.readers().clone();
-    let rows = blocking(move || {
+    let committed = state.node.committed();
+    let (rows, more) = blocking(move || {
+        // Every room-defining event up to `upto` is published before `upto` is, so the
+        // index caught up after reading it can judge every row up to it. Rows committed
+        // after that wait for the next page: judged now, an invitation in the same commit
+        // could be missing from the index and the rows after it dropped for good.
+        let upto = *committed.borrow();
         index.catch_up()?;
-        readers.since(since, limit)
+        let mut rows = readers.since(since, limit)?;
+        let full = rows.len() == limit;
+        let before = rows.len();
+        rows.retain(|(seq, _)| *seq <= upto);
+        let more = full || rows.len() < before;
+        Ok::<_, basis_store::StoreError>((rows, more))
     })
     .await??;
-    let more = rows.len() == limit;
     let next = rows.last().map(|(seq, _)| *seq).unwrap_or(since);
     let mut access: HashMap<RoomId, Option<super::index::Visible>> = HashMap::new();
     let mut events = Vec::new();

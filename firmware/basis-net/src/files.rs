@@ -156,17 +156,11 @@ impl Files {
         t.fetches.get(address).map(|f| (f.state(), f.progress()))
     }
 
-    /// A new event stored on this node: an eager room's file is fetched at once.
-    pub(crate) fn on_event(&self, room: RoomId, bytes: &[u8]) {
-        let Ok(event) = decode_event(bytes) else {
-            return;
-        };
-        let Body::Message(message) = &event.content.body else {
-            return;
-        };
-        if let Some(blob) = message.blob()
-            && (self.policy)(room).fetch(false)
-            && let Err(e) = self.fetch(*blob)
+    /// A new message of `room` naming the file `blob` was stored on this node: an eager
+    /// room's file is fetched at once. Reads the store (the room's policy, the chunks held).
+    pub(crate) fn on_file_message(&self, room: RoomId, blob: BlobRef) {
+        if (self.policy)(room).fetch(false)
+            && let Err(e) = self.fetch(blob)
         {
             log::warn!("cannot fetch a file of room {}: {e}", room.short());
         }
@@ -391,6 +385,15 @@ pub(crate) async fn serve(
     }
 }
 
+/// The file a stored event's bytes name, if it is a message with one. Decodes only.
+fn named_file(bytes: &[u8]) -> Option<BlobRef> {
+    let event = decode_event(bytes).ok()?;
+    match &event.content.body {
+        Body::Message(message) => message.blob().copied(),
+        _ => None,
+    }
+}
+
 /// Runs the node-wide file tasks until `stop`: fetching eager rooms' files as their messages
 /// are stored, and the fetches' timers.
 pub(crate) async fn run(
@@ -405,9 +408,13 @@ pub(crate) async fn run(
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.recv() => match event {
+                // Most events name no file: they are looked at here, and only a file's
+                // message leaves this thread to read the store. (Leaving it for every event
+                // cost a thread handover per event.)
                 Ok(ev) => {
-                    let files = files.clone();
-                    tokio::task::block_in_place(|| files.on_event(ev.room, &ev.bytes));
+                    if let Some(blob) = named_file(&ev.bytes) {
+                        tokio::task::block_in_place(|| files.on_file_message(ev.room, blob));
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     log::warn!("{n} new events not looked at for files");

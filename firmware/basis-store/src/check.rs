@@ -125,7 +125,9 @@ pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
     let mut names = conn.prepare(concat!(
         "SELECT raw FROM events WHERE room = ",
         room_number_of_param!(),
-        " AND kind IN (0, 1, 2, 6) ORDER BY seq"
+        " AND kind IN ",
+        state_kinds!(),
+        " ORDER BY seq"
     ))?;
     let mut out = Vec::with_capacity(counts.len());
     for (room, events, bytes, newest) in counts {

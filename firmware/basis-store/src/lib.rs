@@ -25,6 +25,14 @@ macro_rules! room_id_of_row {
     };
 }
 
+/// SQL for the kinds the partial index `events_state` holds (schema version 3; see
+/// `schema::STATE_KINDS`). A query must name exactly this list for SQLite to use the index.
+macro_rules! state_kinds {
+    () => {
+        "(0, 1, 2, 6)"
+    };
+}
+
 pub mod blobs;
 mod check;
 mod error;

@@ -514,11 +514,15 @@ impl Readers {
                 Some(_) => c.prepare_cached(concat!(
                     "SELECT raw FROM events WHERE room = ",
                     room_number_of_param!(),
-                    " AND kind IN (0, 1, 2, 6) ORDER BY seq"
+                    " AND kind IN ",
+                    state_kinds!(),
+                    " ORDER BY seq"
                 ))?,
-                None => c.prepare_cached(
-                    "SELECT raw FROM events WHERE kind IN (0, 1, 2, 6) ORDER BY seq",
-                )?,
+                None => c.prepare_cached(concat!(
+                    "SELECT raw FROM events WHERE kind IN ",
+                    state_kinds!(),
+                    " ORDER BY seq"
+                ))?,
             };
             let raw = |r: &Row| r.get::<_, Vec<u8>>(0);
             let rows: Vec<Vec<u8>> = match room {
@@ -567,10 +571,11 @@ impl Readers {
     pub fn state_since(&self, after: u64, upto: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let sql = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT raw FROM events WHERE seq > ?1 AND seq <= ?2 AND kind IN (0, 1, 2, 6)
-                 ORDER BY seq",
-            )?;
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT raw FROM events WHERE seq > ?1 AND seq <= ?2 AND kind IN ",
+                state_kinds!(),
+                " ORDER BY seq"
+            ))?;
             let rows = stmt.query_map(params![sql(after), sql(upto)], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

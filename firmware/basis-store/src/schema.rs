@@ -47,7 +47,8 @@ CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 ";
 
 /// The kinds `events_state` holds (`Body::kind_code`): create, membership, settings,
-/// profile. The writer publishes the newest of these separately (`Store::state_committed`).
+/// profile, as the writer tests them; readers name them in SQL with `state_kinds!`. The
+/// writer publishes the newest of these separately (`Store::state_committed`).
 pub(crate) const STATE_KINDS: [u8; 4] = [0, 1, 2, 6];
 
 /// Version 4: writes for SD cards. The UNIQUE constraint on `id` kept an index keyed by a
@@ -292,11 +293,12 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        let kinds = STATE_KINDS.map(|k| k.to_string()).join(", ");
+        let kinds = format!("({})", STATE_KINDS.map(|k| k.to_string()).join(", "));
         assert!(
-            state_sql.ends_with(&format!("WHERE kind IN ({kinds})")),
+            state_sql.ends_with(&format!("WHERE kind IN {kinds}")),
             "{state_sql}"
         );
+        assert_eq!(kinds, state_kinds!(), "the readers' list");
         // Rows hold a room's number, and `rooms` its id.
         let numbers: i64 = conn
             .query_row(

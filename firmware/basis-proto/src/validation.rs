@@ -18,9 +18,6 @@ pub const PARALLEL_FROM: usize = 32;
 /// Validates each of `raws` (as [`validate`] does), on every core when there are enough;
 /// the results are in the order of `raws`.
 pub fn validate_all(raws: &[Vec<u8>]) -> Vec<Result<ValidEvent, EventError>> {
-    if raws.len() < PARALLEL_FROM {
-        return validate_on(raws, 1);
-    }
     validate_on(raws, cores())
 }
 

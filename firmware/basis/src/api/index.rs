@@ -24,8 +24,8 @@ pub struct ProfileEntry {
 /// Rooms and profiles as the node's store holds them.
 pub struct RoomIndex {
     readers: Arc<Readers>,
-    /// The store's newest room-defining event (`Node::state_committed`).
-    committed: watch::Receiver<u64>,
+    /// The `seq` of the store's newest room-defining event (`Node::state_committed`).
+    state: watch::Receiver<u64>,
     rooms: RwLock<HashMap<RoomId, RoomState>>,
     profiles: RwLock<HashMap<UserId, ProfileEntry>>,
     /// Highest `seq` folded in; the mutex also serialises catching up.
@@ -33,13 +33,13 @@ pub struct RoomIndex {
 }
 
 impl RoomIndex {
-    /// An empty index over the store; fill it with [`RoomIndex::catch_up`]. `committed`
+    /// An empty index over the store; fill it with [`RoomIndex::catch_up`]. `state`
     /// follows the `seq` of the newest room-defining event committed
     /// (`Node::state_committed`).
-    pub fn new(readers: Arc<Readers>, committed: watch::Receiver<u64>) -> RoomIndex {
+    pub fn new(readers: Arc<Readers>, state: watch::Receiver<u64>) -> RoomIndex {
         RoomIndex {
             readers,
-            committed,
+            state,
             rooms: RwLock::new(HashMap::new()),
             profiles: RwLock::new(HashMap::new()),
             applied: Mutex::new(0),
@@ -49,7 +49,7 @@ impl RoomIndex {
     /// Whether every room-defining event committed so far is folded in, so that
     /// [`RoomIndex::catch_up`] would read nothing. Does not block on the store.
     pub fn is_current(&self) -> bool {
-        let upto = *self.committed.borrow();
+        let upto = *self.state.borrow();
         upto <= *self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -57,7 +57,7 @@ impl RoomIndex {
     /// is new; call it before answering from the index. Blocking (reads SQLite).
     pub fn catch_up(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let upto = *self.committed.borrow();
+        let upto = *self.state.borrow();
         if upto <= *applied {
             return Ok(());
         }

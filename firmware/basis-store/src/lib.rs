@@ -48,7 +48,7 @@ pub use blobs::{BlobError, BlobStatus, BlobStore, Put};
 pub use check::{CheckReport, RoomListing, check, list_rooms};
 pub use error::StoreError;
 pub use expiry::{ExpiryPolicy, ExpiryReport};
-pub use open::{Store, StoreOptions};
+pub use open::{PAGE_SIZE, Store, StoreOptions};
 pub use query::{BlobUse, Cursor, HistoryPage, RoomSummary, StoredEvent};
 pub use readers::Readers;
 pub use schema::SCHEMA_VERSION;

@@ -3,7 +3,7 @@
 use basis_core::body::{Body, History, MessageBody, RoomCreate, RoomSettings};
 use basis_core::validate::{ValidEvent, validate_event};
 use basis_core::{EventContent, EventId, PROTOCOL_VERSION, RoomId, Timestamp, UserKey};
-use basis_store::{Cursor, ExpiryPolicy, Store, StoreError, StoreOptions};
+use basis_store::{Cursor, ExpiryPolicy, PAGE_SIZE, Store, StoreError, StoreOptions};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 const T0: u64 = 1_700_000_000_000;
@@ -92,6 +92,55 @@ fn inserts_report_new_and_duplicates_and_survive_reopen() {
         2
     );
     assert!(store.readers().integrity_check().unwrap().is_empty());
+}
+
+/// The page size of a database file, read as any SQLite tool would.
+fn page_size(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_new_store_has_small_pages_and_a_store_made_with_large_ones_keeps_them_and_works() {
+    let room = create("r");
+    let m = text(room.room(), T0 + 1, "hello");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .writer()
+        .insert_blocking(vec![room.clone(), m.clone()])
+        .unwrap();
+    store.close().unwrap();
+    let made = page_size(&dir.path().join("basis.db"));
+    assert_eq!(made, PAGE_SIZE);
+    assert!(made < 4096, "smaller than SQLite's default, {made}");
+
+    // A file that already has SQLite's default 4 KiB pages, as earlier versions made them.
+    let old = tempfile::tempdir().unwrap();
+    let path = old.path().join("basis.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+    }
+    let store = open(&old);
+    store
+        .writer()
+        .insert_blocking(vec![room, m.clone()])
+        .unwrap();
+    store.close().unwrap();
+    let store = open(&old);
+    assert_eq!(
+        store.readers().get(&m.id()).unwrap().unwrap().raw,
+        m.bytes()
+    );
+    assert!(store.readers().integrity_check().unwrap().is_empty());
+    store.close().unwrap();
+    assert_eq!(page_size(&path), 4096);
 }
 
 #[test]

@@ -25,7 +25,17 @@ use crate::node::wall_millis;
 /// Clients sending at once, each waiting for its acknowledgement before the next event.
 const CLIENTS: usize = 64;
 
-async fn real_path(dir: &Path, events: &[ValidEvent]) -> Result<(f64, Option<u64>, u64)> {
+/// Events one client sends alone, each after the last is acknowledged: every event is its
+/// own commit, as when a team chats at a few messages a minute.
+const LONE: usize = 2_000;
+
+/// Events per second `clients` clients store `events` at through the in-process path, the
+/// bytes the process wrote to disk meanwhile (the last checkpoint included), and commits.
+async fn real_path(
+    dir: &Path,
+    events: &[ValidEvent],
+    clients: usize,
+) -> Result<(f64, Option<u64>, u64)> {
     let store = Store::open(&dir.join("basis.db"), &StoreOptions::default())?;
     let writer = store.writer();
     let raws: Arc<Vec<Vec<u8>>> = Arc::new(events.iter().map(|e| e.bytes().to_vec()).collect());
@@ -33,7 +43,7 @@ async fn real_path(dir: &Path, events: &[ValidEvent]) -> Result<(f64, Option<u64
     let written_before = proc_io_written();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients {
         let (writer, raws, next) = (writer.clone(), raws.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -159,7 +169,7 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
 /// Runs the ingest figures over `events`.
 pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (real, written, commits) = real_path(dir.path(), events).await?;
+    let (real, written, commits) = real_path(dir.path(), events, CLIENTS).await?;
     let n = events.len() as f64;
     report.beside_each(
         "ingest",
@@ -201,6 +211,27 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
         report.add(Figure::beside(
             "ingest",
             "bytes written to disk per event",
+            w as f64 / n,
+            "bytes",
+            "event wire size",
+            wire,
+        ));
+    }
+    let lone = &events[..LONE.min(events.len())];
+    let dir = tempfile::tempdir()?;
+    let (_, written, commits) = real_path(dir.path(), lone, 1).await?;
+    let n = lone.len() as f64;
+    report.add(Figure::alone(
+        "ingest",
+        "events per commit, one client",
+        n / commits.max(1) as f64,
+        "events",
+    ));
+    if let Some(w) = written {
+        let wire = lone.iter().map(|e| e.bytes().len() as f64).sum::<f64>() / n;
+        report.add(Figure::beside(
+            "ingest",
+            "bytes written to disk per event, one client",
             w as f64 / n,
             "bytes",
             "event wire size",

@@ -103,9 +103,35 @@ key_type!(
     NodeId
 );
 
+/// Public keys decoded per thread and kept: decoding one (a square root on the curve) is a
+/// tenth of a signature check, and the events a node checks come from few authors.
+const DECODED_KEYS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
+    Some(n) => n,
+    None => panic!("the cache holds at least one key"),
+};
+
+thread_local! {
+    static DECODED: std::cell::RefCell<lru::LruCache<[u8; 32], ed25519_dalek::VerifyingKey>> =
+        std::cell::RefCell::new(lru::LruCache::new(DECODED_KEYS));
+}
+
+/// `public` decoded as a curve point (`None` when it is not one), from this thread's cache
+/// when it was decoded before. Only keys that decode are kept.
+fn decoded(public: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+    DECODED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(key) = cache.get(public) {
+            return Some(*key);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(public).ok()?;
+        cache.put(*public, key);
+        Some(key)
+    })
+}
+
 /// Verifies a signature strictly (no malleable signatures, no weak keys).
 pub fn verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+    let Some(key) = decoded(public) else {
         return false;
     };
     let sig = ed25519_dalek::Signature::from_bytes(signature);
@@ -147,5 +173,40 @@ mod tests {
         let sig = k.sign(b"hello");
         assert!(verify(k.id().as_bytes(), b"hello", &sig));
         assert!(!verify(k.id().as_bytes(), b"hellO", &sig));
+    }
+
+    #[test]
+    fn keys_kept_decoded_answer_as_fresh_ones_past_the_cache_size() {
+        // More authors than the cache holds, twice over, so that keys are evicted and decoded
+        // again; every answer must be the one a fresh decode gives.
+        let keys: Vec<UserKey> = (0..DECODED_KEYS.get() as u64 + 44)
+            .map(|i| {
+                let mut secret = [9u8; 32];
+                secret[..8].copy_from_slice(&i.to_le_bytes());
+                UserKey::from_secret(secret)
+            })
+            .collect();
+        let sigs: Vec<[u8; 64]> = keys.iter().map(|k| k.sign(b"m")).collect();
+        for _ in 0..2 {
+            for (i, k) in keys.iter().enumerate() {
+                assert!(verify(k.id().as_bytes(), b"m", &sigs[i]));
+                assert!(!verify(k.id().as_bytes(), b"n", &sigs[i]));
+                let other = &sigs[(i + 1) % sigs.len()];
+                assert!(!verify(k.id().as_bytes(), b"m", other));
+            }
+        }
+        // A weak key (the identity point, of small order) and bytes that are no point are
+        // refused each time they are asked about.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).map(|k| k.is_weak());
+        assert!(matches!(weak, Ok(true)));
+        assert!(ed25519_dalek::VerifyingKey::from_bytes(&not_a_point).is_err());
+        for _ in 0..2 {
+            assert!(!verify(&identity, b"m", &[0; 64]));
+            assert!(!verify(&not_a_point, b"m", &sigs[0]));
+        }
     }
 }

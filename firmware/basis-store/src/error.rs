@@ -39,6 +39,17 @@ pub enum StoreError {
     /// A schema migration failed.
     #[error("schema migration failed: {0}")]
     Migration(String),
+    /// Moving the store to smaller pages failed after its copy was made and checked; the
+    /// original is in place, whole.
+    #[error(
+        "moving {path} to smaller pages failed after its copy was checked ({reason}); the store is whole and in place: start again"
+    )]
+    PagesNotMoved {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// Upgrading the database rewrites it once, and its disk has too little room for that; it
     /// was left untouched.
     #[error(
@@ -75,6 +86,7 @@ impl StoreError {
             StoreError::NotBasis { .. } => "not_basis",
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Migration(_) => "migration",
+            StoreError::PagesNotMoved { .. } => "pages_not_moved",
             StoreError::UpgradeNeedsSpace { .. } => "upgrade_needs_space",
             StoreError::WriteFailed(_) => "write_failed",
             StoreError::Closed => "closed",

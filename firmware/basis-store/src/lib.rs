@@ -39,6 +39,7 @@ mod error;
 mod expiry;
 mod ids;
 mod open;
+mod pages;
 pub mod query;
 mod readers;
 mod schema;

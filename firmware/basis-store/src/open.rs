@@ -81,10 +81,10 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), Stor
 const REWRITES_EVENTS: i64 = 5;
 
 /// Room kept free beyond the copy and its log, MiB.
-const UPGRADE_MARGIN_MIB: u64 = 16;
+pub(crate) const UPGRADE_MARGIN_MIB: u64 = 16;
 
 /// The database's bytes on disk, with its write-ahead log.
-fn database_bytes(path: &Path) -> u64 {
+pub(crate) fn database_bytes(path: &Path) -> u64 {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
@@ -92,7 +92,7 @@ fn database_bytes(path: &Path) -> u64 {
 }
 
 /// Free bytes for this process on the file system holding `path` (`None`: unknown).
-fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
     let st = rustix::fs::statvfs(dir).ok()?;
     Some(st.f_bavail.saturating_mul(st.f_frsize))
@@ -141,9 +141,10 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        // A new database gets pages of PAGE_SIZE; SQLite fixes the size when it first writes
-        // the file, so an existing store keeps the size it was made with.
-        if app_id == 0 && version == 0 {
+        // A new database gets pages of PAGE_SIZE (SQLite fixes the size when it first writes
+        // the file); a store made with other pages is moved to them below.
+        let new = app_id == 0 && version == 0;
+        if new {
             conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         }
         // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it
@@ -169,6 +170,12 @@ impl Store {
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        // After the migrations, so that the copy also drops the space a rewrite left free.
+        if !new {
+            conn = crate::pages::to_small_pages(conn, path)?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            configure(&conn, options.cache_mib)?;
+        }
         let stats = Arc::new(StoreStats::load(&conn)?);
         let held = stats.events.load(std::sync::atomic::Ordering::Relaxed);
         let ids = Arc::new(IdIndex::load(&conn, usize::try_from(held).unwrap_or(0))?);

@@ -103,9 +103,10 @@ fn page_size(path: &std::path::Path) -> i64 {
 }
 
 #[test]
-fn a_new_store_has_small_pages_and_a_store_made_with_large_ones_keeps_them_and_works() {
+fn a_new_store_has_small_pages_and_a_store_made_with_large_ones_is_moved_to_them_whole() {
     let room = create("r");
-    let m = text(room.room(), T0 + 1, "hello");
+    let rid = room.room();
+    let m = text(rid, T0 + 1, "hello");
 
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -118,7 +119,8 @@ fn a_new_store_has_small_pages_and_a_store_made_with_large_ones_keeps_them_and_w
     assert_eq!(made, PAGE_SIZE);
     assert!(made < 4096, "smaller than SQLite's default, {made}");
 
-    // A file that already has SQLite's default 4 KiB pages, as earlier versions made them.
+    // A store with SQLite's default 4 KiB pages, as earlier versions made them: the file
+    // exists with its page size fixed before the store first opens it.
     let old = tempfile::tempdir().unwrap();
     let path = old.path().join("basis.db");
     {
@@ -128,19 +130,44 @@ fn a_new_store_has_small_pages_and_a_store_made_with_large_ones_keeps_them_and_w
             .unwrap();
     }
     let store = open(&old);
-    store
-        .writer()
-        .insert_blocking(vec![room, m.clone()])
-        .unwrap();
-    store.close().unwrap();
-    let store = open(&old);
-    assert_eq!(
-        store.readers().get(&m.id()).unwrap().unwrap().raw,
-        m.bytes()
-    );
-    assert!(store.readers().integrity_check().unwrap().is_empty());
+    let mut events = vec![room];
+    events.extend((0..500).map(|i| text(rid, T0 + 2 + i, &format!("message {i}"))));
+    store.writer().insert_blocking(events.clone()).unwrap();
+    store.writer().insert_blocking(vec![m.clone()]).unwrap();
     store.close().unwrap();
     assert_eq!(page_size(&path), 4096);
+    // What a power cut in the middle of an earlier move would have left beside it.
+    let stale = old.path().join("basis.db.pages");
+    std::fs::write(&stale, b"half a copy").unwrap();
+
+    let store = open(&old);
+    assert_eq!(page_size(&path), PAGE_SIZE, "moved to small pages");
+    assert!(
+        !stale.exists(),
+        "the copy is renamed over the store, not left beside it"
+    );
+    for e in events.iter().chain([&m]) {
+        assert_eq!(
+            store.readers().get(&e.id()).unwrap().unwrap().raw,
+            e.bytes()
+        );
+    }
+    assert_eq!(
+        store
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed),
+        502
+    );
+    assert!(store.readers().integrity_check().unwrap().is_empty());
+    // It goes on taking events, and keeps them across another start.
+    let later = text(rid, T0 + 1000, "after the move");
+    assert!(store.writer().insert_blocking(vec![later.clone()]).unwrap()[0].new);
+    store.close().unwrap();
+    let store = open(&old);
+    assert!(store.readers().get(&later.id()).unwrap().is_some());
+    store.close().unwrap();
+    assert_eq!(page_size(&path), PAGE_SIZE);
 }
 
 #[test]

@@ -105,10 +105,7 @@ key_type!(
 
 /// Public keys decoded per thread and kept: decoding one (a square root on the curve) is a
 /// tenth of a signature check, and the events a node checks come from few authors.
-const DECODED_KEYS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
-    Some(n) => n,
-    None => panic!("the cache holds at least one key"),
-};
+const DECODED_KEYS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
 
 thread_local! {
     static DECODED: std::cell::RefCell<lru::LruCache<[u8; 32], ed25519_dalek::VerifyingKey>> =

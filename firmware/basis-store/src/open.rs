@@ -7,6 +7,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
 use crate::ids::IdIndex;
+use crate::pages::PageMove;
 use crate::readers::Readers;
 use crate::schema::{APPLICATION_ID, SCHEMA_VERSION, migrations};
 use crate::writer::{StoreStats, Writer, WriterHandle};
@@ -58,6 +59,16 @@ pub(crate) fn configure(conn: &Connection, cache_mib: u32) -> Result<(), StoreEr
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "cache_size", -(i64::from(cache_mib) * 1024))?;
     Ok(())
+}
+
+/// The writer's connection to the database at `path`, made if missing.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    Ok(Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?)
 }
 
 /// Reads the application id and schema version without writing anything.
@@ -119,12 +130,7 @@ impl Store {
     /// Opens (or creates) the database at `path`. A database of another program, a damaged file
     /// or one written by a newer schema is refused with a clear error and left untouched.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let mut conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let mut conn = connect(path)?;
         let (app_id, version) = inspect(&conn, path)?;
         // A file with a foreign application id, or none but a schema version, belongs to
         // some other program.
@@ -172,9 +178,15 @@ impl Store {
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         // After the migrations, so that the copy also drops the space a rewrite left free.
         if !new {
-            conn = crate::pages::to_small_pages(conn, path)?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            configure(&conn, options.cache_mib)?;
+            conn = match crate::pages::to_small_pages(conn, path)? {
+                PageMove::Kept(conn) => conn,
+                PageMove::Moved => {
+                    let conn = connect(path)?;
+                    conn.pragma_update(None, "synchronous", "FULL")?;
+                    configure(&conn, options.cache_mib)?;
+                    conn
+                }
+            };
         }
         let stats = Arc::new(StoreStats::load(&conn)?);
         let held = stats.events.load(std::sync::atomic::Ordering::Relaxed);

@@ -41,16 +41,25 @@ fn room_to_move(db: u64) -> u64 {
     db + UPGRADE_MARGIN_MIB * MIB
 }
 
-/// Gives back a connection to the store at `path` with [`PAGE_SIZE`] pages: `conn` itself
-/// when its pages already are, or when there is no room to move them (logged), or a new
-/// connection to the moved store. `conn` must be the only connection to `path`.
-pub(crate) fn to_small_pages(conn: Connection, path: &Path) -> Result<Connection, StoreError> {
-    let copy = copy_path(path);
-    remove_copy(&copy);
+/// What [`to_small_pages`] did.
+pub(crate) enum PageMove {
+    /// The store keeps its pages (they were [`PAGE_SIZE`] already, or there was no room to
+    /// move them, which is logged): its connection, as it was given.
+    Kept(Connection),
+    /// The store at the path now has [`PAGE_SIZE`] pages; the connection given was closed.
+    Moved,
+}
+
+/// Moves the store at `path` to [`PAGE_SIZE`] pages if it has others and there is room.
+/// `conn` must be the only connection to `path`.
+pub(crate) fn to_small_pages(conn: Connection, path: &Path) -> Result<PageMove, StoreError> {
     let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     if size == PAGE_SIZE {
-        return Ok(conn);
+        return Ok(PageMove::Kept(conn));
     }
+    // A cut during an earlier move leaves the original with its pages, and maybe a copy.
+    let copy = copy_path(path);
+    remove_copy(&copy);
     let bytes = database_bytes(path);
     let need = room_to_move(bytes);
     if let Some(free) = free_bytes(path)
@@ -64,7 +73,7 @@ pub(crate) fn to_small_pages(conn: Connection, path: &Path) -> Result<Connection
             need.div_ceil(MIB),
             free / MIB
         );
-        return Ok(conn);
+        return Ok(PageMove::Kept(conn));
     }
     log::info!(
         "store: moving {} ({:.1} MiB) once from {size}-byte to {PAGE_SIZE}-byte pages, \
@@ -79,7 +88,7 @@ pub(crate) fn to_small_pages(conn: Connection, path: &Path) -> Result<Connection
              failed ({e}); the store is untouched and the move is tried again at the next start",
             path.display()
         );
-        return Ok(conn);
+        return Ok(PageMove::Kept(conn));
     }
     replace_with_copy(conn, path, &copy).map_err(|reason| {
         remove_copy(&copy);
@@ -88,12 +97,7 @@ pub(crate) fn to_small_pages(conn: Connection, path: &Path) -> Result<Connection
             reason,
         }
     })?;
-    Ok(Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?)
+    Ok(PageMove::Moved)
 }
 
 /// Copies the store behind `conn` to `copy` with [`PAGE_SIZE`] pages, on disk, and checks

@@ -166,6 +166,11 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
     Ok(events.len() as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The mean size of `events` on the wire, bytes.
+fn mean_wire_size(events: &[ValidEvent]) -> f64 {
+    events.iter().map(|e| e.bytes().len() as f64).sum::<f64>() / events.len().max(1) as f64
+}
+
 /// Runs the ingest figures over `events`.
 pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -198,7 +203,7 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
         .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
         .map(|m| m.len())
         .sum();
-    let wire: f64 = events.iter().map(|e| e.bytes().len() as f64).sum::<f64>() / n;
+    let wire = mean_wire_size(events);
     report.add(Figure::beside(
         "ingest",
         "database bytes per event",
@@ -228,14 +233,13 @@ pub async fn run(report: &mut Report, events: &[ValidEvent]) -> Result<()> {
         "events",
     ));
     if let Some(w) = written {
-        let wire = lone.iter().map(|e| e.bytes().len() as f64).sum::<f64>() / n;
         report.add(Figure::beside(
             "ingest",
             "bytes written to disk per event, one client",
             w as f64 / n,
             "bytes",
             "event wire size",
-            wire,
+            mean_wire_size(lone),
         ));
     }
     Ok(())

@@ -410,7 +410,10 @@ fn oversize_text_is_refused_and_the_daemon_lives_on() {
     let conn = open_db_ro(&node.db_path());
     let big_rows: i64 = conn
         .query_row(
-            "SELECT count(*) FROM events WHERE length(raw) > ?1",
+            &format!(
+                "SELECT count(*) FROM events WHERE {} > ?1",
+                basis_store::wire::LEN
+            ),
             [MAX_EVENT_BYTES as i64],
             |r| r.get(0),
         )

@@ -42,11 +42,14 @@ fn room_ids(node: &LabNode, room: &str) -> BTreeSet<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Bytes of the events of `room` a node holds.
+/// Bytes of the events of `room` a node holds, as they go on the wire.
 fn room_bytes(node: &LabNode, room: &str) -> i64 {
     let conn = open_db_ro(&node.node.db_path());
     conn.query_row(
-        "SELECT coalesce(sum(length(raw)), 0) FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1)",
+        &format!(
+            "SELECT coalesce(sum({}), 0) FROM events WHERE room = (SELECT n FROM rooms WHERE id = ?1)",
+            basis_store::wire::LEN
+        ),
         [id_bytes(room)],
         |r| r.get(0),
     )

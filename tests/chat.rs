@@ -295,9 +295,11 @@ fn a_removed_member_reads_what_came_before_and_nothing_after() {
     let key_text = fs::read_to_string(carol.dir.path().join("user.key")).unwrap();
     let secrets = keyfile::decrypt(&key_text, PASSPHRASE.as_bytes()).unwrap();
     let conn = open_db_ro(&node.db_path());
-    let mut stmt = conn.prepare("SELECT raw FROM events ORDER BY seq").unwrap();
+    let columns = basis_store::wire::COLUMNS;
+    let sql = format!("SELECT {columns} FROM events ORDER BY seq");
+    let mut stmt = conn.prepare(&sql).unwrap();
     let events: Vec<_> = stmt
-        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .query_map([], |r| basis_store::wire::wire(r, 0))
         .unwrap()
         .map(|r| decode_event(&r.unwrap()).unwrap())
         .collect();

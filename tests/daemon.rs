@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::FileTypeExt;
 
 use basis_core::{NodeKey, UserKey};
+use basis_store::wire;
 use common::*;
 use serde_json::Value;
 
@@ -332,9 +333,9 @@ fn dev_append_plain_output() {
     for id in &stored {
         let raw: Vec<u8> = conn
             .query_row(
-                "SELECT raw FROM events WHERE id = ?1",
+                &format!("SELECT {} FROM events WHERE id = ?1", wire::COLUMNS),
                 [id_bytes(id)],
-                |r| r.get(0),
+                |r| wire::wire(r, 0),
             )
             .unwrap_or_else(|e| panic!("stored event {id} not in the database: {e}"));
         if String::from_utf8_lossy(&raw).contains("hi there") {
@@ -375,10 +376,13 @@ fn dev_append_with_a_user_key_and_an_existing_room() {
     for ack in first.iter().chain(&more) {
         let (raw, event_room): (Vec<u8>, Vec<u8>) = conn
             .query_row(
-                "SELECT raw, (SELECT id FROM rooms WHERE n = events.room) FROM events
-                 WHERE id = ?1",
+                &format!(
+                    "SELECT {}, (SELECT id FROM rooms WHERE n = events.room) FROM events
+                     WHERE id = ?1",
+                    wire::COLUMNS
+                ),
                 [id_bytes(&ack.id)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((wire::wire(r, 0)?, r.get(4)?)),
             )
             .unwrap_or_else(|e| panic!("event {} not stored: {e}", ack.id));
         let author = basis_core::encoding::decode_event(&raw)

@@ -347,7 +347,10 @@ fn mesh(n: usize, messages: usize, limit: Duration, settled: Option<Duration>) {
     let size = {
         let conn = crate::common::open_db_ro(&nodes[0].node.db_path());
         conn.query_row(
-            "SELECT avg(length(raw)) FROM (SELECT raw FROM events ORDER BY ts DESC LIMIT ?1)",
+            &format!(
+                "SELECT avg({}) FROM (SELECT * FROM events ORDER BY ts DESC LIMIT ?1) AS events",
+                basis_store::wire::LEN
+            ),
             [events as i64],
             |r| r.get::<_, f64>(0),
         )

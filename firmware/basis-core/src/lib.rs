@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compact;
 pub mod compose;
 pub mod encoding;
 pub mod error;

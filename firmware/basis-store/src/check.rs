@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 use crate::open::inspect;
 use crate::schema::APPLICATION_ID;
+use crate::wire::wire;
 
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,11 +107,12 @@ pub struct RoomListing {
 /// while a node runs on it.
 pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
     let (conn, _) = open_read_only(path)?;
-    let mut stmt = conn.prepare(
-        "SELECT rooms.id, count(*), sum(length(raw)), max(ts)
-         FROM events JOIN rooms ON rooms.n = events.room
+    let mut stmt = conn.prepare(concat!(
+        "SELECT rooms.id, count(*), sum(",
+        wire_len_of_row!(),
+        "), max(ts) FROM events JOIN rooms ON rooms.n = events.room \
          GROUP BY events.room ORDER BY max(ts) DESC, rooms.id",
-    )?;
+    ))?;
     let counts = stmt
         .query_map([], |r| {
             Ok((
@@ -123,7 +125,9 @@ pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     // Only creations and settings name a room (kinds 0 and 2, in the state index).
     let mut names = conn.prepare(concat!(
-        "SELECT raw FROM events WHERE room = ",
+        "SELECT ",
+        wire_of_row!(),
+        " FROM events WHERE room = ",
         room_number_of_param!(),
         " AND kind IN ",
         state_kinds!(),
@@ -135,7 +139,7 @@ pub fn list_rooms(path: &Path) -> Result<Vec<RoomListing>, StoreError> {
             continue;
         };
         let state: Vec<Event> = names
-            .query_map([room.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
+            .query_map([room.as_bytes()], |r| wire(r, 0))?
             .filter_map(|raw| decode_event(&raw.ok()?).ok())
             .collect();
         out.push(RoomListing {

@@ -22,6 +22,7 @@ use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
 use crate::ids::{self, IdIndex};
+use crate::wire::wire;
 use crate::writer::{StoreStats, ts_sql, used_bytes};
 
 /// What to expire.
@@ -72,11 +73,15 @@ pub(crate) fn run(
 
 /// Latest `retention_secs` per room from settings events.
 fn room_retention(conn: &Connection) -> Result<HashMap<RoomId, u64>, StoreError> {
-    let mut stmt = conn.prepare("SELECT raw FROM events WHERE kind = ?1 ORDER BY ts, id")?;
+    let mut stmt = conn.prepare(concat!(
+        "SELECT ",
+        wire_of_row!(),
+        " FROM events WHERE kind = ?1 ORDER BY ts, id"
+    ))?;
     let mut rows = stmt.query(params![2])?;
     let mut out = HashMap::new();
     while let Some(row) = rows.next()? {
-        let raw: Vec<u8> = row.get(0)?;
+        let raw = wire(row, 0)?;
         // Stored events were validated; one that no longer decodes is skipped, not fatal.
         let Ok(event) = decode_event(&raw) else {
             continue;
@@ -150,7 +155,9 @@ fn expire_by_age(
                 concat!(
                     "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE room = ",
                     room_number_of_param!(),
-                    " AND ts < ?2 AND received_at < ?3 LIMIT ?4) RETURNING length(raw), seq, id"
+                    " AND ts < ?2 AND received_at < ?3 LIMIT ?4) RETURNING ",
+                    wire_len_of_row!(),
+                    ", seq, id"
                 ),
                 params![room.as_bytes(), limit, arrived, CHUNK],
                 stats,
@@ -203,7 +210,14 @@ fn expire_by_age(
             .join(",");
         removed += delete_returning(
             conn,
-            &format!("DELETE FROM events WHERE seq IN ({list}) RETURNING length(raw), seq, id"),
+            &format!(
+                concat!(
+                    "DELETE FROM events WHERE seq IN ({}) RETURNING ",
+                    wire_len_of_row!(),
+                    ", seq, id"
+                ),
+                list
+            ),
             [],
             stats,
             ids,
@@ -226,8 +240,12 @@ pub(crate) fn enforce_quota(
     while used_bytes(conn)? > target {
         let n = delete_returning(
             conn,
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts LIMIT ?1)
-             RETURNING length(raw), seq, id",
+            concat!(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts LIMIT ?1) \
+                 RETURNING ",
+                wire_len_of_row!(),
+                ", seq, id"
+            ),
             params![CHUNK],
             stats,
             ids,

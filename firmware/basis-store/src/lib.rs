@@ -25,6 +25,27 @@ macro_rules! room_id_of_row {
     };
 }
 
+/// SQL for the four columns [`wire::wire`] reads (also [`wire::COLUMNS`]) to give back the
+/// wire bytes of the `events` row at hand: `raw`, its room's id, its author's number and
+/// that author's key. `raw` leaves the two keys out when the row names an author (schema
+/// version 6; `basis_core::compact`).
+macro_rules! wire_of_row {
+    () => {
+        "raw, (SELECT id FROM rooms WHERE n = events.room), events.author, \
+         (SELECT id FROM authors WHERE n = events.author)"
+    };
+}
+
+/// SQL for the wire size of the `events` row at hand (see [`wire_of_row`]): `raw`'s length
+/// plus the keys it leaves out, 64 bytes, or 32 for a create event (room tag 0), which
+/// names no room.
+macro_rules! wire_len_of_row {
+    () => {
+        "(length(raw) + CASE WHEN events.author IS NULL THEN 0 \
+         WHEN substr(raw, 2, 1) = x'00' THEN 32 ELSE 64 END)"
+    };
+}
+
 /// SQL for the kinds the partial index `events_state` holds (schema version 3; see
 /// `schema::STATE_KINDS`). A query must name exactly this list for SQLite to use the index.
 macro_rules! state_kinds {
@@ -38,11 +59,13 @@ mod check;
 mod error;
 mod expiry;
 mod ids;
+mod numbers;
 mod open;
 mod pages;
 pub mod query;
 mod readers;
 mod schema;
+pub mod wire;
 mod writer;
 
 pub use blobs::{BlobError, BlobStatus, BlobStore, Put};

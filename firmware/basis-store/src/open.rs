@@ -87,9 +87,9 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<(i64, i64), Stor
     Ok((read("application_id")?, read("user_version")?))
 }
 
-/// The newest schema version whose migration copies the whole events table (versions 4 and
-/// 5 do): a database older than it is rewritten once when opened.
-const REWRITES_EVENTS: i64 = 5;
+/// The newest schema version whose migration copies the whole events table (versions 4, 5
+/// and 6 do): a database older than it is rewritten once when opened.
+const REWRITES_EVENTS: i64 = 6;
 
 /// Room kept free beyond the copy and its log, MiB.
 pub(crate) const UPGRADE_MARGIN_MIB: u64 = 16;

@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::StoreError;
 use crate::readers::Readers;
+use crate::wire::wire;
 use crate::writer::ts_sql;
 
 /// An event as stored.
@@ -111,14 +112,19 @@ fn stored(row: &Row) -> rusqlite::Result<StoredEvent> {
         room: blob32(row, 1, RoomId)?,
         time: Timestamp(row.get::<_, i64>(2)?.max(0) as u64),
         received_at: row.get(3)?,
-        raw: row.get(4)?,
+        raw: wire(row, 4)?,
     })
 }
 
 /// The columns [`stored`] reads, for `concat!`.
 macro_rules! columns {
     () => {
-        concat!("id, ", room_id_of_row!(), ", ts, received_at, raw")
+        concat!(
+            "id, ",
+            room_id_of_row!(),
+            ", ts, received_at, ",
+            wire_of_row!()
+        )
     };
 }
 
@@ -351,7 +357,9 @@ impl Readers {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         self.with(|c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events WHERE room = ",
+                "SELECT count(*), coalesce(sum(",
+                wire_len_of_row!(),
+                "), 0) FROM events WHERE room = ",
                 room_number_of_param!(),
                 " AND seq > ?2"
             ))?;
@@ -403,11 +411,12 @@ impl Readers {
         };
         self.with(|c| {
             // The range on `ts` lets SQLite walk the `events_ts` index backwards.
-            let mut stmt = c.prepare_cached(
-                "SELECT ts, id, raw FROM events \
-                 WHERE ts > ?1 AND ts <= ?2 AND (ts < ?2 OR id < ?3) \
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ts, id, ",
+                wire_of_row!(),
+                " FROM events WHERE ts > ?1 AND ts <= ?2 AND (ts < ?2 OR id < ?3) \
                  ORDER BY ts DESC, id DESC LIMIT ?4",
-            )?;
+            ))?;
             let rows = stmt.query_map(
                 params![
                     after,
@@ -419,7 +428,7 @@ impl Readers {
                     Ok((
                         r.get::<_, i64>(0)?.max(0) as u64,
                         blob32(r, 1, EventId)?,
-                        r.get::<_, Vec<u8>>(2)?,
+                        wire(r, 2)?,
                     ))
                 },
             )?;
@@ -434,9 +443,13 @@ impl Readers {
             for id in ids {
                 let raw = self.by_id(
                     c,
-                    "SELECT raw FROM events WHERE seq = ?1 AND id = ?2",
+                    concat!(
+                        "SELECT ",
+                        wire_of_row!(),
+                        " FROM events WHERE seq = ?1 AND id = ?2"
+                    ),
                     id,
-                    |r| r.get::<_, Vec<u8>>(0),
+                    |r| wire(r, 0),
                 )?;
                 out.extend(raw);
             }
@@ -460,11 +473,12 @@ impl Readers {
     /// Every room with its counts, most recently active first.
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT rooms.id, count(*), sum(length(raw)), max(ts)
-                 FROM events JOIN rooms ON rooms.n = events.room
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT rooms.id, count(*), sum(",
+                wire_len_of_row!(),
+                "), max(ts) FROM events JOIN rooms ON rooms.n = events.room \
                  GROUP BY events.room ORDER BY max(ts) DESC",
-            )?;
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok(RoomSummary {
                     room: blob32(r, 0, RoomId)?,
@@ -497,7 +511,7 @@ impl Readers {
                         room: blob32(r, 2, RoomId)?,
                         time: Timestamp(r.get::<_, i64>(3)?.max(0) as u64),
                         received_at: r.get(4)?,
-                        raw: r.get(5)?,
+                        raw: wire(r, 5)?,
                     },
                 ))
             })?;
@@ -512,19 +526,23 @@ impl Readers {
             // The kind list must match the partial index `events_state` exactly to use it.
             let mut stmt = match room {
                 Some(_) => c.prepare_cached(concat!(
-                    "SELECT raw FROM events WHERE room = ",
+                    "SELECT ",
+                    wire_of_row!(),
+                    " FROM events WHERE room = ",
                     room_number_of_param!(),
                     " AND kind IN ",
                     state_kinds!(),
                     " ORDER BY seq"
                 ))?,
                 None => c.prepare_cached(concat!(
-                    "SELECT raw FROM events WHERE kind IN ",
+                    "SELECT ",
+                    wire_of_row!(),
+                    " FROM events WHERE kind IN ",
                     state_kinds!(),
                     " ORDER BY seq"
                 ))?,
             };
-            let raw = |r: &Row| r.get::<_, Vec<u8>>(0);
+            let raw = |r: &Row| wire(r, 0);
             let rows: Vec<Vec<u8>> = match room {
                 Some(room) => stmt
                     .query_map(params![room.as_bytes()], raw)?
@@ -541,12 +559,15 @@ impl Readers {
     /// events, so the node calls it once per expiry run, not per request.
     pub fn blob_refs(&self) -> Result<Vec<BlobUse>, StoreError> {
         self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT raw FROM events WHERE kind = 4 ORDER BY seq")?;
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ",
+                wire_of_row!(),
+                " FROM events WHERE kind = 4 ORDER BY seq"
+            ))?;
             let mut rows = stmt.query([])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                let raw: Vec<u8> = row.get(0)?;
+                let raw = wire(row, 0)?;
                 // Stored events were validated; one that no longer decodes is skipped.
                 let Ok(event) = basis_core::encoding::decode_event(&raw) else {
                     continue;
@@ -572,11 +593,13 @@ impl Readers {
         let sql = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.with(|c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT raw FROM events WHERE seq > ?1 AND seq <= ?2 AND kind IN ",
+                "SELECT ",
+                wire_of_row!(),
+                " FROM events WHERE seq > ?1 AND seq <= ?2 AND kind IN ",
                 state_kinds!(),
                 " ORDER BY seq"
             ))?;
-            let rows = stmt.query_map(params![sql(after), sql(upto)], |r| r.get(0))?;
+            let rows = stmt.query_map(params![sql(after), sql(upto)], |r| wire(r, 0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }

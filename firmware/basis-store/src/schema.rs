@@ -4,13 +4,19 @@
 //! `seq` as the rowid so new rows go to the end of the table's b-tree: few pages touched per
 //! commit, which is kind to SD cards.
 
-use rusqlite_migration::{M, Migrations};
+use std::collections::HashMap;
+
+use basis_core::compact::compact;
+use basis_core::encoding::decode_event;
+use basis_core::{RoomId, UserId};
+use rusqlite::{Transaction, params};
+use rusqlite_migration::{HookResult, M, Migrations};
 
 /// `PRAGMA application_id` of a Basis database ("BSIS").
 pub const APPLICATION_ID: i64 = 0x4253_4953;
 
 /// Newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const V1: &str = "
 PRAGMA application_id = 1112754515;
@@ -113,9 +119,106 @@ CREATE INDEX events_ts ON events(ts);
 CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 ";
 
+/// Version 6: events kept without their room and author keys. A message's wire bytes carry
+/// its room's 32-byte id and its author's 32-byte key; the row already names the room by
+/// number, and now names the author by number too (`authors`, numbered like `rooms`), so
+/// `raw` keeps the wire bytes without those 64 bytes (`basis_core::compact`; a create event
+/// names no room and loses only its author's 32). About 64 of the 490 bytes an event took,
+/// each written twice. `author` is NULL where `raw` holds the whole wire bytes: an event this
+/// build could not take apart, which readers then give as it is. The table is rebuilt in
+/// arrival order by [`compact_events`], every event kept with its `seq`.
+const V6: &str = "
+CREATE TABLE authors (
+    n           INTEGER PRIMARY KEY,   -- the number events store
+    id          BLOB NOT NULL UNIQUE   -- the author's public key
+) STRICT;
+CREATE TABLE events_v6 (
+    seq         INTEGER PRIMARY KEY,   -- local arrival order
+    id          BLOB NOT NULL,         -- SHA-256 of the wire bytes; unique through events_room_ts_id
+    room        INTEGER NOT NULL,      -- rooms.n (own id for a create event)
+    author      INTEGER,               -- authors.n; NULL when raw is the whole wire bytes
+    kind        INTEGER NOT NULL,      -- body variant index
+    ts          INTEGER NOT NULL,      -- hybrid logical clock of the author
+    received_at INTEGER NOT NULL,      -- local wall clock at arrival, ms
+    raw         BLOB NOT NULL          -- wire bytes without room and author (or whole, above)
+) STRICT;
+";
+
+/// The end of version 6, once [`compact_events`] has filled `events_v6`.
+const V6_SWAP: &str = "
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+CREATE UNIQUE INDEX events_room_ts_id ON events(room, ts, id);
+CREATE INDEX events_ts ON events(ts);
+CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
+";
+
+/// Copies every event into `events_v6` in arrival order, compacted (see [`V6`]), numbering
+/// authors as it meets them, then puts the new table in the old one's place.
+fn compact_events(tx: &Transaction) -> HookResult {
+    let mut authors: HashMap<UserId, i64> = HashMap::new();
+    let mut read = tx.prepare(
+        "SELECT seq, events.id, room, rooms.id, kind, ts, received_at, raw
+         FROM events JOIN rooms ON rooms.n = events.room ORDER BY seq",
+    )?;
+    let mut number = tx.prepare("INSERT INTO authors (id) VALUES (?1)")?;
+    let mut write = tx.prepare(
+        "INSERT INTO events_v6 (seq, id, room, author, kind, ts, received_at, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut rows = read.query([])?;
+    while let Some(row) = rows.next()? {
+        let raw: Vec<u8> = row.get(7)?;
+        let room = RoomId::from_slice(&row.get::<_, Vec<u8>>(3)?);
+        // Every stored event was validated when it came; one that no longer decodes is
+        // kept whole rather than dropped.
+        let author = decode_event(&raw).ok().map(|ev| ev.content.author);
+        let small = room
+            .zip(author)
+            .and_then(|(room, author)| Some((author, compact(&raw, &room, &author)?)));
+        let (author_n, kept) = match small {
+            Some((author, small)) => {
+                let n = match authors.get(&author) {
+                    Some(&n) => n,
+                    None => {
+                        number.execute(params![author.as_bytes()])?;
+                        let n = tx.last_insert_rowid();
+                        authors.insert(author, n);
+                        n
+                    }
+                };
+                (Some(n), small)
+            }
+            None => (None, raw),
+        };
+        write.execute(params![
+            row.get::<_, i64>(0)?,
+            row.get::<_, Vec<u8>>(1)?,
+            row.get::<_, i64>(2)?,
+            author_n,
+            row.get::<_, i64>(4)?,
+            row.get::<_, i64>(5)?,
+            row.get::<_, i64>(6)?,
+            kept,
+        ])?;
+    }
+    // The statements reading and writing the tables must be gone before the swap drops one.
+    drop(rows);
+    drop((read, number, write));
+    tx.execute_batch(V6_SWAP)?;
+    Ok(())
+}
+
 /// The migrations, oldest first. Append; never edit one that has shipped.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up(V5),
+        M::up_with_hook(V6, compact_events),
+    ])
 }
 
 #[cfg(test)]
@@ -145,6 +248,10 @@ mod tests {
         let mut conn = rusqlite::Connection::open(path).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         let all = [V1, V2, V3, V4, V5];
+        assert!(
+            version <= all.len(),
+            "version {version} is made by the store itself"
+        );
         Migrations::new(all[..version].iter().map(|sql| M::up(sql)).collect())
             .to_latest(&mut conn)
             .unwrap();
@@ -167,10 +274,22 @@ mod tests {
                     ],
                 )
                 .unwrap();
-            } else {
+            } else if version == 4 {
                 conn.execute(
                     "INSERT INTO events (id, room, kind, ts, received_at, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![id.as_bytes(), room.as_bytes(), kind, ts, received, raw],
+                )
+                .unwrap();
+            } else {
+                conn.execute(
+                    "INSERT OR IGNORE INTO rooms (id) VALUES (?1)",
+                    [room.as_bytes()],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO events (id, room, kind, ts, received_at, raw)
+                     VALUES (?1, (SELECT n FROM rooms WHERE id = ?2), ?3, ?4, ?5, ?6)",
                     rusqlite::params![id.as_bytes(), room.as_bytes(), kind, ts, received, raw],
                 )
                 .unwrap();
@@ -184,7 +303,7 @@ mod tests {
 
     #[test]
     fn an_old_database_holding_events_migrates_in_place_and_keeps_them() {
-        for version in [1, 3, 4] {
+        for version in [1, 3, 4, 5] {
             old_database_migrates(version);
         }
     }
@@ -259,6 +378,15 @@ mod tests {
         let mut expected = vec![(room, 201), (other.room(), 101)];
         expected.sort();
         assert_eq!(rooms, expected);
+        // ... and their size on the wire, whatever the rows keep.
+        for summary in readers.rooms().unwrap() {
+            let wire: u64 = events
+                .iter()
+                .filter(|e| e.room() == summary.room)
+                .map(|e| e.bytes().len() as u64)
+                .sum();
+            assert_eq!(summary.bytes, wire);
+        }
         // The one-row-per-event rule holds after the migration: offering them again adds
         // nothing, and a new event is stored after the old ones.
         let again = store.writer().insert_blocking(events.clone()).unwrap();
@@ -276,7 +404,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        // No index keyed by the id alone is left, and the author column is gone.
+        // No index keyed by the id alone is left.
         let indexes: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
             .unwrap()
@@ -312,14 +440,22 @@ mod tests {
             .query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))
             .unwrap();
         assert_eq!(known, 2);
-        let author: i64 = conn
+        // Rows name their author by number (one author here), and keep the wire bytes
+        // without the room and author keys: 64 bytes less a message, 32 a create event.
+        let (named, authors): (i64, i64) = conn
             .query_row(
-                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'author'",
+                "SELECT (SELECT count(*) FROM events WHERE typeof(author) = 'integer'),
+                        (SELECT count(*) FROM authors)",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!(author, 0);
+        assert_eq!((named, authors), (events.len() as i64 + 1, 1));
+        let kept: i64 = conn
+            .query_row("SELECT sum(length(raw)) FROM events", [], |r| r.get(0))
+            .unwrap();
+        let wire: usize = events.iter().chain([&fresh]).map(|e| e.bytes().len()).sum();
+        assert_eq!(kept as usize, wire - 64 * (events.len() - 1) - 2 * 32);
     }
 
     #[test]

@@ -5,19 +5,21 @@
 //! transaction and answers every caller after the commit returned (synchronous=FULL: the
 //! data is on disk). One fsync serves many events, so throughput grows with load.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use basis_core::{EventId, RoomId, Timestamp, ValidEvent};
+use basis_core::compact::compact;
+use basis_core::{EventId, Timestamp, ValidEvent};
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 use crate::expiry::{self, ExpiryPolicy, ExpiryReport};
 use crate::ids::{self, IdIndex};
+use crate::numbers::{Keys, Numbers};
 use crate::open::StoreOptions;
 use crate::schema::STATE_KINDS;
 
@@ -52,7 +54,11 @@ pub struct StoreStats {
 impl StoreStats {
     pub(crate) fn load(conn: &Connection) -> Result<StoreStats, StoreError> {
         let (events, bytes): (i64, i64) = conn.query_row(
-            "SELECT count(*), coalesce(sum(length(raw)), 0) FROM events",
+            concat!(
+                "SELECT count(*), coalesce(sum(",
+                wire_len_of_row!(),
+                "), 0) FROM events"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -174,9 +180,9 @@ impl Writer {
             .map_err(StoreError::from_sqlite)?;
         let (committed_tx, committed) = watch::channel(last.max(0) as u64);
         let (state_committed_tx, state_committed) = watch::channel(last.max(0) as u64);
-        let rooms = room_numbers(&conn)?;
         let mut state = WriterState {
-            rooms,
+            rooms: Numbers::load(&conn, Keys::Rooms)?,
+            authors: Numbers::load(&conn, Keys::Authors)?,
             committed: committed_tx,
             state_committed: state_committed_tx,
             conn,
@@ -232,8 +238,10 @@ impl Writer {
 
 struct WriterState {
     conn: Connection,
-    /// Each room's number in the `rooms` table (what event rows store), as committed.
-    rooms: HashMap<RoomId, i64>,
+    /// Each room's number in the `rooms` table (what event rows store).
+    rooms: Numbers,
+    /// Each author's number in the `authors` table (what event rows store).
+    authors: Numbers,
     /// The highest `seq` committed, published after every commit that stored something.
     committed: watch::Sender<u64>,
     /// The highest `seq` of a committed event of a [`STATE_KINDS`] kind, published after
@@ -250,20 +258,6 @@ struct WriterState {
     last_received: i64,
     /// The policy of the last expiry run, applied to the quota after each commit.
     policy: Option<ExpiryPolicy>,
-}
-
-/// Every room's number, as the `rooms` table holds them.
-fn room_numbers(conn: &Connection) -> Result<HashMap<RoomId, i64>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, n FROM rooms")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (id, n) = row?;
-        if let Some(room) = RoomId::from_slice(&id) {
-            out.insert(room, n);
-        }
-    }
-    Ok(out)
 }
 
 /// How long the writer sleeps between looks at its queue while it gathers a group.
@@ -418,17 +412,15 @@ impl WriterState {
         let (mut new_events, mut new_bytes, mut dups) = (0u64, 0u64, 0u64);
         let mut added = Vec::new();
         let mut state_seq = 0;
-        // Rooms first seen in this group: numbered inside the transaction, remembered only
-        // once it commits.
-        let mut new_rooms: Vec<(RoomId, i64)> = Vec::new();
+        // Rooms and authors first seen in this group are numbered inside the transaction and
+        // remembered only once it commits.
+        self.rooms.begin();
+        self.authors.begin();
         {
-            let mut number_room = tx
-                .prepare_cached("INSERT INTO rooms (id) VALUES (?1)")
-                .map_err(StoreError::from_sqlite)?;
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(StoreError::from_sqlite)?;
             // Insert in time order: events arrive roughly in it (and a catching-up node gets
@@ -457,30 +449,26 @@ impl WriterState {
                 let ev = &group[r].0[e];
                 let c = &ev.event().content;
                 let room = ev.room();
-                let known = self.rooms.get(&room).copied().or_else(|| {
-                    new_rooms
-                        .iter()
-                        .find_map(|(id, n)| (*id == room).then_some(*n))
-                });
-                let room_n = match known {
-                    Some(n) => n,
-                    None => {
-                        number_room
-                            .execute(params![room.as_bytes()])
-                            .map_err(StoreError::from_sqlite)?;
-                        let n = tx.last_insert_rowid();
-                        new_rooms.push((room, n));
-                        n
-                    }
+                let room_n = self.rooms.number(&tx, room.as_bytes())?;
+                // Kept without the room and author keys (64 bytes of every message), which
+                // the row's numbers give back; whole should the layout ever not be this
+                // version's (`compact` then declines).
+                let (author_n, kept) = match compact(ev.bytes(), &room, &c.author) {
+                    Some(small) => (
+                        Some(self.authors.number(&tx, c.author.as_bytes())?),
+                        Cow::Owned(small),
+                    ),
+                    None => (None, Cow::Borrowed(ev.bytes())),
                 };
                 let changed = stmt
                     .execute(params![
                         ev.id().as_bytes(),
                         room_n,
+                        author_n,
                         c.body.kind_code(),
                         ts_sql(c.time),
                         received,
-                        ev.bytes(),
+                        kept.as_ref(),
                     ])
                     .map_err(StoreError::from_sqlite)?;
                 if changed == 1 {
@@ -498,7 +486,8 @@ impl WriterState {
             }
         }
         tx.commit().map_err(StoreError::from_sqlite)?;
-        self.rooms.extend(new_rooms);
+        self.rooms.committed();
+        self.authors.committed();
         self.ids.add(&added);
         let s = &self.stats;
         s.add(&s.events, new_events);

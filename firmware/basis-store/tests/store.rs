@@ -439,6 +439,21 @@ fn expiry_by_default_age_and_by_room_setting() {
     // b: only events younger than 2 days stay: the 1-day text and the settings event.
     assert_eq!(texts(rb), 2);
     assert_eq!(report.by_age, 3 + 4);
+    // The bytes a node reports holding are the wire size of what is left: counted down as
+    // events expired, and counted again from the database at the next open.
+    let wire_left = |store: &Store| -> u64 {
+        let left = store.readers().since(0, 1000).unwrap();
+        assert_eq!(left.len(), 4);
+        left.iter().map(|(_, e)| e.raw.len() as u64).sum()
+    };
+    let bytes = |store: &Store| {
+        let stats = store.stats();
+        stats.event_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(bytes(&store), wire_left(&store));
+    store.close().unwrap();
+    let store = open(&dir);
+    assert_eq!(bytes(&store), wire_left(&store));
 }
 
 #[test]

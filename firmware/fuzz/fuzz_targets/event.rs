@@ -8,16 +8,20 @@
 //!   event;
 //! - the room rules (`RoomState::check`, `apply`) and the client's timeline
 //!   (`Timeline::build`) take any decoded event, against an empty room and against the room
-//!   of the test vectors (signatures are not what they look at, so a decoded event is enough).
+//!   of the test vectors (signatures are not what they look at, so a decoded event is enough);
+//! - the form a store keeps (`basis_core::compact`): any bytes with any keys compact to
+//!   something that expands back to exactly them, or to nothing; a decoded event always
+//!   compacts, 64 bytes shorter (32 for a create event).
 #![no_main]
 
 use std::sync::OnceLock;
 
+use basis_core::compact::{compact, expand, keys_len};
 use basis_core::encoding::{decode_event, encode};
 use basis_core::room::RoomState;
 use basis_core::timeline::{Item, Timeline};
 use basis_core::validate::validate;
-use basis_core::{Event, vectors};
+use basis_core::{Event, RoomId, UserId, vectors};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
@@ -77,7 +81,24 @@ fn room_rules(event: &Event) {
     let _ = Timeline::build(&items);
 }
 
+/// Compacting `data` as an event of `room` by `author` either declines or gives bytes that
+/// expand to exactly `data`, as long as it says.
+fn compacts_whole(data: &[u8], room: &RoomId, author: &UserId) -> bool {
+    let Some(small) = compact(data, room, author) else {
+        return false;
+    };
+    assert_eq!(small.len() + keys_len(&small), data.len(), "keys_len");
+    let back = expand(&small, room, author);
+    assert_eq!(back.as_deref(), Some(data), "compact then expand changed the bytes");
+    true
+}
+
 fuzz_target!(|data: &[u8]| {
+    // Keys taken from the input itself, where a real event keeps them, and keys of nothing.
+    let key_at = |at: usize| data.get(at..at + 32).and_then(RoomId::from_slice);
+    let (room, author) = (key_at(2).unwrap_or(RoomId([0; 32])), UserId([1; 32]));
+    compacts_whole(data, &room, &author);
+    let _ = expand(data, &room, &author);
     let decoded = decode_event(data);
     let validated = validate(data);
     match (&decoded, &validated) {
@@ -88,6 +109,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = &decoded {
         assert_eq!(encode(event), data, "a decoded event is not canonical");
         assert_eq!(event.to_bytes(), data);
+        let room = event.content.room.unwrap_or(RoomId([0; 32]));
+        assert!(
+            compacts_whole(data, &room, &event.content.author),
+            "a decoded event does not compact"
+        );
         room_rules(event);
     }
     if let Ok(valid) = &validated {

@@ -4,14 +4,17 @@
 //! signature check on all cores; and the same through a running node's HTTP API, beside the
 //! in-process path.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use basis_core::compact::compact;
 use basis_core::validate::{ValidEvent, validate};
-use basis_core::{Body, MessageBody, RoomId};
+use basis_core::{Body, MessageBody, RoomId, UserId};
 use basis_e2ee::UserSecrets;
 use basis_store::{Store, StoreOptions};
 
@@ -134,30 +137,40 @@ pub fn raw_path(dir: &Path, events: &[ValidEvent]) -> Result<f64> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     let batch = StoreOptions::default().write_batch;
     let start = Instant::now();
-    // Events store their room's number (`rooms`); number each room on its first event.
-    let mut rooms: std::collections::HashMap<RoomId, i64> = std::collections::HashMap::new();
+    // Rows name their room and author by number (`rooms`, `authors`), each numbered on its
+    // first event, and keep the wire bytes without those two keys, as the store does.
+    let mut rooms: HashMap<RoomId, i64> = HashMap::new();
+    let mut authors: HashMap<UserId, i64> = HashMap::new();
     for chunk in events.chunks(batch) {
         let tx = conn.transaction()?;
         {
             for e in chunk {
-                if let std::collections::hash_map::Entry::Vacant(v) = rooms.entry(e.room()) {
+                let author = e.event().content.author;
+                if let Entry::Vacant(v) = rooms.entry(e.room()) {
                     tx.execute("INSERT INTO rooms (id) VALUES (?1)", [e.room().as_bytes()])?;
+                    v.insert(tx.last_insert_rowid());
+                }
+                if let Entry::Vacant(v) = authors.entry(author) {
+                    tx.execute("INSERT INTO authors (id) VALUES (?1)", [author.as_bytes()])?;
                     v.insert(tx.last_insert_rowid());
                 }
             }
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (id, room, kind, ts, received_at, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO events (id, room, author, kind, ts, received_at, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for e in chunk {
                 let c = &e.event().content;
+                let kept = compact(e.bytes(), &e.room(), &c.author)
+                    .context("a bench event the store would keep whole")?;
                 stmt.execute(rusqlite::params![
                     e.id().as_bytes(),
                     rooms.get(&e.room()).copied().unwrap_or_default(),
+                    authors.get(&c.author).copied().unwrap_or_default(),
                     c.body.kind_code(),
                     i64::try_from(c.time.0).unwrap_or(i64::MAX),
                     0i64,
-                    e.bytes(),
+                    kept,
                 ])?;
             }
         }

@@ -346,10 +346,23 @@ fn mesh(n: usize, messages: usize, limit: Duration, settled: Option<Duration>) {
     let after = samples(&lab, &nodes);
     let size = {
         let conn = crate::common::open_db_ro(&nodes[0].node.db_path());
+        // A build from before schema 6 (`BASIS_MESH_BIN`) keeps whole wire bytes in `raw`.
+        let compact: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'author'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .expect("the events table's columns");
+        let len = if compact {
+            basis_store::wire::LEN
+        } else {
+            "length(raw)"
+        };
         conn.query_row(
             &format!(
-                "SELECT avg({}) FROM (SELECT * FROM events ORDER BY ts DESC LIMIT ?1) AS events",
-                basis_store::wire::LEN
+                "SELECT avg({len}) FROM (SELECT * FROM events ORDER BY ts DESC LIMIT ?1) AS events"
             ),
             [events as i64],
             |r| r.get::<_, f64>(0),

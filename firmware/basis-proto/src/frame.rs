@@ -101,12 +101,14 @@ pub enum Frame {
     Stored(u64),
     /// File transfer (protocol version 4): what chunks a node holds, asks for and sends.
     File(FileFrame),
-    /// Sent by the dialling side of a LAN link before the first `Recon` of a session: the
-    /// newest timestamp it holds (`None`: it holds no events at all). The receiver sends every
-    /// event newer than that (everything, for `None`) newest first, as for a want list, and
-    /// the session then reconciles only events up to it; with `None` no session follows. A
-    /// node that was away gets what it missed in one round trip, where negentropy would list
-    /// every id, 60 kB a round (protocol version 5).
+    /// Sent by the dialling side of a LAN link before the first `Recon` of the link's first
+    /// session: the newest timestamp it holds (`None`: it holds no events at all). The
+    /// receiver sends every event newer than that (everything, for `None`) newest first, as
+    /// for a want list, and answers with a `CatchUp` of its own newest, which the dialler
+    /// serves the same way (protocol version 8). The session then reconciles only the events
+    /// up to the older of the two; when either side held nothing no session follows. A node
+    /// that was away gets what it missed in one round trip, whichever side dialled, where
+    /// negentropy would list every id, 60 kB a round (protocol version 5).
     CatchUp(Option<u64>),
     /// Sent by the dialling side of a LAN link before the first `Recon` of each slice of a
     /// session: the `Recon` messages that follow, until the next `Slice` or `ReconEnd`,
@@ -120,10 +122,10 @@ pub enum Frame {
         /// The newest timestamp in the slice.
         to: u64,
     },
-    /// Sent by the accepting side after the last `Events` frame it streams for a `CatchUp`
-    /// (also when reading its store failed part way): the dialler starts no new session
-    /// while a catch-up is still arriving, or the session would find everything not yet
-    /// received missing and ask for it a second time (protocol version 6).
+    /// Sent after the last `Events` frame streamed for a `CatchUp` (also when reading the
+    /// store failed part way): the dialler starts no new session while a catch-up is still
+    /// arriving, or the session would find everything not yet received missing and ask for
+    /// it a second time (protocol version 6).
     CatchUpEnd,
 }
 

@@ -84,6 +84,7 @@ pub const ALPN: &[u8] = b"basis/1";
 /// would reconcile every event against one slice of the dialler's and report the rest as
 /// missing); version 7 made `Peers` the complete list of the sender's links, sent also when
 /// empty (a node does not push an event to a peer linked to the node it came from, so a
-/// version 6 node's stale list would cost its peers those pushes). A node never links with a
-/// node of another version.
-pub const PROTOCOL_VERSION: u16 = 7;
+/// version 6 node's stale list would cost its peers those pushes); version 8 has the
+/// accepting side answer the dialler's `CatchUp` with its own (a version 7 dialler would
+/// close the link over it). A node never links with a node of another version.
+pub const PROTOCOL_VERSION: u16 = 8;

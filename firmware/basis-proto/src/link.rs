@@ -291,6 +291,12 @@ pub struct Link {
     /// This node sent a `CatchUp` and the peer's `CatchUpEnd` has not come yet: no new
     /// session starts meanwhile.
     catching_up: bool,
+    /// The dialler sent its `CatchUp` and the accepting side's own has not come yet: no
+    /// session starts meanwhile (see [`Link::on_catch_up`]).
+    reply_due: bool,
+    /// The dialler's newest timestamp when it sent its `CatchUp`, while [`Link::reply_due`]:
+    /// its first session starts with the reply.
+    first_session: Option<u64>,
     /// Rooms the peer asked live pushes for (`None`: every room).
     subscription: Option<HashSet<RoomId>>,
     /// The scope the peer set for its next (or current) reconciliation session.
@@ -375,6 +381,8 @@ impl Link {
             notices: None,
             last_catch_up: None,
             catching_up: false,
+            reply_due: false,
+            first_session: None,
             subscription: None,
             peer_scope: None,
             own_scope: None,
@@ -605,7 +613,9 @@ impl Link {
                     out.push(Action::SendEvents(ids));
                 }
             }
-            (State::Open, Frame::CatchUp(newest)) => self.on_catch_up(newest, now, &mut out),
+            (State::Open, Frame::CatchUp(newest)) => {
+                self.on_catch_up(newest, now, source, &mut out)
+            }
             (State::Open, Frame::CatchUpEnd) => self.catching_up = false,
             (State::Open, Frame::Events(events)) => self.on_events(events, source, &mut out),
             (State::Open, Frame::Stored(n)) => out.push(Action::Delivered(n)),
@@ -722,14 +732,35 @@ impl Link {
         }
         out.push(Action::Send(Frame::CatchUp(newest)));
         self.catching_up = true;
-        let Some(newest) = newest else {
+        self.reply_due = true;
+        self.first_session = newest;
+        if newest.is_none() {
             self.stats.reconciliations += 1;
             self.stats.last_reconciled = Some(now);
             out.push(Action::CatchingUp);
+        }
+    }
+
+    /// The first session of a LAN link, once both sides have sent their `CatchUp`: what
+    /// either holds newer than the other's newest comes whole, so the session reconciles the
+    /// events up to the older of the two (none, when either side held nothing).
+    fn start_first_session(
+        &mut self,
+        own: Option<u64>,
+        peer: Option<u64>,
+        now: Instant,
+        source: &mut dyn ItemSource,
+        out: &mut Vec<Action>,
+    ) {
+        let (Some(own), Some(peer)) = (own, peer) else {
+            if own.is_some() {
+                self.stats.reconciliations += 1;
+                self.stats.last_reconciled = Some(now);
+            }
             return;
         };
         self.session = Some(Session {
-            newest,
+            newest: own.min(peer),
             span: Span::Newest,
             slice: (0, 0),
             have: 0,
@@ -897,10 +928,22 @@ impl Link {
     /// newer goes, newest first, and the session that follows covers only the rest. Every
     /// event held counts, whatever the peer's scope: only LAN links send `CatchUp`, and they
     /// never send a scope.
-    fn on_catch_up(&mut self, newest: Option<u64>, now: Instant, out: &mut Vec<Action>) {
-        if self.role == Role::Dialer {
+    ///
+    /// The dialler sends its `CatchUp` first; the accepting side answers with its own
+    /// (protocol version 8), so that whichever side is behind, including one that holds
+    /// nothing and happened to accept rather than dial, gets what is newer whole, newest
+    /// first. The dialler then starts the session, up to the older of the two newest. From
+    /// the accepting side a `CatchUp` is allowed only as that one answer.
+    fn on_catch_up(
+        &mut self,
+        newest: Option<u64>,
+        now: Instant,
+        source: &mut dyn ItemSource,
+        out: &mut Vec<Action>,
+    ) {
+        if self.role == Role::Dialer && !self.reply_due {
             return self.close(
-                "a catch-up request from the accepting side".into(),
+                "a catch-up request from the accepting side that answers none".into(),
                 PENALTY_VIOLATION,
                 out,
             );
@@ -922,6 +965,27 @@ impl Link {
         self.peer_slice = None;
         self.peer_newest = newest;
         out.push(Action::SendNewer(newest));
+        match self.role {
+            Role::Dialer => {
+                self.reply_due = false;
+                let own = self.first_session.take();
+                self.start_first_session(own, newest, now, source, out);
+            }
+            Role::Acceptor => {
+                let own = match source.newest() {
+                    Ok(own) => own,
+                    Err(e) => {
+                        return out.push(Action::Close(format!(
+                            "cannot read the store to catch up: {e}"
+                        )));
+                    }
+                };
+                out.push(Action::Send(Frame::CatchUp(own)));
+                if own.is_none() {
+                    out.push(Action::CatchingUp);
+                }
+            }
+        }
     }
 
     fn on_events(
@@ -1018,6 +1082,7 @@ impl Link {
             && self.role == Role::Dialer
             && self.initiator.is_none()
             && !self.catching_up
+            && !self.reply_due
             && !self.config.upstream
         {
             self.next_recon
@@ -1030,8 +1095,10 @@ impl Link {
     /// catch-up it asked for is still arriving).
     pub fn on_tick(&mut self, now: Instant, source: &mut dyn ItemSource) -> Vec<Action> {
         let mut out = Vec::new();
-        let due =
-            self.next_recon.is_some_and(|t| now >= t) && !self.config.upstream && !self.catching_up;
+        let due = self.next_recon.is_some_and(|t| now >= t)
+            && !self.config.upstream
+            && !self.catching_up
+            && !self.reply_due;
         if self.state == State::Open && self.role == Role::Dialer && self.initiator.is_none() && due
         {
             self.start_recon(now, source, &mut out);

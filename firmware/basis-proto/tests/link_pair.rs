@@ -351,6 +351,84 @@ fn an_empty_node_asks_for_everything_once_and_gets_it_newest_first() {
 }
 
 #[test]
+fn an_empty_node_that_accepted_the_link_gets_everything_newest_first_in_one_round_trip() {
+    // Two nodes that find each other at once both dial, and the link kept may be the one
+    // the node holding the events dialled: the empty node is then the accepting side.
+    let a_evs = events(10_000, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &a_evs, &[]);
+    run(&mut a, &mut b);
+    assert!(a.closed.is_none() && b.closed.is_none());
+    assert_eq!(
+        b.store.events.len(),
+        a_evs.len(),
+        "the empty node holds everything"
+    );
+    let got = &b.received_order;
+    assert_eq!(got.len(), a_evs.len());
+    assert!(got.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    assert_eq!(b.catching_up, 1);
+    // One request each way and no reconciliation rounds: the dialler said what it holds,
+    // the empty side answered that it holds nothing.
+    let sent =
+        |s: &Side| -> Vec<&str> { s.sent.iter().copied().filter(|n| *n != "hello").collect() };
+    assert_eq!(sent(&b), ["catch-up"]);
+    assert_eq!(sent(&a), ["catch-up"]);
+    assert_eq!(a.link.stats().reconciliations, 1);
+    assert_eq!(a.penalties + b.penalties, 0);
+    // The next session, now that both hold the events, finds nothing missing: nothing is
+    // asked for and nothing more arrives.
+    let later = Instant::now() + Duration::from_secs(61);
+    let before = (a.sent.len(), b.sent.len());
+    let acts = a.link.on_tick(later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert_eq!(a.sent.last(), Some(&"recon-end"));
+    let asked = |s: &Side, from: usize| s.sent[from..].contains(&"want");
+    assert!(!asked(&a, before.0) && !asked(&b, before.1));
+    assert_eq!(b.received_order.len(), a_evs.len());
+    assert_eq!(a.link.stats().reconciliations, 2);
+}
+
+#[test]
+fn the_dialler_starts_its_first_session_only_when_the_answer_to_its_catch_up_has_come() {
+    let shared = events(200, 4);
+    let (mut a, mut b) = pair(Some("s"), Some("s"), &shared, &shared);
+    let now = Instant::now();
+    // Deliver everything to `a` but the accepting side's `CatchUp`, held back.
+    let answer = Frame::CatchUp(shared.iter().map(|e| e.0).max()).encode();
+    let mut held = None;
+    while !(a.inbox.is_empty() && b.inbox.is_empty()) {
+        if let Some(bytes) = b.inbox.pop_front() {
+            let acts = b.link.on_frame(&bytes, now, &mut b.store);
+            apply(&mut b, acts, &mut a.inbox);
+        }
+        if let Some(bytes) = a.inbox.pop_front() {
+            if bytes == answer {
+                held = Some(bytes);
+                continue;
+            }
+            let acts = a.link.on_frame(&bytes, now, &mut a.store);
+            apply(&mut a, acts, &mut b.inbox);
+        }
+    }
+    let answer = held.expect("the accepting side answers with its own CatchUp");
+    assert!(
+        !a.sent.contains(&"recon"),
+        "a session began before the answer"
+    );
+    // Not even when a session falls due meanwhile.
+    let later = now + Duration::from_secs(61);
+    assert_eq!(a.link.poll_timeout(), None);
+    assert!(a.link.on_tick(later, &mut a.store).is_empty());
+    let acts = a.link.on_frame(&answer, later, &mut a.store);
+    apply(&mut a, acts, &mut b.inbox);
+    run_at(&mut a, &mut b, later);
+    assert_eq!(a.sent.last(), Some(&"recon-end"));
+    assert_eq!(a.penalties + b.penalties, 0);
+    assert!(a.closed.is_none() && b.closed.is_none());
+}
+
+#[test]
 fn a_later_session_compares_only_what_was_held_when_the_previous_one_began() {
     let shared = events(100, 4);
     let (mut a, mut b) = pair(Some("s"), Some("s"), &shared, &shared);
@@ -476,7 +554,8 @@ fn a_node_that_holds_the_newest_event_only_still_gets_everything_older() {
 }
 
 #[test]
-fn a_node_holding_one_event_reconciles_and_catch_ups_too_close_or_from_the_acceptor_are_refused() {
+fn a_node_holding_one_event_reconciles_and_catch_ups_too_close_or_unasked_from_the_acceptor_are_refused()
+ {
     let b_evs = events(500, 4);
     let (mut a, mut b) = pair(Some("s"), Some("s"), &events(0, 1), &b_evs);
     run(&mut a, &mut b);
@@ -500,7 +579,8 @@ fn a_node_holding_one_event_reconciles_and_catch_ups_too_close_or_from_the_accep
         "{acts:?}"
     );
     assert!(!acts.iter().any(|x| matches!(x, Action::SendNewer(_))));
-    // Only the dialling side asks: from the acceptor it breaks the protocol.
+    // From the accepting side a `CatchUp` is only the one answer to the dialler's; another
+    // breaks the protocol.
     let acts = a
         .link
         .on_frame(&Frame::CatchUp(None).encode(), Instant::now(), &mut a.store);

@@ -288,6 +288,27 @@ fn run_at(a: &mut Side, b: &mut Side, now: Instant) {
     panic!("the links never went quiet");
 }
 
+/// Like [`run_at`], except that the frame `held` is kept from `a` (the first time it comes)
+/// and returned instead of delivered.
+fn run_holding_back(a: &mut Side, b: &mut Side, held: &[u8], now: Instant) -> Option<Vec<u8>> {
+    let mut kept = None;
+    while !(a.inbox.is_empty() && b.inbox.is_empty()) {
+        if let Some(bytes) = b.inbox.pop_front() {
+            let acts = b.link.on_frame(&bytes, now, &mut b.store);
+            apply(b, acts, &mut a.inbox);
+        }
+        if let Some(bytes) = a.inbox.pop_front() {
+            if kept.is_none() && bytes == held {
+                kept = Some(bytes);
+                continue;
+            }
+            let acts = a.link.on_frame(&bytes, now, &mut a.store);
+            apply(a, acts, &mut b.inbox);
+        }
+    }
+    kept
+}
+
 #[test]
 fn same_secret_admits_and_converges_both_ways() {
     let common = events(300, 1);
@@ -396,22 +417,8 @@ fn the_dialler_starts_its_first_session_only_when_the_answer_to_its_catch_up_has
     let now = Instant::now();
     // Deliver everything to `a` but the accepting side's `CatchUp`, held back.
     let answer = Frame::CatchUp(shared.iter().map(|e| e.0).max()).encode();
-    let mut held = None;
-    while !(a.inbox.is_empty() && b.inbox.is_empty()) {
-        if let Some(bytes) = b.inbox.pop_front() {
-            let acts = b.link.on_frame(&bytes, now, &mut b.store);
-            apply(&mut b, acts, &mut a.inbox);
-        }
-        if let Some(bytes) = a.inbox.pop_front() {
-            if bytes == answer {
-                held = Some(bytes);
-                continue;
-            }
-            let acts = a.link.on_frame(&bytes, now, &mut a.store);
-            apply(&mut a, acts, &mut b.inbox);
-        }
-    }
-    let answer = held.expect("the accepting side answers with its own CatchUp");
+    let answer = run_holding_back(&mut a, &mut b, &answer, now)
+        .expect("the accepting side answers with its own CatchUp");
     assert!(
         !a.sent.contains(&"recon"),
         "a session began before the answer"
@@ -480,23 +487,8 @@ fn no_session_starts_while_a_catch_up_is_still_arriving() {
     let (mut a, mut b) = pair(Some("s"), Some("s"), &[], &b_evs);
     let now = Instant::now();
     // Everything is delivered but the end of the catch-up, which stays on the way.
-    let end = Frame::CatchUpEnd.encode();
-    let mut held = None;
-    while !(a.inbox.is_empty() && b.inbox.is_empty()) {
-        if let Some(bytes) = b.inbox.pop_front() {
-            let acts = b.link.on_frame(&bytes, now, &mut b.store);
-            apply(&mut b, acts, &mut a.inbox);
-        }
-        if let Some(bytes) = a.inbox.pop_front() {
-            if bytes == end {
-                held = Some(bytes);
-                continue;
-            }
-            let acts = a.link.on_frame(&bytes, now, &mut a.store);
-            apply(&mut a, acts, &mut b.inbox);
-        }
-    }
-    let end = held.expect("the peer ends its catch-up with CatchUpEnd");
+    let end = run_holding_back(&mut a, &mut b, &Frame::CatchUpEnd.encode(), now)
+        .expect("the peer ends its catch-up with CatchUpEnd");
     assert_eq!(a.store.events.len(), b_evs.len());
     // A session due meanwhile would find every event not yet received missing.
     let later = now + Duration::from_secs(61);

@@ -291,12 +291,10 @@ pub struct Link {
     /// This node sent a `CatchUp` and the peer's `CatchUpEnd` has not come yet: no new
     /// session starts meanwhile.
     catching_up: bool,
-    /// The dialler sent its `CatchUp` and the accepting side's own has not come yet: no
-    /// session starts meanwhile (see [`Link::on_catch_up`]).
-    reply_due: bool,
-    /// The dialler's newest timestamp when it sent its `CatchUp`, while [`Link::reply_due`]:
-    /// its first session starts with the reply.
-    first_session: Option<u64>,
+    /// The dialler sent its `CatchUp` (of the newest timestamp held) and the accepting
+    /// side's own has not come yet: no session starts meanwhile, and the first one starts
+    /// with the answer (see [`Link::on_catch_up`]).
+    answer_due: Option<Option<u64>>,
     /// Rooms the peer asked live pushes for (`None`: every room).
     subscription: Option<HashSet<RoomId>>,
     /// The scope the peer set for its next (or current) reconciliation session.
@@ -381,8 +379,7 @@ impl Link {
             notices: None,
             last_catch_up: None,
             catching_up: false,
-            reply_due: false,
-            first_session: None,
+            answer_due: None,
             subscription: None,
             peer_scope: None,
             own_scope: None,
@@ -732,8 +729,7 @@ impl Link {
         }
         out.push(Action::Send(Frame::CatchUp(newest)));
         self.catching_up = true;
-        self.reply_due = true;
-        self.first_session = newest;
+        self.answer_due = Some(newest);
         if newest.is_none() {
             self.stats.reconciliations += 1;
             self.stats.last_reconciled = Some(now);
@@ -941,7 +937,7 @@ impl Link {
         source: &mut dyn ItemSource,
         out: &mut Vec<Action>,
     ) {
-        if self.role == Role::Dialer && !self.reply_due {
+        if self.role == Role::Dialer && self.answer_due.is_none() {
             return self.close(
                 "a catch-up request from the accepting side that answers none".into(),
                 PENALTY_VIOLATION,
@@ -967,8 +963,7 @@ impl Link {
         out.push(Action::SendNewer(newest));
         match self.role {
             Role::Dialer => {
-                self.reply_due = false;
-                let own = self.first_session.take();
+                let own = self.answer_due.take().flatten();
                 self.start_first_session(own, newest, now, source, out);
             }
             Role::Acceptor => {
@@ -1082,7 +1077,7 @@ impl Link {
             && self.role == Role::Dialer
             && self.initiator.is_none()
             && !self.catching_up
-            && !self.reply_due
+            && self.answer_due.is_none()
             && !self.config.upstream
         {
             self.next_recon
@@ -1098,7 +1093,7 @@ impl Link {
         let due = self.next_recon.is_some_and(|t| now >= t)
             && !self.config.upstream
             && !self.catching_up
-            && !self.reply_due;
+            && self.answer_due.is_none();
         if self.state == State::Open && self.role == Role::Dialer && self.initiator.is_none() && due
         {
             self.start_recon(now, source, &mut out);

@@ -4,13 +4,14 @@
 //! `seq` as the rowid so new rows go to the end of the table's b-tree: few pages touched per
 //! commit, which is kind to SD cards.
 
-use std::collections::HashMap;
-
+use basis_core::RoomId;
 use basis_core::compact::compact;
 use basis_core::encoding::decode_event;
-use basis_core::{RoomId, UserId};
 use rusqlite::{Transaction, params};
-use rusqlite_migration::{HookResult, M, Migrations};
+use rusqlite_migration::{HookError, HookResult, M, Migrations};
+
+use crate::error::StoreError;
+use crate::numbers::{Keys, Numbers};
 
 /// `PRAGMA application_id` of a Basis database ("BSIS").
 pub const APPLICATION_ID: i64 = 0x4253_4953;
@@ -156,12 +157,12 @@ CREATE INDEX events_state ON events(room, seq) WHERE kind IN (0, 1, 2, 6);
 /// Copies every event into `events_v6` in arrival order, compacted (see [`V6`]), numbering
 /// authors as it meets them, then puts the new table in the old one's place.
 fn compact_events(tx: &Transaction) -> HookResult {
-    let mut authors: HashMap<UserId, i64> = HashMap::new();
+    let hook_error = |e: StoreError| HookError::Hook(e.to_string());
+    let mut authors = Numbers::load(tx, Keys::Authors).map_err(hook_error)?;
     let mut read = tx.prepare(
         "SELECT seq, events.id, room, rooms.id, kind, ts, received_at, raw
          FROM events JOIN rooms ON rooms.n = events.room ORDER BY seq",
     )?;
-    let mut number = tx.prepare("INSERT INTO authors (id) VALUES (?1)")?;
     let mut write = tx.prepare(
         "INSERT INTO events_v6 (seq, id, room, author, kind, ts, received_at, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -178,15 +179,7 @@ fn compact_events(tx: &Transaction) -> HookResult {
             .and_then(|(room, author)| Some((author, compact(&raw, &room, &author)?)));
         let (author_n, kept) = match small {
             Some((author, small)) => {
-                let n = match authors.get(&author) {
-                    Some(&n) => n,
-                    None => {
-                        number.execute(params![author.as_bytes()])?;
-                        let n = tx.last_insert_rowid();
-                        authors.insert(author, n);
-                        n
-                    }
-                };
+                let n = authors.number(tx, author.as_bytes()).map_err(hook_error)?;
                 (Some(n), small)
             }
             None => (None, raw),
@@ -204,7 +197,7 @@ fn compact_events(tx: &Transaction) -> HookResult {
     }
     // The statements reading and writing the tables must be gone before the swap drops one.
     drop(rows);
-    drop((read, number, write));
+    drop((read, write));
     tx.execute_batch(V6_SWAP)?;
     Ok(())
 }

@@ -21,6 +21,14 @@ after(async () => {
   }
 });
 
+/** One node without federation, started. */
+async function oneNode(name) {
+  const n = new BasisNode({ name });
+  nodes.push(n);
+  await n.start();
+  return n;
+}
+
 /** Two nodes with one secret, linked by static peers on loopback. */
 async function twoNodes() {
   const [qa, qb] = [quicPort(), quicPort()];
@@ -115,9 +123,7 @@ test('two browser users on two nodes and a CLI user chat, edit, react, delete an
 });
 
 test('a key made in the browser moves to the CLI and back, and reads the same history', async () => {
-  const n = new BasisNode({ name: 'kit' });
-  nodes.push(n);
-  await n.start();
+  const n = await oneNode('kit');
   const web = await WebUser.open(n);
   await web.create('Dana');
   const webId = await web.userId();
@@ -159,9 +165,7 @@ test('a key made in the browser moves to the CLI and back, and reads the same hi
 });
 
 test('the node restarts while a page is open: it reconnects, catches up, sends what was typed once', async () => {
-  const n = new BasisNode({ name: 'kit' });
-  nodes.push(n);
-  await n.start();
+  const n = await oneNode('kit');
   const web = await WebUser.open(n);
   await web.create('Fay');
   const cli = new CliUser(n);
@@ -201,20 +205,82 @@ test('the node restarts while a page is open: it reconnects, catches up, sends w
   await web.close();
 });
 
-test('a wrong passphrase, a hostile display name and an unreadable message are handled', async () => {
-  const n = new BasisNode({ name: 'kit' });
-  nodes.push(n);
+test('another key on a shared device starts clean; a message waiting for the node is sealed', async () => {
+  const n = await oneNode('lea');
+  const gus = new CliUser(n);
+  gus.run(['user', 'create', '--name', 'Gus']);
+  // Eli's key, made with the CLI, in a room with Gus.
+  const eli = new CliUser(n);
+  eli.run(['user', 'create', '--name', 'Eli']);
+  eli.run(['room', 'create', 'yard']);
+  eli.run(['room', 'invite', 'yard', gus.id()]);
+  gus.run(['room', 'join', 'yard']);
+  const elisKey = eli.run(['user', 'export']).stdout;
+
+  // Ana uses the device first: a contact, a room with Gus, and a message typed while the
+  // node is away.
+  const web = await WebUser.open(n);
+  await web.create('Ana');
+  await web.addContact('gus', gus.id());
+  await web.makeRoom(n, 'depot', ['gus']);
+  gus.run(['room', 'join', 'depot']);
+  const p = web.page;
+  await n.stop();
+  await p.locator('.status.offline').waitFor();
+  await web.send('the spare key is under the blue crate');
+  await p.locator('.msg.pending', { hasText: 'blue crate' }).waitFor();
+  const storage = () => p.evaluate(() => Object.entries(localStorage).map(([k, v]) => `${k}=${v}`).join('\n'));
+  const kept = await storage();
+  assert.match(kept, /basis\.outbox=/, 'the message is kept in this browser');
+  assert.ok(!kept.includes('blue crate'), 'the waiting message is not readable in the browser storage');
+
+  // Ana locks; the lock screen names her. Eli takes the device over with his own key.
+  const go = (hash) => p.evaluate((h) => { location.hash = h; }, hash);
+  await go('#/me');
+  await p.getByRole('button', { name: /Lock/ }).click();
+  await p.getByLabel(/Passphrase of Ana \(user [0-9a-f]{8}\)/).waitFor();
+  await p.getByRole('button', { name: 'Use another key on this device' }).click();
+  assert.match(web.dialogs.at(-1), /The message it has not sent yet goes with it/);
+  await p.getByRole('tab', { name: 'I have a key' }).click();
+  await p.getByLabel(/Key file/).fill(elisKey);
+  await p.getByLabel('Its passphrase').fill(PASSPHRASE);
+  await p.getByRole('button', { name: 'Use this key' }).click();
+  await p.locator('.status.offline').waitFor();
   await n.start();
+  await p.locator('.status.online').waitFor({ timeout: 60000 });
+
+  // Nothing of Ana's carries over: her name, her contacts, her unsent message.
+  await until('the page shows Eli\'s own name', async () => {
+    await go('#/rooms');
+    await go('#/me');
+    return (await p.getByLabel('Your name, as others see it').inputValue()) === 'Eli';
+  });
+  await go('#/contacts');
+  await p.getByLabel('Their key').waitFor();
+  assert.ok(!(await p.locator('section[aria-label="Contacts"]').innerText()).includes('gus'), 'Ana\'s contacts are gone');
+  await go('#/rooms');
+  await p.locator('.rooms a', { hasText: 'yard' }).waitFor();
+  const history = gus.run(['history', 'yard']).stdout;
+  assert.match(history, /Eli \([0-9a-f]{8}\) created the room/);
+  assert.ok(!/Ana/.test(history), `Eli's name stays his own: ${history}`);
+  assert.ok(!gus.texts('depot').some((t) => t.includes('blue crate')), 'Ana\'s message was not sent under Eli\'s key');
+  assert.ok(!(await storage()).includes(gus.id()), 'Ana\'s contact list left the storage');
+  assert.deepEqual(web.errors, []);
+  await web.close();
+});
+
+test('a wrong passphrase, a hostile display name and an unreadable message are handled', async () => {
+  const n = await oneNode('kit');
   const web = await WebUser.open(n);
   await web.create('Hana');
   // Lock, then a wrong passphrase is refused in words and the key stays.
   const p = web.page;
   await p.goto(n.url + '#/me');
   await p.getByRole('button', { name: /Lock/ }).click();
-  await p.getByLabel(/Passphrase of user/).fill('not the passphrase');
+  await p.getByLabel(/Passphrase of/).fill('not the passphrase');
   await p.getByRole('button', { name: 'Unlock' }).click();
   await p.getByRole('alert').filter({ hasText: /wrong passphrase/i }).waitFor();
-  await p.getByLabel(/Passphrase of user/).fill(PASSPHRASE);
+  await p.getByLabel(/Passphrase of/).fill(PASSPHRASE);
   await p.getByRole('button', { name: 'Unlock' }).click();
   await p.locator('.status.online').waitFor();
 
@@ -262,9 +328,7 @@ test('a wrong passphrase, a hostile display name and an unreadable message are h
 });
 
 test('a photo, a voice note and a file from one phone open on another, byte for byte; too large is refused first', async () => {
-  const n = new BasisNode({ name: 'kit' });
-  nodes.push(n);
-  await n.start();
+  const n = await oneNode('kit');
   const ana = await WebUser.open(n);
   const ben = await WebUser.open(n);
   await ana.create('Ana');
@@ -342,9 +406,7 @@ test('a photo, a voice note and a file from one phone open on another, byte for 
 });
 
 test('phone and laptop screenshots, and no serious accessibility violation (axe-core)', async () => {
-  const n = new BasisNode({ name: 'field-kit-1' });
-  nodes.push(n);
-  await n.start();
+  const n = await oneNode('field-kit-1');
   const cli = new CliUser(n);
   cli.run(['user', 'create', '--name', 'Jo']);
   const axe = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');

@@ -216,7 +216,7 @@ export class WebUser {
    * then links to its node, or says it is offline while the node is away). */
   async unlock(passphrase = PASSPHRASE) {
     const p = this.page;
-    await p.getByLabel(/Passphrase of user/).fill(passphrase);
+    await p.getByLabel(/Passphrase of/).fill(passphrase);
     await p.getByRole('button', { name: 'Unlock' }).click();
     await p.locator('.status').waitFor();
   }

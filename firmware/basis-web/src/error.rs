@@ -61,6 +61,9 @@ pub enum WebError {
     /// Saved room keys cannot be opened.
     #[error("the saved room keys cannot be read: {0}")]
     State(String),
+    /// A message kept in the browser until it is sent cannot be sealed or opened.
+    #[error("a message kept in this browser cannot be read: {0}")]
+    Kept(String),
 }
 
 impl WebError {

@@ -7,7 +7,7 @@ use basis_core::{
     Timestamp, UserId, profile_room,
 };
 use basis_e2ee::keyfile::{self, KdfParams};
-use basis_e2ee::{KeyFileError, UserSecrets};
+use basis_e2ee::{KeyFileError, UserSecrets, open_state, seal_state};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 use crate::error::WebError;
 use crate::event::Draft;
 use crate::reply::{self, ChallengeReply, NodeTime, RoomInfo};
+
+/// Label of what [`User::seal_kept`] seals, so that it opens as nothing else.
+const KEPT_AAD: &[u8] = b"basis/web-kept/v1";
 
 /// A user whose secrets are open in this page: signs the sign-in challenge and events.
 #[wasm_bindgen]
@@ -80,6 +83,24 @@ impl User {
     #[wasm_bindgen(js_name = exportKeyFile)]
     pub fn export_key_file(&self, passphrase: String) -> Result<String, WebError> {
         self.export_with(passphrase, KdfParams::RECOMMENDED)
+    }
+
+    /// Seals bytes the page keeps in the browser until the node has them (a message typed
+    /// while the node is away), under the state key inside the key file: without the
+    /// passphrase they cannot be read, and no other user's key opens them.
+    #[wasm_bindgen(js_name = sealKept)]
+    pub fn seal_kept(&self, plain: &[u8]) -> Result<Vec<u8>, WebError> {
+        seal_state(self.secrets.state_key(), KEPT_AAD, plain)
+            .map_err(|e| WebError::Kept(e.to_string()))
+    }
+
+    /// Opens what [`User::seal_kept`] sealed with this user's key; an error for anything
+    /// else (another user's, altered, or not sealed at all).
+    #[wasm_bindgen(js_name = openKept)]
+    pub fn open_kept(&self, sealed: &[u8]) -> Result<Vec<u8>, WebError> {
+        open_state(self.secrets.state_key(), KEPT_AAD, sealed)
+            .map(|plain| plain.to_vec())
+            .map_err(|e| WebError::Kept(e.to_string()))
     }
 
     /// The user id: the public signing key, hex.
@@ -315,6 +336,25 @@ mod tests {
             "heads": [], "latest_time": 5_000_000_000_000_000u64,
         })
         .to_string()
+    }
+
+    #[test]
+    fn what_the_page_keeps_opens_only_with_the_same_users_key() {
+        let user = User::create().unwrap();
+        let other = User::create().unwrap();
+        let text = b"the spare key is under the blue crate";
+        let sealed = user.seal_kept(text).unwrap();
+        assert!(!sealed.windows(8).any(|w| text.windows(8).any(|t| t == w)));
+        assert_eq!(user.open_kept(&sealed).unwrap(), text);
+        assert!(matches!(other.open_kept(&sealed), Err(WebError::Kept(_))));
+        let mut altered = sealed.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(matches!(user.open_kept(&altered), Err(WebError::Kept(_))));
+        assert!(matches!(user.open_kept(b"short"), Err(WebError::Kept(_))));
+        // A room key's sealed state is not a kept message (another label).
+        let state = seal_state(user.secrets.state_key(), b"basis/room-keys/v1", text).unwrap();
+        assert!(matches!(user.open_kept(&state), Err(WebError::Kept(_))));
     }
 
     #[test]

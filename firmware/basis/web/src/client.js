@@ -166,6 +166,38 @@ class Room {
   }
 }
 
+// ---- The outbox at rest. A message waits in the outbox until the node has it, for as long
+// as the node is away; what it says (the draft, and the signed event once made, which in a
+// room without end-to-end encryption holds the text) is kept sealed with the user's key
+// (`User.sealKept`), so that this browser's storage does not show it without the passphrase.
+
+/** Sealed form of a signed-in entry as kept: `kept` holds its draft and bytes. */
+const sealedForms = new WeakMap();
+function keptForm(user, entry) {
+  const { draft, bytes, kept, ...rest } = entry;
+  // An entry that did not open stays as it was found.
+  if (draft.type === 'unreadable') return { ...rest, kept };
+  const cached = sealedForms.get(entry);
+  if (cached && cached.bytes === bytes) return { ...rest, kept: cached.kept };
+  const plain = new TextEncoder().encode(JSON.stringify({ draft, bytes }));
+  const sealed = base64(user.sealKept(plain));
+  sealedForms.set(entry, { bytes, kept: sealed });
+  return { ...rest, kept: sealed };
+}
+
+/** The entry as kept, opened; one that does not open is shown as not sent, and kept. */
+function openKept(user, entry) {
+  // Kept in the clear by an earlier version of the page: sealed at the next save.
+  if (entry.kept === undefined) return entry;
+  try {
+    const { draft, bytes } = JSON.parse(new TextDecoder().decode(user.openKept(unbase64(entry.kept))));
+    const { kept, ...rest } = entry;
+    return { ...rest, draft, bytes };
+  } catch (_) {
+    return { ...entry, draft: { type: 'unreadable' }, bytes: null, state: 'failed', error: 'this browser kept it sealed, and it does not open with this key' };
+  }
+}
+
 /** The signed-in client (see the file comment). */
 export class Client {
   constructor(user) {
@@ -173,7 +205,8 @@ export class Client {
     this.node = new Node('');
     this.rooms = new Map();
     this.contacts = store.contacts();
-    this.outbox = store.outbox();
+    const kept = store.outbox();
+    this.outbox = kept.map((e) => openKept(user, e));
     this.uploads = [];
     this.downloads = new Map();
     this.unread = store.unread();
@@ -187,6 +220,11 @@ export class Client {
     this.retry = 1000;
     this.stopped = false;
     this.error = null;
+    // Whether the node has this user's profile as this page last checked: a page that
+    // started while the node was away publishes it once the node is back.
+    this.published = false;
+    // Entries an earlier version of the page kept in the clear are sealed now.
+    if (kept.some((e) => e.kept === undefined)) this.saveOutbox();
   }
 
   subscribe(f) {
@@ -234,11 +272,15 @@ export class Client {
     } catch (e) {
       if (!(e instanceof ApiError && e.code === 'unknown_user')) throw e;
     }
+    // A key brought from elsewhere keeps the name it already has.
+    if (!wanted && current && current.name) store.setDisplayName(current.name);
     const keyOk = current && current.agreement_key === this.user.agreementKey;
     const nameOk = current && (!wanted || current.name === wanted);
-    if (keyOk && nameOk) return;
-    const name = wanted || (current && current.name) || '';
-    await this.node.postEvent(this.user.profile(name));
+    if (!(keyOk && nameOk)) {
+      const name = wanted || (current && current.name) || '';
+      await this.node.postEvent(this.user.profile(name));
+    }
+    this.published = true;
   }
 
   async setDisplayName(name) {
@@ -331,7 +373,7 @@ export class Client {
   listen() {
     if (this.stopped) return;
     this.ws = this.node.stream(
-      (m) => this.onStream(m),
+      (m) => this.onStream(m).catch((e) => this.streamFailed(e)),
       () => this.lost(),
     );
     this.ws.onopen = () => this.sendNotice({ type: 'presence', status: 'online' });
@@ -359,6 +401,8 @@ export class Client {
       this.nodeStatus = await this.node.signIn(this.user);
       this.online = true;
       this.retry = 1000;
+      // Without a profile others cannot seal room keys to this user.
+      if (!this.published) await this.publishProfile();
       await this.refreshRooms();
       if (this.openRoom) await this.openRoom.catchUp();
       this.listen();
@@ -371,6 +415,12 @@ export class Client {
       this.retry = Math.min(this.retry * 2, 15000);
     }
     this.changed();
+  }
+
+  /** Work started by the live stream failed: the node went away meanwhile (the reconnect
+   * that follows reads the rooms again), or something the user should hear of. */
+  streamFailed(e) {
+    if (!(e instanceof Unreachable)) this.fail(e);
   }
 
   async onStream(m) {
@@ -389,7 +439,7 @@ export class Client {
         return;
       }
       if (event.body.type === 'membership' || event.body.type === 'create') {
-        this.refreshRooms();
+        this.refreshRooms().catch((e) => this.streamFailed(e));
       }
       if (room === this.openRoom && room.older !== undefined) {
         if (room.take([e])) {
@@ -451,7 +501,7 @@ export class Client {
       created: Date.now(),
     };
     this.outbox.push(entry);
-    if (!store.setOutbox(this.outbox)) {
+    if (!this.saveOutbox()) {
       this.error = 'this browser refused to keep the message (storage full or private mode)';
     }
     this.changed();
@@ -463,9 +513,15 @@ export class Client {
     return this.outbox.filter((e) => e.room === room.id);
   }
 
+  /** Keeps the outbox in this browser, each entry sealed with the user's key; false when
+   * the browser refused (storage full, private mode). */
+  saveOutbox() {
+    return store.setOutbox(this.outbox.map((e) => keptForm(this.user, e)));
+  }
+
   discard(entry) {
     this.outbox = this.outbox.filter((e) => e.lid !== entry.lid);
-    store.setOutbox(this.outbox);
+    this.saveOutbox();
     this.changed();
   }
 
@@ -481,6 +537,8 @@ export class Client {
         return basis.Draft.reaction(d.target, d.key);
       case 'file':
         return basis.Draft.load(unbase64(d.saved));
+      case 'unreadable':
+        throw new Error('this browser kept it sealed, and it does not open with this key');
       default:
         throw new Error('unknown draft');
     }
@@ -512,7 +570,7 @@ export class Client {
       draft = sealed.draft;
     }
     entry.bytes = base64(this.user.message(roomText, draft));
-    store.setOutbox(this.outbox);
+    this.saveOutbox();
   }
 
   /** Posts what the outbox holds, in order; stops at the first that cannot go now. */
@@ -529,7 +587,7 @@ export class Client {
           const room = this.rooms.get(entry.room);
           if (room && room.older !== undefined && room.take([{ raw: entry.bytes }])) room.rebuild();
           this.outbox = this.outbox.filter((e) => e.lid !== entry.lid);
-          store.setOutbox(this.outbox);
+          this.saveOutbox();
         } catch (e) {
           if (e instanceof Unreachable) {
             this.online = false;
@@ -537,7 +595,7 @@ export class Client {
           }
           entry.state = 'failed';
           entry.error = e.message || String(e);
-          store.setOutbox(this.outbox);
+          this.saveOutbox();
         }
         this.changed();
       }

@@ -108,7 +108,9 @@ function App() {
     setPhase('unlock');
   };
   const forget = () => {
-    if (confirm('Remove the key kept in this browser? Without an exported copy it is gone for good.')) {
+    const unsent = store.outbox().length;
+    const also = unsent === 1 ? ' The message it has not sent yet goes with it.' : unsent > 1 ? ` The ${unsent} messages it has not sent yet go with it.` : '';
+    if (confirm(`Remove the key kept in this browser, with its contacts? Without an exported copy the key is gone for good.${also}`)) {
       store.forgetKeyFile();
       setPhase('welcome');
     }

@@ -1,10 +1,12 @@
 // What the page keeps in this browser (localStorage, which works on plain HTTP): the user's
 // key file (encrypted with the passphrase, the same format as `basis user export`), contacts,
-// each room's Megolm sessions (sealed with the state key inside the key file), the outbox of
-// messages not yet taken by the node, and small preferences. Nothing here is readable without
-// the passphrase except contacts, preferences and room ids. Files picked but not yet on the
-// node are kept in IndexedDB (`kept`, below), which holds a File where localStorage holds
-// only strings.
+// each room's Megolm sessions and the outbox of messages not yet taken by the node (both
+// sealed with the state key inside the key file), and small things. Without the passphrase
+// only these are readable: contacts (nicknames and keys), the user's display name, room ids
+// with their unread counts, and the theme. Files picked but not yet on the node are kept in
+// IndexedDB (`kept`, below), which holds a File where localStorage holds only strings: they
+// are the user's own files, as the device already holds them. All of it but the theme
+// belongs to the key: forgetting the key forgets it too.
 
 const PREFIX = 'basis.';
 
@@ -30,9 +32,16 @@ function set(key, value) {
 export const store = {
   keyFile: () => get('keyfile', null),
   setKeyFile: (text) => set('keyfile', text),
-  /** Forgets the key, and the files it had not sent yet (they are the user's photos). */
+  /** Forgets the key and everything kept for it: contacts, display name, room keys, unread
+   * counts, messages and files it had not sent yet. The next key used here starts clean
+   * (it would otherwise publish the last user's name, and send the last user's messages). */
   forgetKeyFile: () => {
-    localStorage.removeItem(PREFIX + 'keyfile');
+    const mine = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key && key.startsWith(PREFIX) && key !== PREFIX + 'theme') mine.push(key);
+    }
+    for (const key of mine) localStorage.removeItem(key);
     if (typeof indexedDB !== 'undefined') indexedDB.deleteDatabase('basis');
   },
 

@@ -127,7 +127,7 @@ function Upload({ client, job }) {
 
 function Pending({ client, entry }) {
   const d = entry.draft;
-  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? html`${Icon('clip')} ${d.name} (${sizeText(d.size)})` : `reaction ${d.key}`;
+  const what = d.type === 'text' ? d.text : d.type === 'edit' ? `edit: ${d.text}` : d.type === 'delete' ? 'delete a message' : d.type === 'file' ? html`${Icon('clip')} ${d.name} (${sizeText(d.size)})` : d.type === 'unreadable' ? 'a message this browser kept that cannot be read' : `reaction ${d.key}`;
   return html`<li class="msg mine pending">
     <div class="msg-body">
       <p class="text">${what}</p>

@@ -93,10 +93,12 @@ export function Unlock({ done, forget }) {
   const [error, setError] = useState('');
   let who = '';
   try {
-    who = basis.User.keyFileUserId(store.keyFile()).slice(0, 8);
+    who = `user ${basis.User.keyFileUserId(store.keyFile()).slice(0, 8)}`;
   } catch (_) {
-    who = '?';
+    who = 'the key kept here';
   }
+  const name = store.displayName();
+  if (name) who = `${name} (${who})`;
   const unlock = busyWhile(setBusy, setError, async () => {
     done(basis.User.openKeyFile(store.keyFile(), pass));
   });
@@ -104,7 +106,7 @@ export function Unlock({ done, forget }) {
     <main class="welcome">
       <h1>Basis</h1>
       <form onSubmit=${unlock}>
-        <label>Passphrase of user ${who}<input type="password" value=${pass} onInput=${(e) => setPass(e.target.value)} autocomplete="current-password" autofocus required /></label>
+        <label>Passphrase of ${who}<input type="password" value=${pass} onInput=${(e) => setPass(e.target.value)} autocomplete="current-password" autofocus required /></label>
         <button class="primary" disabled=${busy}>${busy ? 'Unlocking…' : 'Unlock'}</button>
       </form>
       <${Notice} kind="error">${error}<//>

@@ -678,6 +678,13 @@ fn a_direct_conversation_is_one_room_whoever_writes_and_is_named_by_the_contact(
             ]
         );
     }
+    // Its history says what it is, not the room's conventional name.
+    let history = bob.ok(&at, &["history", "a"]);
+    assert!(
+        history.contains("* a started this direct conversation"),
+        "{history}"
+    );
+    assert!(!history.contains("\"dm\""), "{history}");
     // "dm" is not a room name anyone has to type; a stranger is no contact.
     let err = fails(&alice, &at, &["history", "dm"]);
     assert!(err.contains("no room"), "{err}");

@@ -122,6 +122,35 @@ test('two browser users on two nodes and a CLI user chat, edit, react, delete an
   await ben.close();
 });
 
+test('a direct conversation from a contact: named by the other person on both sides, joined, answered', async () => {
+  const n = await oneNode('kit');
+  const mara = await WebUser.open(n);
+  await mara.create('Mara');
+  const ben = await WebUser.open(n);
+  await ben.create('Ben');
+  await mara.addContact('ben', await ben.userId());
+  const p = mara.page;
+  await p.getByRole('button', { name: 'Message' }).click();
+  await p.locator('.room h2', { hasText: 'ben' }).waitFor();
+  await mara.send('are you at the depot?');
+  // Ben is invited to a conversation named by Mara's profile, and reads her before joining.
+  await ben.joinRoom(n, 'Mara');
+  await until('Ben reads Mara', async () => (await ben.shownTexts()).includes('are you at the depot?'));
+  await ben.send('yes, with the water truck');
+  await until('Mara reads Ben', async () => (await mara.shownTexts()).includes('yes, with the water truck'));
+  for (const [who, says] of [[mara, 'you started this direct conversation'], [ben, /^Mara \([0-9a-f]{8}\) started this direct conversation$/]]) {
+    const events = await who.page.locator('.event').allTextContents();
+    assert.ok(events.some((e) => (typeof says === 'string' ? e === says : says.test(e))), JSON.stringify(events));
+    assert.ok(events.includes('the beginning of the conversation'), JSON.stringify(events));
+    assert.ok(!events.some((e) => e.includes('“dm”')), `the conventional room name is not shown: ${JSON.stringify(events)}`);
+    await who.page.goto(n.url + '#/rooms');
+    assert.equal(await who.page.locator('.rooms a').count(), 1);
+  }
+  assert.deepEqual([...mara.errors, ...ben.errors], []);
+  await mara.close();
+  await ben.close();
+});
+
 test('a key made in the browser moves to the CLI and back, and reads the same history', async () => {
   const n = await oneNode('kit');
   const web = await WebUser.open(n);

@@ -3,6 +3,7 @@
 use basis_core::timeline::{Line, Shown};
 use basis_core::{Timestamp, UserId};
 
+use super::directory::dm_partner;
 use super::session::Session;
 use super::view::RoomView;
 
@@ -56,7 +57,11 @@ pub fn line(s: &Session, view: &RoomView, l: &Line) -> String {
     let head = format!("{} {}", time(l.time.0), &l.id.to_string()[..8]);
     let author = who(s, view, &l.author);
     let body = match &l.shown {
-        Shown::Created { name } => format!("* {author} created the room {name:?}"),
+        // A direct conversation's room is named `dm` by convention: not a name to show.
+        Shown::Created { name } => match dm_partner(&view.info, &s.secrets.user_id()) {
+            Some(_) => format!("* {author} started this direct conversation"),
+            None => format!("* {author} created the room {name:?}"),
+        },
         Shown::Membership { action, target } => {
             let target = who(s, view, target);
             match *action {

@@ -661,6 +661,10 @@ fn a_direct_conversation_is_one_room_whoever_writes_and_is_named_by_the_contact(
     // Bob is told how to answer, and answering lands in the same conversation.
     let rooms = bob.ok(&at, &["rooms"]);
     assert!(rooms.contains("answer with `basis dm a TEXT`"), "{rooms}");
+    assert!(
+        rooms.contains("  1 member ") && !rooms.contains("1 members"),
+        "{rooms}"
+    );
     bob.ok(&at, &["dm", "a", "yes, with the radio"]);
     alice.ok(&at, &["dm", "b", "good"]);
     for (user, contact) in [(&alice, "b"), (&bob, "a")] {

@@ -13,6 +13,12 @@ pub fn zone_label() -> String {
     now.strftime("%Z (UTC%:z)").to_string()
 }
 
+/// The first `n` characters of an id the node sent (all of it when shorter, or when `n`
+/// falls inside a character): what a line shows of a room or message id.
+pub fn prefix(id: &str, n: usize) -> &str {
+    id.get(..n).unwrap_or(id)
+}
+
 /// A hybrid timestamp in the local time zone (`TZ`, else the system's), as
 /// `YYYY-MM-DD HH:MM` (views say which zone once, with [`zone_label`]).
 pub fn time(t: u64) -> String {
@@ -113,4 +119,18 @@ pub fn receipts(s: &Session, view: &RoomView) -> Vec<String> {
         })
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn a_prefix_of_a_short_or_odd_id_is_the_id_itself() {
+        assert_eq!(prefix("aa943b7b91cce5d6", 12), "aa943b7b91cc");
+        assert_eq!(prefix("ab12", 8), "ab12");
+        assert_eq!(prefix("", 8), "");
+        // A node sending something that is not hex never splits a character.
+        assert_eq!(prefix("ééééé", 3), "ééééé");
+    }
 }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::client::directory;
 use crate::client::node_client::NodeClient;
 use crate::client::profile::write_private;
+use crate::client::render;
 use crate::client::session::{ClientOptions, Session};
 use crate::client::view::RoomView;
 use crate::commands::messages::{must_be_joined, post_message};
@@ -316,7 +317,7 @@ pub async fn send_file(opts: &ClientOptions, room: &str, path: &Path, json: bool
     } else {
         println!(
             "sent {} to {shown_name}: {label} ({})",
-            &id[..8],
+            render::prefix(&id, 8),
             human(size)
         );
     }

@@ -136,7 +136,7 @@ impl Followed {
         if !json {
             out.say(format!(
                 "── {name} ({}{}) ── times in {}",
-                &info.room[..12],
+                render::prefix(&info.room, 12),
                 if info.encrypted { ", encrypted" } else { "" },
                 render::zone_label()
             ));
@@ -371,7 +371,7 @@ impl Rooms {
                 i + 1,
                 directory::display_name(&s.contacts, &me, r),
                 r.standing,
-                &r.room[..12]
+                render::prefix(&r.room, 12)
             ));
         }
     }

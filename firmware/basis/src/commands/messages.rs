@@ -20,7 +20,7 @@ pub fn must_be_joined(info: &RoomInfo, shown_name: &str) -> Result<()> {
         Standing::Joined => Ok(()),
         Standing::Invited => bail!(
             "join first: basis room join {} (you are invited to {shown_name} but have not joined)",
-            &info.room[..12]
+            render::prefix(&info.room, 12)
         ),
         Standing::Left => bail!("you left {shown_name}; ask a member to invite you again"),
         Standing::Removed => {
@@ -78,7 +78,7 @@ pub async fn send(opts: &ClientOptions, room: &str, text: String, json: bool) ->
         print_json(&serde_json::json!({"id": id, "room": info.room}));
     } else {
         let name = directory::display_name(&s.contacts, &s.secrets.user_id(), &info);
-        println!("sent {} to {name}", &id[..8]);
+        println!("sent {} to {name}", render::prefix(&id, 8));
     }
     Ok(())
 }
@@ -149,7 +149,7 @@ pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
         }
     };
     let id = post_message(&s, &info, MessageBody::Text { text }).await?;
-    println!("sent {} to {who}", &id[..8]);
+    println!("sent {} to {who}", render::prefix(&id, 8));
     Ok(())
 }
 
@@ -194,7 +194,7 @@ pub async fn change(opts: &ClientOptions, room: &str, event: &str, act: Act) -> 
         }
     };
     let id = post_message(&s, &info, body).await?;
-    println!("sent {} to {shown_name}", &id[..8]);
+    println!("sent {} to {shown_name}", render::prefix(&id, 8));
     Ok(())
 }
 
@@ -322,7 +322,7 @@ pub async fn history(
     }
     println!(
         "{shown_name} ({}{}), times in {}",
-        &info.room[..12],
+        render::prefix(&info.room, 12),
         if info.encrypted { ", encrypted" } else { "" },
         render::zone_label()
     );

@@ -5,6 +5,7 @@ use basis_core::{Body, History, MembershipAction, RoomCreate, UserId};
 
 use crate::cli::RoomCommand;
 use crate::client::directory;
+use crate::client::render;
 use crate::client::session::{ClientOptions, Session};
 use crate::commands::print_json;
 use basis_api::rooms::{RoomInfo, Standing};
@@ -56,9 +57,10 @@ pub async fn list(opts: &ClientOptions, json: bool) -> Result<()> {
         } else {
             ""
         };
+        let members = if joined == 1 { "member " } else { "members" };
         println!(
-            "{}  {:<24} {:<8} {:>3} members  {kind}",
-            &r.room[..12],
+            "{}  {:<24} {:<8} {:>3} {members}  {kind}",
+            render::prefix(&r.room, 12),
             name,
             r.standing,
             joined,
@@ -88,7 +90,7 @@ pub fn answer_hint(s: &Session, r: &RoomInfo) -> String {
         }
         None => format!(
             "you are invited: accept with `basis room join {}`",
-            &r.room[..12]
+            render::prefix(&r.room, 12)
         ),
     }
 }
@@ -129,7 +131,7 @@ pub async fn room(opts: &ClientOptions, command: RoomCommand) -> Result<()> {
             }) {
                 bail!(
                     "you already have a room named {name:?} ({}): choose another name, so that `basis send {name}` knows which room you mean",
-                    &same.room[..12]
+                    render::prefix(&same.room, 12)
                 );
             }
             if name == directory::DM_NAME {

@@ -694,6 +694,16 @@ fn a_direct_conversation_is_one_room_whoever_writes_and_is_named_by_the_contact(
     assert!(err.contains("no room"), "{err}");
     let err = fails(&alice, &at, &["dm", "carol", "hi"]);
     assert!(err.contains("no contact named \"carol\""), "{err}");
+    // An empty message is refused before anything is sent, whichever way it would go.
+    for args in [
+        &["dm", "b", " "][..],
+        &["send", "b", ""],
+        &["edit", "b", "1a2b", "\t"],
+    ] {
+        let err = fails(&alice, &at, args);
+        assert!(err.contains("the message is empty"), "{err}");
+    }
+    assert_eq!(alice.texts(&at, "b").len(), 3);
     node.stop();
 }
 

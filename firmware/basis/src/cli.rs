@@ -270,6 +270,14 @@ impl Before {
     }
 }
 
+/// A message's text: anything but empty or blanks only, which would show as an empty bubble.
+fn message_text(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the message is empty: there is nothing to send".into());
+    }
+    Ok(text.to_string())
+}
+
 fn parse_set(arg: &str) -> Result<(String, String), String> {
     parse_override(arg).map_err(|e| e.to_string())
 }
@@ -399,7 +407,7 @@ pub enum Command {
         /// Room: its name, id or the first characters of the id.
         room: String,
         /// The text (not with --file).
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        #[arg(required_unless_present = "file", conflicts_with = "file", value_parser = message_text)]
         text: Option<String>,
         /// Send this file instead of a text.
         #[arg(long, value_name = "PATH")]
@@ -416,6 +424,7 @@ pub enum Command {
         /// A contact's nickname or a user key.
         who: String,
         /// The text.
+        #[arg(value_parser = message_text)]
         text: String,
         /// Which node, user key and passphrase.
         #[command(flatten)]
@@ -428,6 +437,7 @@ pub enum Command {
         /// The message: its id or first characters, as `basis history` shows.
         event: String,
         /// The new text.
+        #[arg(value_parser = message_text)]
         text: String,
         /// Which node, user key and passphrase.
         #[command(flatten)]

@@ -149,7 +149,9 @@ pub async fn dm(opts: &ClientOptions, who: &str, text: String) -> Result<()> {
         }
     };
     let id = post_message(&s, &info, MessageBody::Text { text }).await?;
-    println!("sent {} to {who}", render::prefix(&id, 8));
+    // Named as `basis rooms` names the conversation, whatever was typed to find the person.
+    let name = directory::display_name(&s.contacts, &me, &info);
+    println!("sent {} to {name}", render::prefix(&id, 8));
     Ok(())
 }
 

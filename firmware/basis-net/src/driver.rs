@@ -34,6 +34,7 @@ use crate::bridge::{Attempt, Bridge};
 use crate::closing::{Outcome, close, read_close, refusal_by_peer};
 use crate::context::{Context, Dial, NewEvent};
 use crate::peers::{Found, Refusal};
+use crate::registry::Registered;
 use crate::wan::{WanView, unix_now};
 
 /// Least time between two peer lists on one link. A link shares the node's peers when it
@@ -727,19 +728,32 @@ impl Session {
         match self {
             Session::Lan(lan) => {
                 // One link per pair: a live link to the same peer may win over this one.
-                let kept = lan
-                    .facts
-                    .is_some_and(|f| io.ctx.registry.register(peer, Box::new(io.conn.clone()), f));
-                if !kept {
-                    lan.duplicate = true;
-                    io.close("another link to this node was kept".into());
-                    return;
+                let registered = lan.facts.map_or(Registered::Refused, |f| {
+                    io.ctx.registry.register(peer, Box::new(io.conn.clone()), f)
+                });
+                match registered {
+                    Registered::Refused => {
+                        lan.duplicate = true;
+                        io.close("another link to this node was kept".into());
+                        return;
+                    }
+                    // Both nodes dialled at once: the operator was already told of the first.
+                    Registered::Replaced { restarted: false } => log::debug!(
+                        "node {} linked again at {}: this link replaces the other",
+                        peer.short(),
+                        io.remote
+                    ),
+                    Registered::Replaced { restarted: true } => log::info!(
+                        "node {} ({name}) restarted: linked again at {}",
+                        peer.short(),
+                        io.remote
+                    ),
+                    Registered::First => log::info!(
+                        "linked with node {} ({name}) at {}",
+                        peer.short(),
+                        io.remote
+                    ),
                 }
-                log::info!(
-                    "linked with node {} ({name}) at {}",
-                    peer.short(),
-                    io.remote
-                );
                 io.ctx.writer.remember_peer(peer.0, io.remote.to_string());
                 io.ctx.registry.admitted(peer, name, io.remote);
                 lan.carry_files(io);

@@ -95,6 +95,22 @@ pub(crate) struct Registry {
     changes: watch::Sender<u64>,
 }
 
+/// What [`Registry::register`] did with a link whose peer was just admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registered {
+    /// Kept: the only live link to its peer.
+    First,
+    /// Kept in place of a live link to the same peer, now closed: the peer restarted
+    /// (`restarted`), or the two nodes dialled each other at once and this link is the one
+    /// both keep.
+    Replaced {
+        /// Whether the peer started again since the replaced link was made.
+        restarted: bool,
+    },
+    /// Refused: a live link to the same peer wins, and this one must close.
+    Refused,
+}
+
 impl Registry {
     /// An empty registry for node `local` of the federation with `tag`.
     pub(crate) fn new(local: NodeId, tag: String, allow: Vec<NodeId>, max_peers: usize) -> Self {
@@ -127,10 +143,17 @@ impl Registry {
     }
 
     /// Registers a link whose peer was just admitted, applying the one-link-per-pair rule
-    /// (`basis_proto::duplicate`): false when a live link to the same peer wins and this one
-    /// must close; true when this one is kept (an older one, if any, is closed).
-    pub(crate) fn register(&self, peer: NodeId, conn: Box<dyn LinkConn>, facts: LinkFacts) -> bool {
+    /// (`basis_proto::duplicate`): [`Registered::Refused`] when a live link to the same peer
+    /// wins and this one must close; otherwise this one is kept, and an older one, if any, is
+    /// closed.
+    pub(crate) fn register(
+        &self,
+        peer: NodeId,
+        conn: Box<dyn LinkConn>,
+        facts: LinkFacts,
+    ) -> Registered {
         let mut state = self.state();
+        let mut registered = Registered::First;
         if let Some(existing) = state.links.get(&peer)
             && existing.conn.is_live()
             && existing.conn.id() != conn.id()
@@ -140,16 +163,11 @@ impl Registry {
                 ..existing.facts
             };
             match duplicate::keep(self.local, peer, &old, &facts) {
-                Keep::Existing => return false,
+                Keep::Existing => return Registered::Refused,
                 Keep::New => {
-                    if old.peer_boot != facts.peer_boot {
-                        log::info!(
-                            "node {} restarted: its new link replaces the old one",
-                            peer.short()
-                        );
-                    } else {
-                        log::debug!("node {} linked again: replacing its old link", peer.short());
-                    }
+                    registered = Registered::Replaced {
+                        restarted: old.peer_boot != facts.peer_boot,
+                    };
                     existing
                         .conn
                         .close(CloseCode::Duplicate, CloseCode::Duplicate.meaning());
@@ -164,7 +182,7 @@ impl Registry {
                 since: Instant::now(),
             },
         );
-        true
+        registered
     }
 
     /// Whether a live link runs to this address.
@@ -532,11 +550,17 @@ mod tests {
         let r = Registry::new(ME, "tag".into(), vec![], 32);
         let mut changes = r.changes();
         let (old, new) = (Fake::new(1), Fake::new(2));
-        assert!(r.register(PEER, Box::new(old.clone()), facts(LinkEnd::Dialled, 7, 1)));
+        assert_eq!(
+            r.register(PEER, Box::new(old.clone()), facts(LinkEnd::Dialled, 7, 1)),
+            Registered::First
+        );
         r.admitted(PEER, "peer", old.remote());
         assert!(changes.has_changed().unwrap_or(false));
         changes.mark_unchanged();
-        assert!(r.register(PEER, Box::new(new.clone()), facts(LinkEnd::Dialled, 7, 2)));
+        assert_eq!(
+            r.register(PEER, Box::new(new.clone()), facts(LinkEnd::Dialled, 7, 2)),
+            Registered::Replaced { restarted: false }
+        );
         assert!(!old.is_live(), "the older dial was closed as a duplicate");
         // The replaced link's end neither unlinks the peer nor counts as a change of links.
         r.link_ended(PEER, &old, "duplicate", Outcome::Duplicate);
@@ -551,7 +575,10 @@ mod tests {
         );
         // An earlier dial arriving late loses to the held one.
         let stale = Fake::new(3);
-        assert!(!r.register(PEER, Box::new(stale), facts(LinkEnd::Dialled, 7, 1)));
+        assert_eq!(
+            r.register(PEER, Box::new(stale), facts(LinkEnd::Dialled, 7, 1)),
+            Registered::Refused
+        );
         r.link_ended(PEER, &new, "the peer went away", Outcome::Ended);
         assert!(!r.connected(&PEER));
         assert_eq!(r.snapshot()[0].state, PeerState::Disconnected);

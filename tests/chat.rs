@@ -694,6 +694,16 @@ fn a_direct_conversation_is_one_room_whoever_writes_and_is_named_by_the_contact(
     assert!(err.contains("no room"), "{err}");
     let err = fails(&alice, &at, &["dm", "carol", "hi"]);
     assert!(err.contains("no contact named \"carol\""), "{err}");
+    // Someone with no contact for Alice answers by the id prefix `basis rooms` suggests, and
+    // is told whom the message went to by name.
+    let carol = User::new();
+    carol.ok(&at, &["user", "create", "--name", "Carol"]);
+    alice.ok(&at, &["dm", &carol.id(&at), "is the road open?"]);
+    let sent = carol.ok(&at, &["dm", &alice_id[..8], "it is"]);
+    assert!(
+        sent.contains(&format!("to Alice ({})", &alice_id[..8])),
+        "{sent}"
+    );
     // An empty message is refused before anything is sent, whichever way it would go.
     for args in [
         &["dm", "b", " "][..],

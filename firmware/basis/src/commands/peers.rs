@@ -1,7 +1,5 @@
 //! `basis peers`: the other nodes this node knows.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Result;
 use basis_api::node::PeerState;
 
@@ -9,14 +7,7 @@ use crate::control::client::Client;
 use crate::settings::Settings;
 
 fn ago(unix_secs: Option<u64>) -> String {
-    let Some(then) = unix_secs else {
-        return "never".into();
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(then);
-    format!("{}s ago", now.saturating_sub(then))
+    unix_secs.map_or_else(|| "never".into(), super::status::ago)
 }
 
 /// Asks the node for its peers and prints them.

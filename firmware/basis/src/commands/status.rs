@@ -30,7 +30,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     }
     println!("node        {} ({})", status.node_id, status.name);
     println!("version     {}", status.version);
-    println!("uptime      {} s", status.uptime_secs);
+    println!("uptime      {}", span(status.uptime_secs));
     println!("data        {}", status.data_dir);
     println!(
         "events      {} ({} of events, {} on disk)",
@@ -68,12 +68,19 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn ago(unix: u64) -> String {
+/// A length of time in whole seconds as people read it: `45s`, `3m 9s`, `27h 46m 40s`.
+pub(crate) fn span(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    format!("{:#}", jiff::SignedDuration::from_secs(secs))
+}
+
+/// How long ago a wall-clock time (Unix seconds) was, as [`span`] writes it.
+pub(crate) fn ago(unix: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{} s ago", now.saturating_sub(unix))
+        .unwrap_or(unix);
+    format!("{} ago", span(now.saturating_sub(unix)))
 }
 
 fn print_bridge(bridge: &basis_api::admin::Bridge) {
@@ -166,12 +173,21 @@ fn print_bridge(bridge: &basis_api::admin::Bridge) {
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, span};
 
     #[test]
     fn sizes_read_naturally() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn spans_read_as_people_write_them() {
+        assert_eq!(span(0), "0s");
+        assert_eq!(span(45), "45s");
+        assert_eq!(span(189), "3m 9s");
+        assert_eq!(span(100_000), "27h 46m 40s");
+        assert!(!span(u64::MAX).is_empty());
     }
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use basis_api::node::PeerState;
 
+use crate::client::render;
 use crate::control::client::Client;
 use crate::settings::Settings;
 
@@ -34,7 +35,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             .collect();
         println!(
             "{:<10} {:<16} {:<12} {:>8} {:>12} {:>8} {:>8} {:>5}  {:<22} {}",
-            &p.node_id[..8.min(p.node_id.len())],
+            render::prefix(&p.node_id, 8),
             p.name.chars().take(16).collect::<String>(),
             p.state.as_str(),
             p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),

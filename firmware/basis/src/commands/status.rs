@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::client::render;
 use crate::control::client::Client;
 use crate::settings::Settings;
 
@@ -50,7 +51,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     for p in &status.peers_refused {
         println!(
             "refused     node {} ({}) at {}: {}",
-            &p.node_id[..p.node_id.len().min(8)],
+            render::prefix(&p.node_id, 8),
             p.name,
             p.addresses.first().map(String::as_str).unwrap_or("?"),
             p.hint.as_deref().unwrap_or("not admitted")
@@ -99,7 +100,7 @@ fn print_bridge(bridge: &basis_api::admin::Bridge) {
         };
         let mut line = format!(
             "upstream    {} {} {state} since {}",
-            &up.node_id[..up.node_id.len().min(8)],
+            render::prefix(&up.node_id, 8),
             up.host,
             ago(up.since)
         );

@@ -171,18 +171,13 @@ class Room {
 // room without end-to-end encryption holds the text) is kept sealed with the user's key
 // (`User.sealKept`), so that this browser's storage does not show it without the passphrase.
 
-/** Sealed form of a signed-in entry as kept: `kept` holds its draft and bytes. */
-const sealedForms = new WeakMap();
+/** An entry as kept: `kept` holds its draft and bytes, sealed. */
 function keptForm(user, entry) {
   const { draft, bytes, kept, ...rest } = entry;
   // An entry that did not open stays as it was found.
   if (draft.type === 'unreadable') return { ...rest, kept };
-  const cached = sealedForms.get(entry);
-  if (cached && cached.bytes === bytes) return { ...rest, kept: cached.kept };
   const plain = new TextEncoder().encode(JSON.stringify({ draft, bytes }));
-  const sealed = base64(user.sealKept(plain));
-  sealedForms.set(entry, { bytes, kept: sealed });
-  return { ...rest, kept: sealed };
+  return { ...rest, kept: base64(user.sealKept(plain)) };
 }
 
 /** The entry as kept, opened; one that does not open is shown as not sent, and kept. */

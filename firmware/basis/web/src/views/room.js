@@ -265,7 +265,7 @@ export function RoomView({ client, room, go }) {
       ${members ? html`<${Members} client=${client} room=${room} direct=${direct} act=${act} go=${go} />` : ''}
       <${Notice} kind="error">${error}<//>
       <ol class="messages" ref=${list} onScroll=${onScroll} aria-live="polite" aria-relevant="additions">
-        ${room.older ? html`<li class="event">scroll up for older messages</li>` : room.older === null ? html`<li class="event">${dmPartner(room.info, client.me) ? 'the beginning of the conversation' : 'the beginning of the room'}</li>` : html`<li class="event">loading…</li>`}
+        ${room.older ? html`<li class="event">scroll up for older messages</li>` : room.older === null ? html`<li class="event">${direct ? 'the beginning of the conversation' : 'the beginning of the room'}</li>` : html`<li class="event">loading…</li>`}
         ${lines.map((l) => html`<${Line} key=${l.id} client=${client} room=${room} line=${l} selected=${selected === l.id} select=${select}
           startEdit=${(line) => { setEditing(line); setText(line.shown.text); select(null); }} />`)}
         ${uploads.map((u) => html`<${Upload} key=${u.lid} client=${client} job=${u} />`)}
